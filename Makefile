@@ -1,0 +1,49 @@
+# tagarela -- the two commands users need are `make run` and `make test`.
+# CMake does the building underneath; this file installs what is missing,
+# drives the builds and runs every test suite.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_ARGS ?=
+ARGS       ?=
+PYTHON     := /usr/bin/python3
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps test-deps build run test suite unit integration browser check-asan bench clean
+
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+test-deps:
+	@sh scripts/install-deps.sh --test
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+
+run: build
+	./$(BUILD)/tagarela serve $(ARGS)
+
+test: test-deps
+	@$(MAKE) --no-print-directory suite BUILD=$(BUILD)
+
+check-asan: test-deps
+	@$(MAKE) --no-print-directory suite BUILD=$(ASAN_BUILD) CMAKE_ARGS="-DTAGARELA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# The whole suite against the build in $(BUILD): units, integration, browser.
+suite: build unit integration browser
+
+unit:
+	cd $(BUILD) && ctest --output-on-failure
+
+integration:
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+browser:
+	cd tests/browser && npm ci --no-audit --no-fund --silent && \
+	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela node --test
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

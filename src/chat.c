@@ -1,0 +1,473 @@
+/* chat.c -- rooms, users, and the messages of the wire contract.
+ *
+ * All state hangs off a chat struct (no globals), so each event loop can
+ * own one. Outgoing JSON is written by hand: key order is part of the
+ * contract and the broadcast path should not pay for a generic encoder. */
+#include "chat.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dict.h"
+#include "escape.h"
+#include "sbuf.h"
+#include "utf8.h"
+
+#define DEFAULT_ROOM "1"
+#define MAX_ROOM_ID 64
+
+typedef struct room {
+    char *id;
+    size_t id_len;
+    chat_user *head, *tail;     /* members in the order they joined */
+    size_t count;
+} room;
+
+struct chat_user {
+    void *conn;
+    uint32_t uid;               /* 0 until logged in */
+    char *name;                 /* HTML-escaped, as sent on the wire */
+    size_t name_len;
+    room *room;
+    chat_user *prev, *next;     /* room membership */
+    double tokens;              /* rate limit bucket */
+    uint64_t last_ms;
+};
+
+struct chat {
+    chat_limits limits;
+    chat_io io;
+    dict rooms;                 /* id -> room */
+    dict users;                 /* uid (4 bytes) -> logged-in user */
+    uint32_t next_uid;
+    sbuf out;                   /* reused for every outgoing message */
+    sbuf tmp;
+    time_t time_sec;            /* cached formatted time */
+    char time_str[20];
+};
+
+chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed)
+{
+    chat *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->limits = *limits;
+    c->io = *io;
+    dict_init(&c->rooms);
+    dict_init(&c->users);
+    sbuf_init(&c->out);
+    sbuf_init(&c->tmp);
+    c->next_uid = uid_seed ? uid_seed : 1;
+    c->time_sec = -1;
+    return c;
+}
+
+static void room_free(room *r)
+{
+    free(r->id);
+    free(r);
+}
+
+void chat_free(chat *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->rooms.nslots; i++)
+        for (dict_entry *e = c->rooms.slots[i]; e; e = e->next) room_free(e->value);
+    dict_free(&c->rooms);
+    dict_free(&c->users);
+    sbuf_free(&c->out);
+    sbuf_free(&c->tmp);
+    free(c);
+}
+
+chat_user *chat_connect(chat *c, void *conn)
+{
+    chat_user *u = calloc(1, sizeof *u);
+    if (!u) return NULL;
+    u->conn = conn;
+    u->tokens = c->limits.burst;
+    return u;
+}
+
+uint32_t chat_user_uid(const chat_user *u) { return u->uid; }
+size_t chat_user_count(const chat *c) { return c->users.count; }
+size_t chat_room_count(const chat *c) { return c->rooms.count; }
+
+static const char *now_str(chat *c, uint64_t now_ms)
+{
+    time_t sec = (time_t)(now_ms / 1000);
+    if (sec != c->time_sec) {
+        struct tm tm;
+        localtime_r(&sec, &tm);
+        strftime(c->time_str, sizeof c->time_str, "%Y-%m-%d %H:%M:%S", &tm);
+        c->time_sec = sec;
+    }
+    return c->time_str;
+}
+
+/* ---- delivering ------------------------------------------------------ */
+
+static void *make_message(chat *c)
+{
+    if (c->out.oom) return NULL;
+    return c->io.message_new(c->io.ctx, c->out.p, c->out.len);
+}
+
+static void send_to(chat *c, chat_user *u)
+{
+    void *m = make_message(c);
+    if (!m) return;
+    c->io.message_send(c->io.ctx, u->conn, m);
+    c->io.message_release(c->io.ctx, m);
+}
+
+static void send_to_room(chat *c, room *r)
+{
+    void *m = make_message(c);
+    if (!m) return;
+    for (chat_user *u = r->head; u; u = u->next) c->io.message_send(c->io.ctx, u->conn, m);
+    c->io.message_release(c->io.ctx, m);
+}
+
+static void send_error(chat *c, chat_user *u, const char *code, const char *message)
+{
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"error\",\"code\":");
+    sbuf_json_str(o, code, strlen(code));
+    sbuf_puts(o, ",\"message\":");
+    sbuf_json_str(o, message, strlen(message));
+    sbuf_putc(o, '}');
+    send_to(c, u);
+}
+
+/* ---- rooms and uids -------------------------------------------------- */
+
+static room *room_get(chat *c, const char *id, size_t len)
+{
+    room *r = dict_get(&c->rooms, id, len);
+    if (r) return r;
+    r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->id = malloc(len + 1);
+    if (!r->id) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->id, id, len);
+    r->id[len] = '\0';
+    r->id_len = len;
+    if (dict_put(&c->rooms, r->id, len, r) < 0) {
+        room_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void room_leave(chat *c, chat_user *u)
+{
+    room *r = u->room;
+    if (u->prev) u->prev->next = u->next; else r->head = u->next;
+    if (u->next) u->next->prev = u->prev; else r->tail = u->prev;
+    u->prev = u->next = NULL;
+    u->room = NULL;
+    if (--r->count == 0) {
+        dict_del(&c->rooms, r->id, r->id_len);
+        room_free(r);
+    }
+}
+
+static void room_join(room *r, chat_user *u)
+{
+    u->room = r;
+    u->prev = r->tail;
+    u->next = NULL;
+    if (r->tail) r->tail->next = u; else r->head = u;
+    r->tail = u;
+    r->count++;
+}
+
+static uint32_t new_uid(chat *c)
+{
+    for (;;) {
+        uint32_t uid = c->next_uid++;
+        if (uid == 0) continue;
+        if (!dict_get(&c->users, &uid, sizeof uid)) return uid;
+    }
+}
+
+/* ---- login ----------------------------------------------------------- */
+
+/* Validates and escapes the name into c->tmp. Returns an error text or NULL. */
+static const char *check_name(chat *c, json_t *v)
+{
+    if (!json_is_string(v)) return "name is required and must be a string";
+    size_t n = json_string_length(v);
+    const char *s = utf8_trim(json_string_value(v), &n);
+    if (n == 0) return "name is empty";
+    if (utf8_has_control(s, n)) return "name holds control characters";
+    if (utf8_count((const uint8_t *)s, n) > c->limits.max_name) return "name is too long";
+    sbuf_reset(&c->tmp);
+    html_escape(&c->tmp, s, n, false);
+    return c->tmp.oom ? "out of memory" : NULL;
+}
+
+/* Room id as a string: a number n is the room "n". Returns length or -1. */
+static int room_id_of(json_t *v, char *buf, size_t cap)
+{
+    if (!v) return snprintf(buf, cap, "%s", DEFAULT_ROOM);
+    if (json_is_integer(v)) return snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d == floor(d) && fabs(d) < 1e15) return snprintf(buf, cap, "%.0f", d);
+        return snprintf(buf, cap, "%.17g", d);
+    }
+    if (!json_is_string(v)) return -1;
+    size_t n = json_string_length(v);
+    if (n == 0 || n > MAX_ROOM_ID || n >= cap) return -1;
+    memcpy(buf, json_string_value(v), n);
+    return (int)n;
+}
+
+static void write_user(sbuf *o, const chat_user *u)
+{
+    sbuf_puts(o, "{\"uid\":");
+    sbuf_u64(o, u->uid);
+    sbuf_puts(o, ",\"name\":");
+    sbuf_json_str(o, u->name, u->name_len);
+    sbuf_putc(o, '}');
+}
+
+static void send_user_list(chat *c, chat_user *u, room *r)
+{
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"user_list\",\"user_list\":[");
+    for (chat_user *m = r->head; m; m = m->next) {
+        write_user(o, m);
+        sbuf_putc(o, ',');
+    }
+    write_user(o, u);
+    sbuf_puts(o, "]}");
+    send_to(c, u);
+}
+
+static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
+{
+    if (u->uid) {
+        send_error(c, u, "already_logged_in", "this connection is already logged in");
+        return;
+    }
+    const char *err = check_name(c, json_object_get(msg, "name"));
+    if (err) {
+        send_error(c, u, "bad_name", err);
+        return;
+    }
+    char id[MAX_ROOM_ID + 1];
+    int id_len = room_id_of(json_object_get(msg, "room_id"), id, sizeof id);
+    if (id_len <= 0 || id_len > MAX_ROOM_ID) {
+        send_error(c, u, "bad_json", "room_id must be a number or a string of 1 to 64 bytes");
+        return;
+    }
+    room *r = room_get(c, id, (size_t)id_len);
+    char *name = malloc(c->tmp.len + 1);
+    if (!r || !name) {
+        free(name);
+        if (r && r->count == 0) {
+            dict_del(&c->rooms, r->id, r->id_len);
+            room_free(r);
+        }
+        send_error(c, u, "internal", "out of memory");
+        return;
+    }
+    memcpy(name, c->tmp.p, c->tmp.len + 1);
+    u->name = name;
+    u->name_len = c->tmp.len;
+    u->uid = new_uid(c);
+    if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
+        u->uid = 0;
+        send_error(c, u, "internal", "out of memory");
+        return;
+    }
+    send_user_list(c, u, r);
+    room_join(r, u);
+
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"login\",\"uid\":");
+    sbuf_u64(o, u->uid);
+    sbuf_puts(o, ",\"name\":");
+    sbuf_json_str(o, u->name, u->name_len);
+    sbuf_puts(o, ",\"time\":\"");
+    sbuf_puts(o, now_str(c, now_ms));
+    sbuf_puts(o, "\"}");
+    send_to_room(c, r);
+}
+
+/* ---- say ------------------------------------------------------------- */
+
+/* Target of a say: 0 for everyone, a uid, or -1 for a value of a wrong type
+ * and -2 for one that can be no uid. */
+static int64_t target_of(json_t *v)
+{
+    if (!v) return 0;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (strcmp(s, "all") == 0) return 0;
+        if (!*s || strlen(s) > 10) return -2;
+        int64_t uid = 0;
+        for (; *s; s++) {
+            if (*s < '0' || *s > '9') return -2;
+            uid = uid * 10 + (*s - '0');
+        }
+        return uid > 0 && uid <= UINT32_MAX ? uid : -2;
+    }
+    if (json_is_integer(v)) {
+        json_int_t uid = json_integer_value(v);
+        return uid > 0 && uid <= UINT32_MAX ? uid : -2;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        return d == floor(d) && d > 0 && d <= UINT32_MAX ? (int64_t)d : -2;
+    }
+    return -1;
+}
+
+static bool rate_allows(chat *c, chat_user *u, uint64_t now_ms)
+{
+    if (now_ms > u->last_ms) {
+        u->tokens += (double)(now_ms - u->last_ms) * c->limits.rate / 1000.0;
+        if (u->tokens > c->limits.burst) u->tokens = c->limits.burst;
+    }
+    u->last_ms = now_ms;
+    if (u->tokens < 1.0) return false;
+    u->tokens -= 1.0;
+    return true;
+}
+
+static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_t n, uint64_t now_ms)
+{
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"say\",\"from_uid\":");
+    sbuf_u64(o, from->uid);
+    if (to) {
+        sbuf_puts(o, ",\"to_uid\":");
+        sbuf_u64(o, (uint64_t)to);
+    } else {
+        sbuf_puts(o, ",\"to_uid\":\"all\"");
+    }
+    sbuf_puts(o, ",\"content\":");
+    sbuf_reset(&c->tmp);
+    html_escape(&c->tmp, s, n, true);
+    if (c->tmp.oom) o->oom = 1;
+    else sbuf_json_str(o, c->tmp.p, c->tmp.len);
+    sbuf_puts(o, ",\"time\":\"");
+    sbuf_puts(o, now_str(c, now_ms));
+    sbuf_puts(o, "\"}");
+}
+
+static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
+{
+    if (!u->uid) {
+        send_error(c, u, "not_logged_in", "log in before you say anything");
+        return;
+    }
+    json_t *content = json_object_get(msg, "content");
+    if (!json_is_string(content)) {
+        send_error(c, u, "bad_content", "content is required and must be a string");
+        return;
+    }
+    const char *s = json_string_value(content);
+    size_t n = json_string_length(content);
+    size_t cps = utf8_count((const uint8_t *)s, n);
+    if (cps == 0 || cps > c->limits.max_content) {
+        send_error(c, u, "bad_content", cps ? "content is too long" : "content is empty");
+        return;
+    }
+    int64_t to = target_of(json_object_get(msg, "to_uid"));
+    if (to == -1) {
+        send_error(c, u, "bad_json", "to_uid must be \"all\" or a uid");
+        return;
+    }
+    chat_user *target = NULL;
+    if (to != 0) {
+        uint32_t uid = (uint32_t)to;
+        target = to > 0 ? dict_get(&c->users, &uid, sizeof uid) : NULL;
+        if (!target || target->room != u->room) {
+            send_error(c, u, "no_such_user", "no user with that uid in your room");
+            return;
+        }
+    }
+    write_say(c, u, to, s, n, now_ms);
+    if (!target) {
+        send_to_room(c, u->room);
+        return;
+    }
+    void *m = make_message(c);
+    if (!m) return;
+    c->io.message_send(c->io.ctx, target->conn, m);
+    if (target != u) c->io.message_send(c->io.ctx, u->conn, m);
+    c->io.message_release(c->io.ctx, m);
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, n, 0, &jerr);
+    if (!json_is_object(msg)) {
+        send_error(c, u, "bad_json", msg ? "a message must be a JSON object" : "malformed JSON");
+        json_decref(msg);
+        return;
+    }
+    json_t *type = json_object_get(msg, "type");
+    const char *t = json_is_string(type) ? json_string_value(type) : NULL;
+    if (!t) {
+        send_error(c, u, "bad_json", "a message needs a string \"type\"");
+    } else if (strcmp(t, "pong") == 0) {
+        /* heartbeat answer of the original clients: nothing to do */
+    } else if (!rate_allows(c, u, now_ms)) {
+        send_error(c, u, "rate_limited", "too many messages; slow down");
+    } else if (strcmp(t, "say") == 0) {
+        do_say(c, u, msg, now_ms);
+    } else if (strcmp(t, "login") == 0) {
+        do_login(c, u, msg, now_ms);
+    } else {
+        send_error(c, u, "unknown_type", "unknown message type");
+    }
+    json_decref(msg);
+}
+
+void chat_binary(chat *c, chat_user *u)
+{
+    send_error(c, u, "bad_json", "binary messages are not part of the protocol");
+}
+
+void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
+{
+    if (!u) return;
+    if (u->uid) {
+        room *r = u->room;
+        bool others = r->count > 1;     /* else room_leave frees the room */
+        dict_del(&c->users, &u->uid, sizeof u->uid);
+        room_leave(c, u);
+        if (!quiet && others) {
+            sbuf *o = &c->out;
+            sbuf_reset(o);
+            sbuf_puts(o, "{\"type\":\"logout\",\"uid\":");
+            sbuf_u64(o, u->uid);
+            sbuf_puts(o, ",\"time\":\"");
+            sbuf_puts(o, now_str(c, now_ms));
+            sbuf_puts(o, "\"}");
+            send_to_room(c, r);
+        }
+    }
+    free(u->name);
+    free(u);
+}

@@ -1,0 +1,51 @@
+/* chat.h -- the chat room logic of the contract (login, say, private say,
+ * logout, rooms, errors), with no knowledge of sockets or frames.
+ *
+ * The server tells it what happened on a connection (a new one, a text or
+ * binary message, a disconnect) and it answers through chat_io: it makes
+ * one shareable message per JSON text and hands it to each recipient, so a
+ * broadcast is encoded once whatever the size of the room. */
+#ifndef TAGARELA_CHAT_H
+#define TAGARELA_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct chat chat;
+typedef struct chat_user chat_user;
+
+typedef struct chat_limits {
+    unsigned max_name;          /* code points, after trimming */
+    unsigned max_content;       /* code points */
+    double rate;                /* messages per second, sustained */
+    double burst;               /* messages allowed at once */
+} chat_limits;
+
+typedef struct chat_io {
+    void *ctx;
+    /* A shareable message holding this JSON text; NULL when out of memory. */
+    void *(*message_new)(void *ctx, const char *json, size_t n);
+    /* Queues the message to one connection (which takes its own reference). */
+    void (*message_send)(void *ctx, void *conn, void *msg);
+    /* Drops the reference message_new returned. */
+    void (*message_release)(void *ctx, void *msg);
+} chat_io;
+
+chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed);
+void chat_free(chat *c);
+
+/* A connection opened; conn is the server's handle, passed back to io. */
+chat_user *chat_connect(chat *c, void *conn);
+/* A text message arrived (valid UTF-8). now_ms: wall clock, milliseconds. */
+void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms);
+/* A binary message arrived: the contract has none, so it is an error. */
+void chat_binary(chat *c, chat_user *u);
+/* The connection is gone: the room hears a logout; u is freed. With
+ * quiet, no logout is sent (the whole server is shutting down). */
+void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet);
+
+uint32_t chat_user_uid(const chat_user *u);     /* 0 before login */
+size_t chat_user_count(const chat *c);          /* logged in */
+size_t chat_room_count(const chat *c);
+
+#endif

@@ -1,0 +1,45 @@
+/* config.h -- the options of `tagarela serve`, their defaults and parsing. */
+#ifndef TAGARELA_CONFIG_H
+#define TAGARELA_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include "chat.h"
+
+#define CONFIG_MAX_ORIGINS 32
+
+typedef struct listen_addr {
+    char host[64];
+    int port;
+} listen_addr;
+
+typedef struct server_config {
+    listen_addr ws;
+    listen_addr http;
+    const char *data_dir;
+    uint64_t max_message;           /* bytes; larger messages: close 1009 */
+    size_t max_header;              /* bytes of HTTP request headers */
+    uint64_t ping_interval_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t handshake_timeout_ms;
+    size_t outbound_cap;            /* queued bytes before a slow reader is dropped */
+    unsigned max_conns_per_ip;
+    const char *origins[CONFIG_MAX_ORIGINS];
+    int n_origins;
+    const char *ws_url;             /* announced to the page; NULL: same origin /ws */
+    chat_limits chat;
+} server_config;
+
+void config_defaults(server_config *cfg);
+
+/* Parses the options after "serve". Returns 0, 1 when --help was printed,
+ * or -1 after printing what is wrong to stderr. */
+int config_parse(server_config *cfg, int argc, char **argv);
+
+/* "HOST:PORT", "[V6]:PORT" or ":PORT". Returns 0 or -1. */
+int config_parse_addr(const char *s, listen_addr *out);
+
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* main.c -- the tagarela command: serve, capture, and their help. */
+#include <stdio.h>
+#include <string.h>
+
+#if __has_include("capture.h")
+#include "capture.h"
+#define HAVE_CAPTURE 1
+#endif
+#include "config.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "tagarela %s -- a WebSocket chat server and its wire inspector\n"
+        "\n"
+        "usage:\n"
+        "  tagarela serve [options]     run the chat server (see tagarela serve --help)\n"
+        "  tagarela capture [options]   show the chat on the wire in the clear (see tagarela capture --help)\n"
+        "  tagarela --version\n", TAGARELA_VERSION);
+}
+
+static int serve_main(int argc, char **argv)
+{
+    server_config cfg;
+    config_defaults(&cfg);
+    int rc = config_parse(&cfg, argc, argv);
+    if (rc != 0) return rc > 0 ? 0 : 2;
+    return server_run(&cfg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) return serve_main(argc - 1, argv + 1);
+#ifdef HAVE_CAPTURE
+    if (strcmp(cmd, "capture") == 0) return capture_main(argc - 1, argv + 1);
+#endif
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("tagarela %s\n", TAGARELA_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "tagarela: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

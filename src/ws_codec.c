@@ -1,0 +1,383 @@
+/* ws_codec.c -- RFC 6455 framing, close rules, handshake accept value, and
+ * the inbound message reader. Pure functions and caller-owned state only. */
+#include "ws_codec.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ws_header_parse(const uint8_t *buf, size_t n, ws_header *h)
+{
+    if (n < 2) return 0;
+    h->fin = buf[0] & 0x80;
+    h->rsv1 = buf[0] & 0x40;
+    h->rsv2 = buf[0] & 0x20;
+    h->rsv3 = buf[0] & 0x10;
+    h->opcode = buf[0] & 0x0F;
+    h->masked = buf[1] & 0x80;
+    uint64_t len = buf[1] & 0x7F;
+    size_t size = 2;
+    if (len == 126) {
+        if (n < 4) return 0;
+        len = ((uint64_t)buf[2] << 8) | buf[3];
+        size = 4;
+    } else if (len == 127) {
+        if (n < 10) return 0;
+        len = 0;
+        for (int i = 0; i < 8; i++) len = (len << 8) | buf[2 + i];
+        size = 10;
+        if (len >> 63) return -1;
+    }
+    if (h->masked) {
+        if (n < size + 4) return 0;
+        memcpy(h->mask, buf + size, 4);
+        size += 4;
+    }
+    h->len = len;
+    h->size = (uint8_t)size;
+    return (int)size;
+}
+
+int ws_header_check(const ws_header *h, bool in_message, bool allow_rsv1)
+{
+    if (!h->masked) return WS_CLOSE_PROTOCOL;
+    if (h->rsv2 || h->rsv3 || (h->rsv1 && !allow_rsv1)) return WS_CLOSE_PROTOCOL;
+    switch (h->opcode) {
+    case WS_OP_CONT:
+        if (!in_message || h->rsv1) return WS_CLOSE_PROTOCOL;
+        return 0;
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        return in_message ? WS_CLOSE_PROTOCOL : 0;
+    case WS_OP_CLOSE:
+    case WS_OP_PING:
+    case WS_OP_PONG:
+        if (!h->fin || h->len > WS_MAX_CONTROL || h->rsv1) return WS_CLOSE_PROTOCOL;
+        return 0;
+    default:
+        return WS_CLOSE_PROTOCOL;
+    }
+}
+
+size_t ws_header_write(uint8_t *out, bool fin, bool rsv1, uint8_t opcode,
+                       uint64_t len, const uint8_t *mask)
+{
+    size_t i = 0;
+    out[i++] = (uint8_t)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0F));
+    uint8_t m = mask ? 0x80 : 0;
+    if (len < 126) {
+        out[i++] = m | (uint8_t)len;
+    } else if (len <= 0xFFFF) {
+        out[i++] = m | 126;
+        out[i++] = (uint8_t)(len >> 8);
+        out[i++] = (uint8_t)len;
+    } else {
+        out[i++] = m | 127;
+        for (int s = 56; s >= 0; s -= 8) out[i++] = (uint8_t)(len >> s);
+    }
+    if (mask) {
+        memcpy(out + i, mask, 4);
+        i += 4;
+    }
+    return i;
+}
+
+void ws_unmask(uint8_t *data, size_t n, const uint8_t mask[4], uint64_t offset)
+{
+    uint8_t m[8];
+    for (int i = 0; i < 8; i++) m[i] = mask[(offset + i) & 3];
+    uint64_t w8;
+    memcpy(&w8, m, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, data + i, 8);
+        v ^= w8;
+        memcpy(data + i, &v, 8);
+    }
+    for (; i < n; i++) data[i] ^= m[i & 7];
+}
+
+bool ws_close_code_valid(unsigned code)
+{
+    /* 1004-1006 and 1015 are reserved and never sent; 1012-1014 are
+     * registered with IANA (restart, try again later, bad gateway). */
+    if (code >= 1000 && code <= 1014)
+        return code != 1004 && code != 1005 && code != 1006;
+    return code >= 3000 && code <= 4999;
+}
+
+int ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
+                   const uint8_t **reason, size_t *reason_len)
+{
+    *reason = p;
+    *reason_len = 0;
+    if (n == 0) {
+        *code = WS_CLOSE_NO_STATUS;
+        return 0;
+    }
+    if (n == 1) return WS_CLOSE_PROTOCOL;
+    *code = ((unsigned)p[0] << 8) | p[1];
+    if (!ws_close_code_valid(*code)) return WS_CLOSE_PROTOCOL;
+    if (!utf8_valid(p + 2, n - 2)) return WS_CLOSE_BAD_DATA;
+    *reason = p + 2;
+    *reason_len = n - 2;
+    return 0;
+}
+
+static int b64_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+bool ws_key_valid(const char *key, size_t n)
+{
+    /* 16 bytes encode to 22 characters and two '=' of padding. */
+    if (n != 24 || key[22] != '=' || key[23] != '=') return false;
+    for (size_t i = 0; i < 22; i++)
+        if (!b64_char(key[i])) return false;
+    return true;
+}
+
+void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char buf[64 + sizeof guid];
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (n > 64) n = 64;             /* valid keys are 24 bytes */
+    memcpy(buf, key, n);
+    memcpy(buf + n, guid, sizeof guid - 1);
+    EVP_Digest(buf, n + sizeof guid - 1, digest, &dlen, EVP_sha1(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
+    out[WS_ACCEPT_LEN] = '\0';
+}
+
+ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hl = ws_header_write(hdr, true, false, opcode, n, NULL);
+    ws_frame *f = malloc(sizeof *f + hl + n);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)(hl + n);
+    memcpy(f->data, hdr, hl);
+    if (n) memcpy(f->data + hl, payload, n);
+    return f;
+}
+
+ws_frame *ws_frame_close(unsigned code, const char *reason)
+{
+    uint8_t p[WS_MAX_CONTROL];
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > WS_MAX_CONTROL - 2) rl = WS_MAX_CONTROL - 2;
+    p[0] = (uint8_t)(code >> 8);
+    p[1] = (uint8_t)code;
+    if (rl) memcpy(p + 2, reason, rl);
+    return ws_frame_new(WS_OP_CLOSE, p, 2 + rl);
+}
+
+ws_frame *ws_frame_raw(const void *data, size_t n)
+{
+    ws_frame *f = malloc(sizeof *f + n);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)n;
+    memcpy(f->data, data, n);
+    return f;
+}
+
+void ws_frame_unref(ws_frame *f)
+{
+    if (f && --f->refs == 0) free(f);
+}
+
+void ws_reader_init(ws_reader *r, uint64_t max_message)
+{
+    memset(r, 0, sizeof *r);
+    r->max_message = max_message;
+    utf8_init(&r->utf8);
+}
+
+void ws_reader_free(ws_reader *r)
+{
+    free(r->msg);
+    free(r->ctl);
+    r->msg = r->ctl = NULL;
+    r->msg_len = r->msg_cap = 0;
+    r->ctl_len = 0;
+}
+
+static int begin_frame(ws_reader *r, const ws_header *h)
+{
+    int err = ws_header_check(h, r->msg_opcode != 0, false);
+    if (err) return err;
+    if (!ws_is_control(h->opcode)) {
+        if (h->len > r->max_message - r->msg_len) return WS_CLOSE_TOO_BIG;
+        if (h->opcode != WS_OP_CONT) {
+            r->msg_opcode = h->opcode;
+            utf8_init(&r->utf8);
+        }
+    }
+    r->opcode = h->opcode;
+    r->fin = h->fin;
+    memcpy(r->mask, h->mask, 4);
+    r->remaining = h->len;
+    r->offset = 0;
+    r->in_frame = true;
+    return 0;
+}
+
+static int append_message(ws_reader *r, const uint8_t *p, size_t k)
+{
+    if (r->msg_len + k > r->msg_cap) {
+        size_t cap = r->msg_cap ? r->msg_cap * 2 : 256;
+        while (cap < r->msg_len + k) cap *= 2;
+        uint8_t *m = realloc(r->msg, cap);
+        if (!m) return WS_CLOSE_INTERNAL;
+        r->msg = m;
+        r->msg_cap = cap;
+    }
+    memcpy(r->msg + r->msg_len, p, k);
+    r->msg_len += k;
+    return 0;
+}
+
+static int take_payload(ws_reader *r, uint8_t *p, size_t k)
+{
+    ws_unmask(p, k, r->mask, r->offset);
+    r->offset += k;
+    r->remaining -= k;
+    if (ws_is_control(r->opcode)) {
+        if (!r->ctl && !(r->ctl = malloc(WS_MAX_CONTROL))) return WS_CLOSE_INTERNAL;
+        memcpy(r->ctl + r->ctl_len, p, k);
+        r->ctl_len += (uint8_t)k;
+        return 0;
+    }
+    if (r->msg_opcode == WS_OP_TEXT && utf8_feed(&r->utf8, p, k) < 0)
+        return WS_CLOSE_BAD_DATA;
+    return append_message(r, p, k);
+}
+
+/* Hands a finished control frame or data message to the callbacks. Returns
+ * 0, WS_READER_STOP or a close code. */
+static int deliver(uint8_t opcode, uint8_t *p, size_t k,
+                   const ws_reader_cb *cb, void *ud)
+{
+    if (opcode == WS_OP_CLOSE) {
+        unsigned code;
+        const uint8_t *reason;
+        size_t rl;
+        int err = ws_close_parse(p, k, &code, &reason, &rl);
+        if (err) return err;
+    }
+    int stop = ws_is_control(opcode) ? cb->control(ud, opcode, p, k)
+                                     : cb->message(ud, opcode, p, k);
+    return stop ? WS_READER_STOP : 0;
+}
+
+static int end_frame(ws_reader *r, const ws_reader_cb *cb, void *ud)
+{
+    r->in_frame = false;
+    if (ws_is_control(r->opcode)) {
+        uint8_t copy[WS_MAX_CONTROL];
+        size_t k = r->ctl_len;
+        if (k) memcpy(copy, r->ctl, k);
+        free(r->ctl);
+        r->ctl = NULL;
+        r->ctl_len = 0;
+        return deliver(r->opcode, copy, k, cb, ud);
+    }
+    if (!r->fin) return 0;
+    if (r->msg_opcode == WS_OP_TEXT && !utf8_at_boundary(&r->utf8))
+        return WS_CLOSE_BAD_DATA;
+    uint8_t *msg = r->msg;
+    size_t len = r->msg_len;
+    uint8_t op = r->msg_opcode;
+    /* Idle connections keep no message buffer. */
+    r->msg = NULL;
+    r->msg_len = r->msg_cap = 0;
+    r->msg_opcode = 0;
+    int rc = deliver(op, msg ? msg : (uint8_t *)"", len, cb, ud);
+    free(msg);
+    return rc;
+}
+
+/* A whole unfragmented frame already in the input is delivered from there,
+ * without copying: the common case for chat-sized messages. */
+static bool whole_in_input(const ws_header *h, size_t avail)
+{
+    if (h->len > avail) return false;
+    return ws_is_control(h->opcode) || (h->fin && h->opcode != WS_OP_CONT);
+}
+
+static int deliver_in_place(ws_reader *r, const ws_header *h, uint8_t *p,
+                            const ws_reader_cb *cb, void *ud)
+{
+    size_t k = (size_t)h->len;
+    r->in_frame = false;
+    ws_unmask(p, k, h->mask, 0);
+    if (!ws_is_control(h->opcode)) {
+        r->msg_opcode = 0;
+        if (h->opcode == WS_OP_TEXT && !utf8_valid(p, k)) return WS_CLOSE_BAD_DATA;
+    }
+    return deliver(h->opcode, p, k, cb, ud);
+}
+
+/* Reads a header from the saved partial bytes plus the input. Returns its
+ * size counted in the input (0: need more, consumed all; -1: malformed). */
+static int read_header(ws_reader *r, const uint8_t *data, size_t n, ws_header *h)
+{
+    if (r->hdr_len == 0) {
+        int hs = ws_header_parse(data, n, h);
+        if (hs == 0) {
+            memcpy(r->hdr, data, n);
+            r->hdr_len = (uint8_t)n;
+        }
+        return hs;
+    }
+    size_t take = WS_MAX_HEADER - r->hdr_len;
+    if (take > n) take = n;
+    memcpy(r->hdr + r->hdr_len, data, take);
+    int hs = ws_header_parse(r->hdr, r->hdr_len + take, h);
+    if (hs <= 0) {
+        if (hs == 0) r->hdr_len += (uint8_t)take;
+        return hs;
+    }
+    int from_input = hs - r->hdr_len;
+    r->hdr_len = 0;
+    return from_input;
+}
+
+int ws_reader_feed(ws_reader *r, uint8_t *data, size_t n,
+                   const ws_reader_cb *cb, void *ud, size_t *used)
+{
+    size_t i = 0;
+    int rc = 0;
+    while (i < n && rc == 0) {
+        if (!r->in_frame) {
+            ws_header h;
+            int hs = read_header(r, data + i, n - i, &h);
+            if (hs < 0) return WS_CLOSE_PROTOCOL;
+            if (hs == 0) {
+                i = n;
+                break;
+            }
+            i += (size_t)hs;
+            if ((rc = begin_frame(r, &h))) return rc;
+            if (whole_in_input(&h, n - i)) {
+                rc = deliver_in_place(r, &h, data + i, cb, ud);
+                i += (size_t)h.len;
+                continue;
+            }
+        } else {
+            size_t k = r->remaining < n - i ? (size_t)r->remaining : n - i;
+            if ((rc = take_payload(r, data + i, k))) return rc;
+            i += k;
+        }
+        if (r->in_frame && r->remaining == 0) rc = end_frame(r, cb, ud);
+    }
+    if (used) *used = i;
+    return rc;
+}

@@ -1,0 +1,902 @@
+/* tagarela -- the chat page.
+ *
+ * Safety rule of this file: nothing that comes from the network is ever
+ * parsed as HTML. The server sends `name` and `content` HTML-escaped (the
+ * five entities of PHP's htmlspecialchars, plus "<br />" before line
+ * breaks); decodeServerText() turns exactly those back into plain text,
+ * and every node is then built with createElement/textContent. Links are
+ * <a> elements made here, for http(s) URLs only. */
+'use strict';
+
+(() => {
+  const DEFAULT_ROOM = '1';
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const CONNECT_TIMEOUT_MS = 10000;
+  const LOGIN_TIMEOUT_MS = 10000;
+  const NAME_MAX = 32;
+  const CONTENT_MAX = 4096;
+  const GROUP_WINDOW_MS = 5 * 60 * 1000;
+  const LS_NAME = 'tagarela.name';
+  const LS_ROOMS = 'tagarela.rooms';
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    app: $('app'), topbar: $('topbar'), main: $('main'),
+    roomForm: $('room-form'), roomInput: $('room-input'), recentRooms: $('recent-rooms'),
+    status: $('status'), statusText: $('status-text'), retry: $('retry'),
+    usersToggle: $('users-toggle'), usersToggleCount: $('users-toggle-count'),
+    users: $('users'), usersClose: $('users-close'), userList: $('user-list'),
+    userCount: $('user-count'), meName: $('me-name'), changeName: $('change-name'),
+    backdrop: $('backdrop'),
+    logScroll: $('log-scroll'), empty: $('empty'), jump: $('jump'),
+    composer: $('composer'), message: $('message'), send: $('send'), counter: $('counter'),
+    target: $('target'), targetName: $('target-name'), targetClear: $('target-clear'),
+    login: $('login'), loginForm: $('login-form'), nick: $('nick'), loginRoom: $('login-room'),
+    loginError: $('login-error'), loginCancel: $('login-cancel'),
+  };
+
+  const state = {
+    name: '',              // our nickname, as typed (trimmed)
+    room: DEFAULT_ROOM,    // current room id (string)
+    selfUid: null,         // our uid in the current connection (string)
+    myUids: new Set(),     // every uid we have had on this page (for history)
+    users: new Map(),      // uid -> name, in join order, for the current room
+    names: new Map(),      // every uid -> name ever seen (senders who left)
+    target: null,          // {uid, name} when writing a private message
+    ws: null,
+    gen: 0,                // bumps on every new connection; stale events are dropped
+    wanted: false,         // true while we want to be connected
+    online: false,         // logged in on the current connection
+    everOnline: false,
+    attempt: 0,            // reconnect attempt, for the backoff
+    retryTimer: 0, retryAt: 0, tickTimer: 0, watchdog: 0,
+    wsUrl: null,           // from /config.json, once it answered
+    rooms: new Map(),      // room -> {log, seen:Set, lastId, joinMark}
+    unread: 0,
+  };
+
+  /* ---------- text from the wire ---------- */
+
+  const ENTITIES = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#039;': "'" };
+
+  /** The server's escaped text back to plain text: "<br />" (with the line
+   *  break after it) and the five entities, in one pass each, nothing else. */
+  function decodeServerText(s) {
+    if (typeof s !== 'string') return s == null ? '' : String(s);
+    return s
+      .replace(/<br \/>(\r\n|\n\r|\n|\r)?/g, (_, nl) => nl || '\n')
+      .replace(/&(?:amp|lt|gt|quot|#039);/g, (m) => ENTITIES[m])
+      .replace(/\r\n|\n\r|\r/g, '\n');
+  }
+
+  const codePoints = (s) => Array.from(s).length;
+  const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+  const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+  /** Appends text to parent, with http(s) URLs as links. */
+  function appendRichText(parent, text) {
+    let last = 0;
+    URL_RE.lastIndex = 0;
+    let m;
+    while ((m = URL_RE.exec(text)) !== null) {
+      let url = m[0];
+      // Trailing punctuation is usually the sentence's, not the URL's.
+      for (;;) {
+        const c = url.slice(-1);
+        if (/[.,;:!?*]/.test(c)) { url = url.slice(0, -1); continue; }
+        if (c === ')' && count(url, '(') < count(url, ')')) { url = url.slice(0, -1); continue; }
+        if (c === ']' && count(url, '[') < count(url, ']')) { url = url.slice(0, -1); continue; }
+        break;
+      }
+      let parsed = null;
+      try { parsed = new URL(url); } catch (_) { /* not a URL after all */ }
+      if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.host) continue;
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      const a = document.createElement('a');
+      a.href = parsed.href;
+      a.textContent = url;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      parent.appendChild(a);
+      last = m.index + url.length;
+      URL_RE.lastIndex = last;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+  const count = (s, ch) => s.split(ch).length - 1;
+
+  /* ---------- small helpers ---------- */
+
+  function store(key, value) {
+    try { if (value == null) localStorage.removeItem(key); else localStorage.setItem(key, value); } catch (_) { /* private mode */ }
+  }
+  function load(key) {
+    try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  function hueOf(name) {
+    let h = 2166136261;
+    for (const ch of name) { h ^= ch.codePointAt(0); h = Math.imul(h, 16777619); }
+    return ((h >>> 0) % 360);
+  }
+
+  function makeAvatar(name) {
+    const a = document.createElement('span');
+    a.className = 'avatar';
+    a.setAttribute('aria-hidden', 'true');
+    a.style.setProperty('--hue', String(hueOf(name)));
+    const first = Array.from(name.trim())[0] || '?';
+    a.textContent = first.toLocaleUpperCase();
+    return a;
+  }
+
+  function pad(n) { return n < 10 ? '0' + n : String(n); }
+  function nowStamp() {
+    const d = new Date();
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+  const TIME_RE = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2})(?::(\d{2}))?$/;
+
+  /** <time> showing HH:MM, with the server's full value as a title. */
+  function makeTime(stamp) {
+    const t = document.createElement('time');
+    const s = typeof stamp === 'string' && stamp ? stamp : nowStamp();
+    const m = TIME_RE.exec(s);
+    if (m) {
+      t.textContent = `${m[4]}:${m[5]}`;
+      t.dateTime = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] || '00'}`;
+    } else {
+      t.textContent = s;
+    }
+    t.title = s;
+    return t;
+  }
+  function stampMs(stamp) {
+    const m = typeof stamp === 'string' ? TIME_RE.exec(stamp) : null;
+    if (!m) return Date.now();
+    return new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)).getTime();
+  }
+
+  function uidKey(v) { return v == null ? '' : String(v); }
+  function nameOf(uid) {
+    return state.users.get(uid) ?? state.names.get(uid) ?? `user ${uid}`;
+  }
+
+  /* ---------- rooms and their logs ---------- */
+
+  function normalizeRoom(raw) {
+    const r = (raw == null ? '' : String(raw)).trim().replace(/^#/, '');
+    if (!r) return null;
+    if (new TextEncoder().encode(r).length > 64) return null;
+    if (CONTROL_RE.test(r)) return null;
+    return r;
+  }
+  function roomFromUrl() {
+    const r = new URL(location.href).searchParams.get('room_id');
+    return normalizeRoom(r) || DEFAULT_ROOM;
+  }
+
+  function roomState(room) {
+    let r = state.rooms.get(room);
+    if (!r) {
+      const log = document.createElement('div');
+      log.className = 'log';
+      log.setAttribute('role', 'log');
+      log.setAttribute('aria-live', 'polite');
+      log.setAttribute('aria-relevant', 'additions');
+      log.setAttribute('aria-label', `Messages in #${room}`);
+      log.dataset.room = room;
+      log.hidden = true;
+      el.logScroll.appendChild(log);
+      r = { log, seen: new Set(), lastId: null, joinMark: null };
+      state.rooms.set(room, r);
+    }
+    return r;
+  }
+  function currentLog() { return roomState(state.room).log; }
+
+  function showRoom(room) {
+    for (const [name, r] of state.rooms) r.log.hidden = name !== room;
+    roomState(room).log.hidden = false;
+    el.roomInput.value = room;
+    el.message.placeholder = state.target ? `Private message to ${state.target.name}` : `Message #${room}`;
+    document.title = `#${room} · tagarela`;
+    state.unread = 0;
+    updateEmpty();
+    scrollToBottom();
+  }
+
+  function rememberRoom(room) {
+    let rooms = [];
+    try { rooms = JSON.parse(load(LS_ROOMS) || '[]'); } catch (_) { rooms = []; }
+    if (!Array.isArray(rooms)) rooms = [];
+    rooms = [room, ...rooms.filter((r) => typeof r === 'string' && r !== room)].slice(0, 8);
+    store(LS_ROOMS, JSON.stringify(rooms));
+    renderRecentRooms(rooms);
+  }
+  function renderRecentRooms(rooms) {
+    if (!rooms) {
+      try { rooms = JSON.parse(load(LS_ROOMS) || '[]'); } catch (_) { rooms = []; }
+    }
+    el.recentRooms.replaceChildren();
+    for (const r of Array.isArray(rooms) ? rooms : []) {
+      if (typeof r !== 'string') continue;
+      const o = document.createElement('option');
+      o.value = r;
+      el.recentRooms.appendChild(o);
+    }
+  }
+
+  function setUrlRoom(room, push) {
+    const u = new URL(location.href);
+    if (u.searchParams.get('room_id') === room) return;
+    u.searchParams.set('room_id', room);
+    if (push) history.pushState({ room }, '', u);
+    else history.replaceState({ room }, '', u);
+  }
+
+  function switchRoom(raw, { push = true } = {}) {
+    const room = normalizeRoom(raw);
+    if (!room) {
+      addNotice('error', 'A room name has 1 to 64 bytes and no control characters.');
+      el.roomInput.value = state.room;
+      return false;
+    }
+    setUrlRoom(room, push);
+    if (room === state.room) return true;
+    state.room = room;
+    state.users.clear();
+    setTarget(null);
+    renderUsers();
+    showRoom(room);
+    rememberRoom(room);
+    if (state.name) reconnectNow();
+    return true;
+  }
+
+  /* ---------- the message log ---------- */
+
+  function nearBottom() {
+    const s = el.logScroll;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+  }
+  function scrollToBottom() {
+    el.logScroll.scrollTop = el.logScroll.scrollHeight;
+    el.jump.hidden = true;
+  }
+  function updateEmpty() {
+    el.empty.hidden = currentLog().querySelector('.msg') !== null;
+  }
+
+  /** Appends node to the current room's log (or before `before`), keeping
+   *  the view pinned to the bottom when it was there. */
+  function append(node, { force = false, before = null, log = currentLog() } = {}) {
+    const visible = !log.hidden;
+    const stick = visible && (force || nearBottom());
+    if (before && before.parentNode === log) log.insertBefore(node, before);
+    else log.appendChild(node);
+    if (!visible) return;
+    updateEmpty();
+    if (stick) scrollToBottom();
+    else el.jump.hidden = false;
+  }
+
+  function addNotice(kind, text, stamp, opts) {
+    const n = document.createElement('div');
+    n.className = `notice notice-${kind}`;
+    if (kind === 'error') n.setAttribute('role', 'alert');
+    const body = document.createElement('span');
+    body.className = 'notice-text';
+    if (kind === 'error') {
+      const strong = document.createElement('strong');
+      strong.textContent = 'Error';
+      body.appendChild(strong);
+      body.appendChild(document.createTextNode(' '));
+    }
+    body.appendChild(document.createTextNode(text));
+    n.appendChild(body);
+    n.appendChild(makeTime(stamp));
+    append(n, opts);
+    return n;
+  }
+
+  function lockIcon() {
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    const p = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+    p.setAttribute('d', 'M17 10V8A5 5 0 0 0 7 8v2H5v11h14V10h-2zM9 8a3 3 0 0 1 6 0v2H9V8z');
+    svg.appendChild(p);
+    return svg;
+  }
+
+  /** Renders a say message (live or from history). */
+  function renderSay(msg, { history = false } = {}) {
+    const room = roomState(state.room);
+    if (msg.id != null) {
+      const key = String(msg.id);
+      if (room.seen.has(key)) return;
+      room.seen.add(key);
+      const n = Number(msg.id);
+      if (Number.isFinite(n) && (room.lastId == null || n > room.lastId)) room.lastId = n;
+    }
+    const from = uidKey(msg.from_uid);
+    const to = msg.to_uid == null ? 'all' : uidKey(msg.to_uid);
+    const isPrivate = to !== 'all';
+    const mine = state.myUids.has(from);
+    const toMe = isPrivate && state.myUids.has(to);
+    const senderName = typeof msg.from_name === 'string' ? decodeServerText(msg.from_name)
+      : (typeof msg.name === 'string' ? decodeServerText(msg.name) : nameOf(from));
+    const text = decodeServerText(msg.content);
+    const ms = stampMs(msg.time);
+
+    const row = document.createElement('div');
+    row.className = 'msg';
+    if (mine) row.classList.add('mine');
+    if (isPrivate) row.classList.add('private');
+    if (history) row.classList.add('from-history');
+    row.dataset.from = from;
+    row.dataset.to = to;
+    row.dataset.t = String(ms);
+    if (msg.id != null) row.dataset.id = String(msg.id);
+
+    // Consecutive messages of one sender, to the same audience, close in time: grouped.
+    const log = room.log;
+    const prev = log.lastElementChild;
+    if (!history && prev && prev.classList.contains('msg') && prev.dataset.from === from &&
+        prev.dataset.to === to && ms - Number(prev.dataset.t) < GROUP_WINDOW_MS && ms >= Number(prev.dataset.t)) {
+      row.classList.add('cont');
+    }
+
+    row.appendChild(makeAvatar(senderName));
+    const bubble = document.createElement('div');
+    bubble.className = 'bubble';
+
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    const author = document.createElement('span');
+    author.className = 'author';
+    author.style.setProperty('--hue', String(hueOf(senderName)));
+    author.textContent = senderName;
+    meta.appendChild(author);
+    if (mine) {
+      const you = document.createElement('span');
+      you.className = 'you-tag';
+      you.textContent = 'you';
+      meta.appendChild(you);
+    }
+    if (isPrivate) {
+      const badge = document.createElement('span');
+      badge.className = 'badge-private';
+      badge.appendChild(lockIcon());
+      const label = document.createElement('span');
+      if (mine && !toMe) label.textContent = `Private to ${nameOf(to)}`;
+      else label.textContent = 'Private to you';
+      badge.appendChild(label);
+      meta.appendChild(badge);
+    }
+    meta.appendChild(makeTime(msg.time));
+    bubble.appendChild(meta);
+
+    const body = document.createElement('div');
+    body.className = 'text';
+    appendRichText(body, text);
+    bubble.appendChild(body);
+    row.appendChild(bubble);
+
+    // History goes before our own "you joined" line, so the old talk comes first.
+    const before = history && room.joinMark && room.joinMark.parentNode === log ? room.joinMark : null;
+    append(row, { force: mine, before, log });
+
+    if (!history && !mine && document.hidden) {
+      state.unread++;
+      document.title = `(${state.unread}) #${state.room} · tagarela`;
+    }
+  }
+
+  /* ---------- the user list ---------- */
+
+  function renderUsers() {
+    el.userList.replaceChildren();
+    for (const [uid, name] of state.users) {
+      const li = document.createElement('li');
+      const self = uid === state.selfUid;
+      const item = document.createElement(self ? 'div' : 'button');
+      item.className = 'user';
+      item.dataset.uid = uid;
+      if (!self) {
+        item.type = 'button';
+        const selected = state.target && state.target.uid === uid;
+        item.setAttribute('aria-pressed', selected ? 'true' : 'false');
+        item.title = selected ? `Stop writing privately to ${name}` : `Write privately to ${name}`;
+      } else {
+        item.classList.add('self');
+      }
+      item.appendChild(makeAvatar(name));
+      const n = document.createElement('span');
+      n.className = 'user-name';
+      n.textContent = name;
+      item.appendChild(n);
+      if (self) {
+        const you = document.createElement('span');
+        you.className = 'you-tag';
+        you.textContent = 'you';
+        item.appendChild(you);
+      } else {
+        const pm = document.createElement('span');
+        pm.className = 'user-pm';
+        pm.appendChild(lockIcon());
+        item.appendChild(pm);
+      }
+      li.appendChild(item);
+      el.userList.appendChild(li);
+    }
+    const n = String(state.users.size);
+    el.userCount.textContent = n;
+    el.usersToggleCount.textContent = n;
+    el.users.classList.toggle('stale', !state.online);
+  }
+
+  function setTarget(t) {
+    state.target = t;
+    if (t) {
+      el.target.hidden = false;
+      el.targetName.textContent = t.name;
+      el.message.placeholder = `Private message to ${t.name}`;
+      el.composer.classList.add('is-private');
+    } else {
+      el.target.hidden = true;
+      el.targetName.textContent = '';
+      el.message.placeholder = `Message #${state.room}`;
+      el.composer.classList.remove('is-private');
+    }
+    for (const b of el.userList.querySelectorAll('button.user')) {
+      b.setAttribute('aria-pressed', t && b.dataset.uid === t.uid ? 'true' : 'false');
+    }
+  }
+
+  /* ---------- the connection ---------- */
+
+  const STATUS_TEXT = {
+    idle: 'Not connected', connecting: 'Connecting…', online: 'Online',
+    reconnecting: 'Reconnecting…', offline: 'Offline',
+  };
+  function setStatus(s, text) {
+    el.status.dataset.state = s;
+    el.statusText.textContent = text || STATUS_TEXT[s] || s;
+    el.retry.hidden = s !== 'reconnecting';
+    el.app.dataset.conn = s;
+    updateSendButton();
+  }
+
+  function defaultWsUrl() {
+    if (location.protocol === 'http:' || location.protocol === 'https:') {
+      return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    }
+    return 'ws://127.0.0.1:7272/';
+  }
+
+  async function resolveWsUrl() {
+    if (state.wsUrl) return state.wsUrl;
+    if (!(location.protocol === 'http:' || location.protocol === 'https:')) return defaultWsUrl();
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 4000);
+    try {
+      const res = await fetch('/config.json', { cache: 'no-store', signal: ctl.signal });
+      if (!res.ok) return defaultWsUrl();
+      const cfg = await res.json();
+      const u = cfg && typeof cfg.ws_url === 'string' && /^wss?:\/\//i.test(cfg.ws_url) ? cfg.ws_url : null;
+      // Remember only a real answer: a failed fetch is asked again next time.
+      state.wsUrl = u || defaultWsUrl();
+      return state.wsUrl;
+    } catch (_) {
+      return defaultWsUrl();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function clearTimers() {
+    clearTimeout(state.retryTimer);
+    clearInterval(state.tickTimer);
+    clearTimeout(state.watchdog);
+    state.retryTimer = state.tickTimer = state.watchdog = 0;
+  }
+
+  function dropSocket(code) {
+    const ws = state.ws;
+    state.ws = null;
+    state.online = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(code || 1000); } catch (_) { /* already closed */ }
+    }
+  }
+
+  function connect() {
+    clearTimers();
+    dropSocket(1000);
+    state.wanted = true;
+    const gen = ++state.gen;
+    setStatus(state.attempt > 0 ? 'reconnecting' : 'connecting',
+      state.attempt > 0 ? 'Reconnecting…' : 'Connecting…');
+    resolveWsUrl().then((url) => {
+      if (gen !== state.gen || !state.wanted) return;
+      let ws;
+      try {
+        ws = new WebSocket(url);
+      } catch (_) {
+        scheduleReconnect();
+        return;
+      }
+      state.ws = ws;
+      state.watchdog = setTimeout(() => {
+        if (gen === state.gen && !state.online) { dropSocket(4000); onLost(); }
+      }, CONNECT_TIMEOUT_MS + LOGIN_TIMEOUT_MS);
+      ws.onopen = () => {
+        if (gen !== state.gen) return;
+        sendLogin();
+      };
+      ws.onmessage = (ev) => {
+        if (gen !== state.gen) return;
+        onMessage(ev.data);
+      };
+      ws.onerror = () => { /* a close event follows */ };
+      ws.onclose = () => {
+        if (gen !== state.gen) return;
+        state.ws = null;
+        onLost();
+      };
+    });
+  }
+
+  function onLost() {
+    const wasOnline = state.online;
+    state.online = false;
+    clearTimeout(state.watchdog);
+    renderUsers();
+    if (wasOnline) addNotice('info', 'Connection lost. Reconnecting…');
+    if (state.wanted) scheduleReconnect();
+    else setStatus('idle');
+  }
+
+  function scheduleReconnect() {
+    clearTimers();
+    // Exponential backoff with "equal jitter": half fixed, half random, capped.
+    const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(state.attempt, 10));
+    const delay = Math.round(exp / 2 + Math.random() * (exp / 2));
+    state.attempt++;
+    state.retryAt = Date.now() + delay;
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+      setStatus('reconnecting', left > 0 ? `Reconnecting in ${left} s…` : 'Reconnecting…');
+    };
+    tick();
+    state.tickTimer = setInterval(tick, 500);
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    state.attempt = 0;
+    connect();
+  }
+
+  function sendRaw(obj) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  function sendLogin() {
+    const msg = { type: 'login', name: state.name, room_id: state.room };
+    const r = state.rooms.get(state.room);
+    if (r && r.lastId != null) msg.last_id = r.lastId;
+    sendRaw(msg);
+  }
+
+  function onMessage(data) {
+    if (typeof data !== 'string') return;
+    let msg;
+    try { msg = JSON.parse(data); } catch (_) { return; }
+    if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return;
+    switch (msg.type) {
+      case 'ping': sendRaw({ type: 'pong' }); break;
+      case 'user_list': onUserList(msg); break;
+      case 'login': onLogin(msg); break;
+      case 'logout': onLogout(msg); break;
+      case 'say': renderSay(msg); break;
+      case 'history': onHistory(msg); break;
+      case 'error': onError(msg); break;
+      default: break; // newer server, older page: ignore
+    }
+  }
+
+  function onUserList(msg) {
+    const list = Array.isArray(msg.user_list) ? msg.user_list : [];
+    state.users.clear();
+    for (const u of list) {
+      if (!u || typeof u !== 'object') continue;
+      const uid = uidKey(u.uid);
+      const name = decodeServerText(u.name);
+      state.users.set(uid, name);
+      state.names.set(uid, name);
+    }
+    // The new client is last in the list: that is us.
+    const me = list.length ? list[list.length - 1] : null;
+    state.selfUid = me ? uidKey(me.uid) : null;
+    if (state.selfUid) state.myUids.add(state.selfUid);
+    const wasReconnect = state.everOnline;
+    state.online = true;
+    state.everOnline = true;
+    state.attempt = 0;
+    clearTimers();
+    setStatus('online');
+    // A private target from before a reconnect has a new uid now: find it by name.
+    if (state.target) {
+      let found = null;
+      for (const [uid, name] of state.users) if (name === state.target.name && uid !== state.selfUid) found = uid;
+      setTarget(found ? { uid: found, name: state.target.name } : null);
+    }
+    renderUsers();
+    if (wasReconnect) roomState(state.room).joinMark = null;
+  }
+
+  function onLogin(msg) {
+    const uid = uidKey(msg.uid);
+    const name = decodeServerText(msg.name);
+    state.names.set(uid, name);
+    if (uid === state.selfUid) {
+      const mark = addNotice('join', `You joined #${state.room} as ${name}`, msg.time, { force: true });
+      roomState(state.room).joinMark = mark;
+      return;
+    }
+    state.users.set(uid, name);
+    renderUsers();
+    addNotice('join', `${name} joined`, msg.time);
+  }
+
+  function onLogout(msg) {
+    const uid = uidKey(msg.uid);
+    const name = nameOf(uid);
+    state.users.delete(uid);
+    if (state.target && state.target.uid === uid) {
+      setTarget(null);
+    }
+    renderUsers();
+    addNotice('leave', `${name} left`, msg.time);
+  }
+
+  function onHistory(msg) {
+    const list = Array.isArray(msg.messages) ? msg.messages : [];
+    for (const m of list) {
+      if (m && typeof m === 'object' && (m.type === 'say' || m.type == null)) renderSay(m, { history: true });
+    }
+  }
+
+  const LOGIN_FATAL = new Set(['bad_name', 'bad_json']);
+
+  function onError(msg) {
+    const code = typeof msg.code === 'string' ? msg.code : 'error';
+    const text = typeof msg.message === 'string' && msg.message ? decodeServerText(msg.message) : code.replace(/_/g, ' ');
+    if (!state.online && LOGIN_FATAL.has(code)) {
+      // The server refused our login: retrying would fail the same way.
+      state.wanted = false;
+      ++state.gen;
+      dropSocket(1000);
+      clearTimers();
+      setStatus('idle', 'Not connected');
+      showLogin(`The server refused this login: ${text} (${code})`);
+      return;
+    }
+    const n = addNotice('error', `${text}`, msg.time, { force: true });
+    n.dataset.code = code;
+    const c = document.createElement('code');
+    c.className = 'error-code';
+    c.textContent = code;
+    n.querySelector('.notice-text').appendChild(c);
+  }
+
+  /* ---------- the composer ---------- */
+
+  function updateSendButton() {
+    const text = el.message.value;
+    el.send.disabled = !state.online || text.trim() === '';
+    const n = codePoints(text);
+    if (n > CONTENT_MAX - 200) {
+      el.counter.hidden = false;
+      el.counter.textContent = `${n} / ${CONTENT_MAX}`;
+      el.counter.classList.toggle('over', n > CONTENT_MAX);
+    } else {
+      el.counter.hidden = true;
+    }
+  }
+
+  function autosize() {
+    const t = el.message;
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight + 2, 200) + 'px';
+  }
+
+  function sendMessage() {
+    const text = el.message.value;
+    if (text.trim() === '') return;
+    if (!state.online) {
+      addNotice('info', 'You are offline: your message is kept and can be sent once reconnected.');
+      return;
+    }
+    const msg = { type: 'say', to_uid: 'all', content: text };
+    if (state.target) {
+      const n = Number(state.target.uid);
+      msg.to_uid = Number.isSafeInteger(n) ? n : state.target.uid;
+    }
+    if (sendRaw(msg)) {
+      el.message.value = '';
+      autosize();
+      updateSendButton();
+    }
+  }
+
+  /* ---------- the login form ---------- */
+
+  function validName(raw) {
+    const name = (raw || '').trim();
+    if (!name) return { error: 'Please choose a nickname.' };
+    if (codePoints(name) > NAME_MAX) return { error: `A nickname has at most ${NAME_MAX} characters.` };
+    if (CONTROL_RE.test(name)) return { error: 'A nickname cannot contain control characters.' };
+    return { name };
+  }
+
+  function showLogin(error) {
+    el.app.dataset.view = 'login';
+    el.login.hidden = false;
+    el.topbar.inert = true;
+    el.main.inert = true;
+    el.nick.value = state.name || load(LS_NAME) || '';
+    el.loginRoom.value = state.room;
+    el.loginError.textContent = error || '';
+    el.loginCancel.hidden = !state.wanted;
+    el.nick.setAttribute('aria-invalid', error ? 'true' : 'false');
+    el.nick.focus();
+    el.nick.select();
+  }
+
+  function hideLogin() {
+    el.app.dataset.view = 'chat';
+    el.login.hidden = true;
+    el.topbar.inert = false;
+    el.main.inert = false;
+  }
+
+  function enterChat(name) {
+    const changed = name !== state.name;
+    state.name = name;
+    el.meName.textContent = name;
+    hideLogin();
+    showRoom(state.room);
+    rememberRoom(state.room);
+    if (changed || !state.wanted) reconnectNow();
+    el.message.focus();
+  }
+
+  /* ---------- people panel ---------- */
+
+  const narrow = window.matchMedia('(max-width: 760px)');
+  function setUsersOpen(open) {
+    el.app.classList.toggle('users-open', open);
+    el.app.classList.toggle('users-closed', !open);
+    el.usersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    el.backdrop.hidden = !(open && narrow.matches);
+  }
+
+  /* ---------- wiring ---------- */
+
+  el.loginForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = validName(el.nick.value);
+    if (v.error) {
+      el.loginError.textContent = v.error;
+      el.nick.setAttribute('aria-invalid', 'true');
+      el.nick.focus();
+      return;
+    }
+    const room = normalizeRoom(el.loginRoom.value || DEFAULT_ROOM);
+    if (!room) {
+      el.loginError.textContent = 'A room name has 1 to 64 bytes and no control characters.';
+      el.loginRoom.focus();
+      return;
+    }
+    store(LS_NAME, v.name);
+    if (room !== state.room) {
+      state.room = room;
+      state.users.clear();
+      setTarget(null);
+      renderUsers();
+      setUrlRoom(room, true);
+      state.name = ''; // forces a new connection in enterChat
+    }
+    enterChat(v.name);
+  });
+
+  el.loginCancel.addEventListener('click', () => { hideLogin(); el.message.focus(); });
+  el.login.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !el.loginCancel.hidden) { hideLogin(); el.message.focus(); }
+  });
+  el.changeName.addEventListener('click', () => showLogin());
+
+  el.roomForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (switchRoom(el.roomInput.value)) el.message.focus();
+  });
+
+  el.retry.addEventListener('click', () => reconnectNow());
+  window.addEventListener('online', () => { if (state.wanted && !state.online) reconnectNow(); });
+
+  el.composer.addEventListener('submit', (e) => { e.preventDefault(); sendMessage(); });
+  el.message.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      sendMessage();
+    } else if (e.key === 'Escape' && state.target) {
+      e.preventDefault();
+      setTarget(null);
+    }
+  });
+  el.message.addEventListener('input', () => { autosize(); updateSendButton(); });
+
+  el.userList.addEventListener('click', (e) => {
+    const b = e.target.closest('button.user');
+    if (!b) return;
+    const uid = b.dataset.uid;
+    if (state.target && state.target.uid === uid) setTarget(null);
+    else setTarget({ uid, name: state.users.get(uid) || nameOf(uid) });
+    if (narrow.matches) setUsersOpen(false);
+    el.message.focus();
+  });
+  el.targetClear.addEventListener('click', () => { setTarget(null); el.message.focus(); });
+
+  el.usersToggle.addEventListener('click', () => setUsersOpen(!el.app.classList.contains('users-open')));
+  el.usersClose.addEventListener('click', () => { setUsersOpen(false); el.usersToggle.focus(); });
+  el.backdrop.addEventListener('click', () => setUsersOpen(false));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && narrow.matches && el.app.classList.contains('users-open')) {
+      setUsersOpen(false);
+      el.usersToggle.focus();
+    }
+  });
+  narrow.addEventListener('change', () => setUsersOpen(!narrow.matches));
+
+  el.logScroll.addEventListener('scroll', () => { if (nearBottom()) el.jump.hidden = true; });
+  el.jump.addEventListener('click', () => { scrollToBottom(); el.message.focus(); });
+
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && state.unread) {
+      state.unread = 0;
+      document.title = `#${state.room} · tagarela`;
+    }
+  });
+
+  window.addEventListener('popstate', () => { switchRoom(roomFromUrl(), { push: false }); });
+
+  /* ---------- start ---------- */
+
+  state.room = roomFromUrl();
+  renderRecentRooms();
+  setUsersOpen(!narrow.matches);
+  showRoom(state.room);
+  renderUsers();
+  setStatus('idle');
+
+  const saved = validName(load(LS_NAME) || '');
+  if (saved.name) enterChat(saved.name);
+  else showLogin();
+
+  // For debugging from the console; holds no secrets.
+  window.tagarela = Object.freeze({
+    get state() { return { name: state.name, room: state.room, uid: state.selfUid, online: state.online, attempt: state.attempt }; },
+    decode: decodeServerText,
+  });
+})();
