@@ -26,6 +26,7 @@ typedef struct room {
     size_t id_len;
     chat_user *head, *tail;     /* members in the order they joined */
     size_t count;
+    uint64_t last_id;           /* last message id given in the room */
 } room;
 
 struct chat_user {
@@ -42,6 +43,7 @@ struct chat_user {
 struct chat {
     chat_limits limits;
     chat_io io;
+    store *store;
     dict rooms;                 /* id -> room */
     dict users;                 /* uid (4 bytes) -> logged-in user */
     uint32_t next_uid;
@@ -51,12 +53,13 @@ struct chat {
     char time_str[20];
 };
 
-chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed)
+chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st)
 {
     chat *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->limits = *limits;
     c->io = *io;
+    c->store = st;
     dict_init(&c->rooms);
     dict_init(&c->users);
     sbuf_init(&c->out);
@@ -161,7 +164,9 @@ static room *room_get(chat *c, const char *id, size_t len)
     memcpy(r->id, id, len);
     r->id[len] = '\0';
     r->id_len = len;
-    if (dict_put(&c->rooms, r->id, len, r) < 0) {
+    /* Ids continue where the room left off, across restarts. */
+    if ((c->store && c->store->ops->last_id(c->store->impl, r->id, len, &r->last_id) < 0) ||
+        dict_put(&c->rooms, r->id, len, r) < 0) {
         room_free(r);
         return NULL;
     }
@@ -256,6 +261,38 @@ static void send_user_list(chat *c, chat_user *u, room *r)
     send_to(c, u);
 }
 
+static void add_history_item(void *arg, const char *json, size_t n)
+{
+    sbuf *o = arg;
+    if (o->p[o->len - 1] != '[') sbuf_putc(o, ',');
+    sbuf_put(o, json, n);
+}
+
+/* The room's recent messages, or all those after last_id (up to a cap), for
+ * a client that logs in. Sent when there is something to say, or always when
+ * the client asked with last_id. */
+static void send_history(chat *c, chat_user *u, json_t *last_id)
+{
+    if (!c->store) return;
+    bool resume = json_is_integer(last_id) && json_integer_value(last_id) >= 0;
+    uint64_t after = resume ? (uint64_t)json_integer_value(last_id) : 0;
+    unsigned limit = resume ? c->limits.resume_cap : c->limits.history;
+    if (limit == 0) return;
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"history\",\"messages\":[");
+    size_t empty = o->len;
+    room *r = u->room;
+    if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit, u->uid,
+                             add_history_item, o) < 0) {
+        send_error(c, u, "internal", "history is unavailable");
+        return;
+    }
+    if (o->len == empty && !resume) return;
+    sbuf_puts(o, "]}");
+    send_to(c, u);
+}
+
 static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 {
     if (u->uid) {
@@ -306,6 +343,7 @@ static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
     sbuf_puts(o, now_str(c, now_ms));
     sbuf_puts(o, "\"}");
     send_to_room(c, r);
+    send_history(c, u, json_object_get(msg, "last_id"));
 }
 
 /* ---- say ------------------------------------------------------------- */
@@ -349,7 +387,8 @@ static bool rate_allows(chat *c, chat_user *u, uint64_t now_ms)
     return true;
 }
 
-static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_t n, uint64_t now_ms)
+static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_t n,
+                      uint64_t now_ms, uint64_t id)
 {
     sbuf *o = &c->out;
     sbuf_reset(o);
@@ -368,7 +407,29 @@ static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_
     else sbuf_json_str(o, c->tmp.p, c->tmp.len);
     sbuf_puts(o, ",\"time\":\"");
     sbuf_puts(o, now_str(c, now_ms));
-    sbuf_puts(o, "\"}");
+    sbuf_putc(o, '"');
+    if (id) {
+        sbuf_puts(o, ",\"id\":");
+        sbuf_u64(o, id);
+    }
+    sbuf_putc(o, '}');
+}
+
+/* Gives the message its id and stores it; the server commits the store
+ * before it writes this loop turn's output, so no client ever receives a
+ * message that a crash could lose. */
+static int store_say(chat *c, chat_user *u, int64_t to, const char *s, size_t n, uint64_t now_ms)
+{
+    room *r = u->room;
+    if (!c->store) {
+        write_say(c, u, to, s, n, now_ms, 0);
+        return 0;
+    }
+    uint64_t id = ++r->last_id;
+    write_say(c, u, to, s, n, now_ms, id);
+    if (c->out.oom) return -1;
+    store_msg m = { id, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to, c->out.p, c->out.len };
+    return c->store->ops->append(c->store->impl, r->id, r->id_len, &m);
 }
 
 static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
@@ -403,7 +464,10 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
             return;
         }
     }
-    write_say(c, u, to, s, n, now_ms);
+    if (store_say(c, u, to, s, n, now_ms) < 0) {
+        send_error(c, u, "internal", "the message could not be stored; try again");
+        return;
+    }
     if (!target) {
         send_to_room(c, u->room);
         return;

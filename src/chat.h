@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store.h"
+
 typedef struct chat chat;
 typedef struct chat_user chat_user;
 
@@ -19,6 +21,8 @@ typedef struct chat_limits {
     unsigned max_content;       /* code points */
     double rate;                /* messages per second, sustained */
     double burst;               /* messages allowed at once */
+    unsigned history;           /* messages replayed after a login */
+    unsigned resume_cap;        /* most messages replayed after last_id */
 } chat_limits;
 
 typedef struct chat_io {
@@ -31,7 +35,8 @@ typedef struct chat_io {
     void (*message_release)(void *ctx, void *msg);
 } chat_io;
 
-chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed);
+/* st may be NULL: no history. The chat does not own it. */
+chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st);
 void chat_free(chat *c);
 
 /* A connection opened; conn is the server's handle, passed back to io. */

@@ -26,6 +26,10 @@ void config_defaults(server_config *cfg)
     cfg->chat.max_content = 4096;
     cfg->chat.rate = 50;
     cfg->chat.burst = 100;
+    cfg->chat.history = 50;
+    cfg->chat.resume_cap = 1000;
+    cfg->retention.max_per_room = 10000;
+    cfg->retention.max_age = 30 * 86400;
 }
 
 void config_usage(FILE *out)
@@ -49,6 +53,10 @@ void config_usage(FILE *out)
         "  --max-conns-per-ip N       connections from one address (default 4096)\n"
         "  --origin ORIGIN            allow only this Origin (repeatable; default: any)\n"
         "  --ws-url URL               WebSocket URL the page connects to (default: its own origin, /ws)\n"
+        "  --history N                messages replayed to a client after it logs in (default 50)\n"
+        "  --resume-cap N             most messages replayed after a login's last_id (default 1000)\n"
+        "  --keep-messages N          messages kept per room, 0: no limit (default 10000)\n"
+        "  --keep-days DAYS           days a message is kept, 0: no limit (default 30)\n"
         "  -h, --help                 this text\n");
 }
 
@@ -93,7 +101,7 @@ static int parse_number(const char *opt, const char *arg, double min, double max
 enum {
     OPT_WS = 256, OPT_HTTP, OPT_DATA, OPT_MAX_MESSAGE, OPT_MAX_NAME, OPT_MAX_CONTENT,
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
-    OPT_ORIGIN, OPT_WS_URL,
+    OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +120,10 @@ static const struct option long_opts[] = {
     {"max-conns-per-ip", required_argument, 0, OPT_PER_IP},
     {"origin", required_argument, 0, OPT_ORIGIN},
     {"ws-url", required_argument, 0, OPT_WS_URL},
+    {"history", required_argument, 0, OPT_HISTORY},
+    {"resume-cap", required_argument, 0, OPT_RESUME_CAP},
+    {"keep-messages", required_argument, 0, OPT_KEEP_MESSAGES},
+    {"keep-days", required_argument, 0, OPT_KEEP_DAYS},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -153,6 +165,19 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         if (parse_number(name, arg, 1, 1e7, &v)) return -1;
         cfg->max_conns_per_ip = (unsigned)v;
         return 0;
+    case OPT_HISTORY:
+    case OPT_RESUME_CAP:
+        if (parse_number(name, arg, 0, 100000, &v)) return -1;
+        *(opt == OPT_HISTORY ? &cfg->chat.history : &cfg->chat.resume_cap) = (unsigned)v;
+        return 0;
+    case OPT_KEEP_MESSAGES:
+        if (parse_number(name, arg, 0, 4e9, &v)) return -1;
+        cfg->retention.max_per_room = (unsigned)v;
+        return 0;
+    case OPT_KEEP_DAYS:
+        if (parse_number(name, arg, 0, 365000, &v)) return -1;
+        cfg->retention.max_age = (int64_t)(v * 86400);
+        return 0;
     }
     return -1;
 }
@@ -163,7 +188,8 @@ int config_parse(server_config *cfg, int argc, char **argv)
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
-        const char *name = argv[optind - 1];
+        char name[40];
+        snprintf(name, sizeof name, "--%s", opt >= OPT_WS ? long_opts[idx].name : "help");
         switch (opt) {
         case 'h':
             config_usage(stdout);

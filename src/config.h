@@ -29,6 +29,7 @@ typedef struct server_config {
     int n_origins;
     const char *ws_url;             /* announced to the page; NULL: same origin /ws */
     chat_limits chat;
+    store_limits retention;
 } server_config;
 
 void config_defaults(server_config *cfg);

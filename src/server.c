@@ -201,10 +201,17 @@ static void sweep_conn(server *s, conn *c, uint64_t now)
     }
 }
 
+#define TRIM_EVERY_MS 60000
+
 static void on_sweep(uv_timer_t *t)
 {
     server *s = t->data;
     uint64_t now = uv_now(s->loop);
+    if (now - s->last_trim >= TRIM_EVERY_MS) {
+        s->last_trim = now;
+        if (s->store.ops->trim(s->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
+            fprintf(stderr, "tagarela: history retention pass failed\n");
+    }
     conn *next;
     for (conn *c = s->conns; c; c = next) {
         next = c->next;
@@ -224,9 +231,14 @@ static uint64_t sweep_interval(const server_config *cfg)
 
 /* ---- flushing and shutdown ----------------------------------------------- */
 
+/* Once per loop turn: make this turn's messages durable, then write them
+ * out. A client never holds a message the history could lose. */
 static void on_check(uv_check_t *h)
 {
-    conn_flush_all(h->data);
+    server *s = h->data;
+    if (s->store.ops->commit(s->store.impl) < 0)
+        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
+    conn_flush_all(s);
 }
 
 static void close_server_handles(server *s)
@@ -301,10 +313,15 @@ static int server_init(server *s, const server_config *cfg, uv_loop_t *loop)
     s->loop = loop;
     s->cfg = cfg;
     dict_init(&s->per_ip);
+    char err[512];
+    if (store_sqlite_open(&s->store, cfg->data_dir, &cfg->retention, err, sizeof err) < 0) {
+        fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
+        return -1;
+    }
     s->readbuf = malloc(READ_BUFFER_SIZE);
     chat_io io = { s, io_message_new, io_message_send, io_message_release };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
-    s->chat = chat_new(&cfg->chat, &io, seed);
+    s->chat = chat_new(&cfg->chat, &io, seed, &s->store);
     if (!s->readbuf || !s->chat) {
         fprintf(stderr, "tagarela: out of memory\n");
         return -1;
@@ -332,6 +349,7 @@ static void server_free(server *s)
         for (dict_entry *e = s->per_ip.slots[i]; e; e = e->next) free(e->value);
     dict_free(&s->per_ip);
     chat_free(s->chat);
+    if (s->store.ops) s->store.ops->close(s->store.impl);
     free(s->readbuf);
 }
 
@@ -348,6 +366,7 @@ int server_run(const server_config *cfg)
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0) return 1;
     server s;
+    memset(&s, 0, sizeof s);
     int rc = server_init(&s, cfg, &loop);
     if (rc == 0) {
         print_listening(&s.ws_listener, "ws");

@@ -73,6 +73,8 @@ struct server {
     size_t n_conns;
     conn *dirty;                    /* connections to flush this turn */
     chat *chat;
+    store store;                    /* chat history */
+    uint64_t last_trim;             /* loop time of the last retention pass */
     dict per_ip;                    /* address bytes -> ip_count */
     uint8_t *readbuf;               /* one read buffer for the whole loop */
     bool readbuf_busy;

@@ -1,0 +1,206 @@
+/* store_sqlite.c -- chat history in SQLite: WAL journal, prepared
+ * statements, and appends grouped into one transaction per loop turn (the
+ * server commits before it writes that turn's output to any socket). */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sqlite_store {
+    sqlite3 *db;
+    store_limits limits;
+    int in_tx;
+    sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range;
+    sqlite3_stmt *st_trim_count, *st_trim_age;
+} sqlite_store;
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS rooms ("
+    "  room TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS messages ("
+    "  room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    "  from_uid INTEGER NOT NULL, to_uid INTEGER NOT NULL, json TEXT NOT NULL,"
+    "  PRIMARY KEY (room, id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);";
+
+static int exec(sqlite_store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int begin(sqlite_store *s)
+{
+    if (s->in_tx) return 0;
+    if (exec(s, "BEGIN") < 0) return -1;
+    s->in_tx = 1;
+    return 0;
+}
+
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int sq_last_id(void *impl, const char *room, size_t room_len, uint64_t *out)
+{
+    sqlite_store *s = impl;
+    sqlite3_bind_text(s->st_last_id, 1, room, (int)room_len, SQLITE_STATIC);
+    int rc = sqlite3_step(s->st_last_id);
+    *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->st_last_id, 0) : 0;
+    sqlite3_reset(s->st_last_id);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_append(void *impl, const char *room, size_t room_len, const store_msg *m)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    sqlite3_stmt *st = s->st_insert;
+    sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)m->id);
+    sqlite3_bind_int64(st, 3, m->ts);
+    sqlite3_bind_int64(st, 4, m->from_uid);
+    sqlite3_bind_int64(st, 5, m->to_uid);
+    sqlite3_bind_text(st, 6, m->json, (int)m->json_len, SQLITE_STATIC);
+    if (run(st) < 0) return -1;
+    st = s->st_set_last;
+    sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)m->id);
+    if (run(st) < 0) return -1;
+    /* The count limit is kept on every append: a range delete on the
+     * primary key, usually of one row. */
+    if (s->limits.max_per_room == 0 || m->id <= s->limits.max_per_room) return 0;
+    st = s->st_trim_count;
+    sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(m->id - s->limits.max_per_room));
+    return run(st);
+}
+
+static int sq_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
+                    unsigned limit, uint32_t viewer, store_each_fn each, void *arg)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = s->st_range;
+    sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
+    sqlite3_bind_int64(st, 3, viewer);
+    sqlite3_bind_int64(st, 4, limit);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        each(arg, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_trim(void *impl, int64_t now)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    if (s->limits.max_age > 0) {
+        sqlite3_bind_int64(s->st_trim_age, 1, now - s->limits.max_age);
+        if (run(s->st_trim_age) < 0) return -1;
+    }
+    return 0;
+}
+
+static int sq_commit(void *impl)
+{
+    sqlite_store *s = impl;
+    if (!s->in_tx) return 0;
+    s->in_tx = 0;
+    if (exec(s, "COMMIT") == 0) return 0;
+    exec(s, "ROLLBACK");
+    return -1;
+}
+
+static void sq_close(void *impl)
+{
+    sqlite_store *s = impl;
+    if (!s) return;
+    sq_commit(s);
+    sqlite3_stmt *all[] = { s->st_last_id, s->st_set_last, s->st_insert, s->st_range,
+                            s->st_trim_count, s->st_trim_age };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static const store_ops sqlite_ops = {
+    sq_last_id, sq_append, sq_range, sq_trim, sq_commit, sq_close,
+};
+
+static int prepare(sqlite_store *s, sqlite3_stmt **st, const char *sql)
+{
+    return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int prepare_all(sqlite_store *s)
+{
+    return prepare(s, &s->st_last_id, "SELECT last_id FROM rooms WHERE room=?1") ||
+        prepare(s, &s->st_set_last,
+                "INSERT INTO rooms(room,last_id) VALUES(?1,?2) "
+                "ON CONFLICT(room) DO UPDATE SET last_id=max(last_id,excluded.last_id)") ||
+        prepare(s, &s->st_insert,
+                "INSERT INTO messages(room,id,ts,from_uid,to_uid,json) VALUES(?1,?2,?3,?4,?5,?6)") ||
+        prepare(s, &s->st_range,
+                "SELECT json FROM (SELECT id, json FROM messages WHERE room=?1 AND id>?2 "
+                "AND (to_uid=0 OR to_uid=?3 OR from_uid=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
+        prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1") ||
+        prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2")
+        ? -1 : 0;
+}
+
+/* A damaged file must stop the server, not open as an empty room. */
+static int check_integrity(sqlite_store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    int ok = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    if (!ok) snprintf(err, errlen, "integrity check failed: %s",
+                      rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
+int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
+                      char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tagarela.db", dir);
+    if (errlen) *err = '\0';
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->limits = *limits;
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        sq_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 2000);
+    if (check_integrity(s, err, errlen) < 0) {
+        sq_close(s);
+        return -1;
+    }
+    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK || prepare_all(s) < 0) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        sq_close(s);
+        return -1;
+    }
+    out->ops = &sqlite_ops;
+    out->impl = s;
+    return 0;
+}
