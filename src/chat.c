@@ -283,8 +283,8 @@ static void send_history(chat *c, chat_user *u, json_t *last_id)
     sbuf_puts(o, "{\"type\":\"history\",\"messages\":[");
     size_t empty = o->len;
     room *r = u->room;
-    if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit, u->uid,
-                             add_history_item, o) < 0) {
+    if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit,
+                             u->name, u->name_len, add_history_item, o) < 0) {
         send_error(c, u, "internal", "history is unavailable");
         return;
     }
@@ -418,7 +418,8 @@ static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_
 /* Gives the message its id and stores it; the server commits the store
  * before it writes this loop turn's output, so no client ever receives a
  * message that a crash could lose. */
-static int store_say(chat *c, chat_user *u, int64_t to, const char *s, size_t n, uint64_t now_ms)
+static int store_say(chat *c, chat_user *u, const chat_user *target, int64_t to,
+                     const char *s, size_t n, uint64_t now_ms)
 {
     room *r = u->room;
     if (!c->store) {
@@ -428,7 +429,9 @@ static int store_say(chat *c, chat_user *u, int64_t to, const char *s, size_t n,
     uint64_t id = ++r->last_id;
     write_say(c, u, to, s, n, now_ms, id);
     if (c->out.oom) return -1;
-    store_msg m = { id, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to, c->out.p, c->out.len };
+    store_msg m = { id, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to,
+                    u->name, u->name_len, target ? target->name : NULL,
+                    target ? target->name_len : 0, c->out.p, c->out.len };
     return c->store->ops->append(c->store->impl, r->id, r->id_len, &m);
 }
 
@@ -464,7 +467,7 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
             return;
         }
     }
-    if (store_say(c, u, to, s, n, now_ms) < 0) {
+    if (store_say(c, u, target, to, s, n, now_ms) < 0) {
         send_error(c, u, "internal", "the message could not be stored; try again");
         return;
     }

@@ -177,6 +177,7 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_KEEP_DAYS:
         if (parse_number(name, arg, 0, 365000, &v)) return -1;
         cfg->retention.max_age = (int64_t)(v * 86400);
+        if (v > 0 && cfg->retention.max_age == 0) cfg->retention.max_age = 1;
         return 0;
     }
     return -1;

@@ -201,13 +201,21 @@ static void sweep_conn(server *s, conn *c, uint64_t now)
     }
 }
 
-#define TRIM_EVERY_MS 60000
+/* Retention passes run every minute, or more often when messages live
+ * shorter than that. */
+static uint64_t trim_interval(const server_config *cfg)
+{
+    uint64_t every = 60000;
+    uint64_t age_ms = (uint64_t)cfg->retention.max_age * 1000;
+    if (age_ms && age_ms / 4 < every) every = age_ms / 4;
+    return every < 1000 ? 1000 : every;
+}
 
 static void on_sweep(uv_timer_t *t)
 {
     server *s = t->data;
     uint64_t now = uv_now(s->loop);
-    if (now - s->last_trim >= TRIM_EVERY_MS) {
+    if (now - s->last_trim >= trim_interval(s->cfg)) {
         s->last_trim = now;
         if (s->store.ops->trim(s->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
             fprintf(stderr, "tagarela: history retention pass failed\n");

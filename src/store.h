@@ -12,6 +12,10 @@ typedef struct store_msg {
     int64_t ts;                 /* unix seconds */
     uint32_t from_uid;
     uint32_t to_uid;            /* 0: the whole room */
+    const char *from_name;      /* the parties of a private message, as sent */
+    size_t from_name_len;
+    const char *to_name;
+    size_t to_name_len;
     const char *json;           /* the say message exactly as sent */
     size_t json_len;
 } store_msg;
@@ -24,10 +28,13 @@ typedef struct store_ops {
     int (*last_id)(void *impl, const char *room, size_t room_len, uint64_t *out);
     /* Adds a message; durable once commit() returns. */
     int (*append)(void *impl, const char *room, size_t room_len, const store_msg *m);
-    /* The newest `limit` messages with id > after_id that `viewer` may see
-     * (public ones, and private ones from or to the viewer), oldest first. */
+    /* The newest `limit` messages with id > after_id that the viewer may see
+     * (public ones, and private ones whose sender or target bore the viewer's
+     * name: uids last one connection, names are what carries over), oldest
+     * first. */
     int (*range)(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                 unsigned limit, uint32_t viewer, store_each_fn each, void *arg);
+                 unsigned limit, const char *viewer, size_t viewer_len,
+                 store_each_fn each, void *arg);
     /* Applies the age limit; the count limit is kept by append. */
     int (*trim)(void *impl, int64_t now);
     /* Makes the appends since the last commit durable. */

@@ -23,7 +23,8 @@ static const char schema[] =
     "  room TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages ("
     "  room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,"
-    "  from_uid INTEGER NOT NULL, to_uid INTEGER NOT NULL, json TEXT NOT NULL,"
+    "  from_uid INTEGER NOT NULL, to_uid INTEGER NOT NULL,"
+    "  from_name TEXT, to_name TEXT, json TEXT NOT NULL,"
     "  PRIMARY KEY (room, id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);";
 
@@ -67,7 +68,14 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
     sqlite3_bind_int64(st, 3, m->ts);
     sqlite3_bind_int64(st, 4, m->from_uid);
     sqlite3_bind_int64(st, 5, m->to_uid);
-    sqlite3_bind_text(st, 6, m->json, (int)m->json_len, SQLITE_STATIC);
+    if (m->to_uid) {
+        sqlite3_bind_text(st, 6, m->from_name, (int)m->from_name_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, m->to_name, (int)m->to_name_len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 6);
+        sqlite3_bind_null(st, 7);
+    }
+    sqlite3_bind_text(st, 8, m->json, (int)m->json_len, SQLITE_STATIC);
     if (run(st) < 0) return -1;
     st = s->st_set_last;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
@@ -83,13 +91,14 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
 }
 
 static int sq_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                    unsigned limit, uint32_t viewer, store_each_fn each, void *arg)
+                    unsigned limit, const char *viewer, size_t viewer_len,
+                    store_each_fn each, void *arg)
 {
     sqlite_store *s = impl;
     sqlite3_stmt *st = s->st_range;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
-    sqlite3_bind_int64(st, 3, viewer);
+    sqlite3_bind_text(st, 3, viewer, (int)viewer_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, limit);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -147,10 +156,11 @@ static int prepare_all(sqlite_store *s)
                 "INSERT INTO rooms(room,last_id) VALUES(?1,?2) "
                 "ON CONFLICT(room) DO UPDATE SET last_id=max(last_id,excluded.last_id)") ||
         prepare(s, &s->st_insert,
-                "INSERT INTO messages(room,id,ts,from_uid,to_uid,json) VALUES(?1,?2,?3,?4,?5,?6)") ||
+                "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,json) "
+                "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)") ||
         prepare(s, &s->st_range,
                 "SELECT json FROM (SELECT id, json FROM messages WHERE room=?1 AND id>?2 "
-                "AND (to_uid=0 OR to_uid=?3 OR from_uid=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
+                "AND (to_uid=0 OR from_name=?3 OR to_name=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
         prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1") ||
         prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2")
         ? -1 : 0;
