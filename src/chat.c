@@ -355,12 +355,13 @@ static int64_t target_of(json_t *v)
     if (!v) return 0;
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        if (strcmp(s, "all") == 0) return 0;
-        if (!*s || strlen(s) > 10) return -2;
+        size_t n = json_string_length(v);
+        if (n == 3 && memcmp(s, "all", 3) == 0) return 0;
+        if (n == 0 || n > 10) return -2;
         int64_t uid = 0;
-        for (; *s; s++) {
-            if (*s < '0' || *s > '9') return -2;
-            uid = uid * 10 + (*s - '0');
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] < '0' || s[i] > '9') return -2;
+            uid = uid * 10 + (s[i] - '0');
         }
         return uid > 0 && uid <= UINT32_MAX ? uid : -2;
     }
@@ -487,14 +488,17 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms)
 {
     json_error_t jerr;
-    json_t *msg = json_loadb(data, n, 0, &jerr);
+    /* NUL is allowed through so that a "\u0000" in a name is reported as
+     * a bad name, not as bad JSON; strings are handled with their length. */
+    json_t *msg = json_loadb(data, n, JSON_ALLOW_NUL, &jerr);
     if (!json_is_object(msg)) {
         send_error(c, u, "bad_json", msg ? "a message must be a JSON object" : "malformed JSON");
         json_decref(msg);
         return;
     }
     json_t *type = json_object_get(msg, "type");
-    const char *t = json_is_string(type) ? json_string_value(type) : NULL;
+    const char *t = json_is_string(type) && strlen(json_string_value(type)) == json_string_length(type)
+                        ? json_string_value(type) : NULL;
     if (!t) {
         send_error(c, u, "bad_json", "a message needs a string \"type\"");
     } else if (strcmp(t, "pong") == 0) {

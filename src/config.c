@@ -57,7 +57,8 @@ void config_usage(FILE *out)
         "  --resume-cap N             most messages replayed after a login's last_id (default 1000)\n"
         "  --keep-messages N          messages kept per room, 0: no limit (default 10000)\n"
         "  --keep-days DAYS           days a message is kept, 0: no limit (default 30)\n"
-        "  -h, --help                 this text\n");
+        "  -h, --help                 this text\n"
+        "  --version                  the version\n");
 }
 
 int config_parse_addr(const char *s, listen_addr *out)
@@ -125,6 +126,7 @@ static const struct option long_opts[] = {
     {"keep-messages", required_argument, 0, OPT_KEEP_MESSAGES},
     {"keep-days", required_argument, 0, OPT_KEEP_DAYS},
     {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
 
@@ -190,10 +192,13 @@ int config_parse(server_config *cfg, int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
         char name[40];
-        snprintf(name, sizeof name, "--%s", opt >= OPT_WS ? long_opts[idx].name : "help");
+        snprintf(name, sizeof name, "--%s", opt >= OPT_WS ? long_opts[idx].name : "?");
         switch (opt) {
         case 'h':
             config_usage(stdout);
+            return 1;
+        case 'V':
+            printf("tagarela %s\n", TAGARELA_VERSION);
             return 1;
         case OPT_WS:
         case OPT_HTTP:
