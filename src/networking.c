@@ -411,7 +411,10 @@ static void http_input(conn *c, uint8_t *data, size_t n)
             sbuf_free(&out);
             return;
         }
-        if (c->req->state != HTTP_REQ_DONE) return;
+        if (c->req->state != HTTP_REQ_DONE) {
+            if (used == 0) conn_abort(c);   /* no progress: never spin */
+            return;
+        }
         if (!http_answer(c)) break;
     }
     /* Bytes right behind the upgrade request are the first frames. */
