@@ -140,6 +140,11 @@ size_t http_req_feed(http_req *r, const char *data, size_t n)
         /* Feed only what the cap allows; if the headers are still not over
          * by then, the request is refused. */
         limit = r->max_header - r->header_bytes;
+        /* http_parser_execute() reads a zero length as end of stream. */
+        if (limit == 0) {
+            fail(r, 431);
+            return 0;
+        }
     }
     size_t used = http_parser_execute(&r->parser, &settings, data, limit);
     if (!r->headers_done) r->header_bytes += used;
@@ -169,8 +174,14 @@ bool http_req_is_get(const http_req *r)
 
 const char *http_req_field(const http_req *r, enum http_field f, size_t *len)
 {
-    *len = r->fields[f].len;
-    return *len ? r->arena + r->fields[f].off : NULL;
+    /* libhttp-parser keeps trailing whitespace; OWS is not part of a
+     * value (RFC 9110 5.5). */
+    const char *v = r->arena + r->fields[f].off;
+    size_t n = r->fields[f].len;
+    while (n && (v[0] == ' ' || v[0] == '\t')) v++, n--;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    *len = n;
+    return n ? v : NULL;
 }
 
 const char *http_req_url(const http_req *r, size_t *len)

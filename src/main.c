@@ -2,10 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#if __has_include("capture.h")
 #include "capture.h"
-#define HAVE_CAPTURE 1
-#endif
 #include "config.h"
 #include "server.h"
 
@@ -37,9 +34,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0) return serve_main(argc - 1, argv + 1);
-#ifdef HAVE_CAPTURE
     if (strcmp(cmd, "capture") == 0) return capture_main(argc - 1, argv + 1);
-#endif
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("tagarela %s\n", TAGARELA_VERSION);
         return 0;

@@ -204,6 +204,9 @@ void conn_flush_all(server *s)
         c->dirty_next = NULL;
         if (c->overflow && c->state != CONN_CLOSING) {
             s->stats.slow_closed++;
+            /* A peer that reads nothing gets nothing more read either:
+             * otherwise it could keep us busy for the whole grace period. */
+            uv_read_stop((uv_stream_t *)&c->tcp);
             conn_close_ws(c, WS_CLOSE_POLICY, "outbound queue full: client too slow");
         }
         conn_flush(c);

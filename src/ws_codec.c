@@ -171,7 +171,12 @@ ws_frame *ws_frame_close(unsigned code, const char *reason)
 {
     uint8_t p[WS_MAX_CONTROL];
     size_t rl = reason ? strlen(reason) : 0;
-    if (rl > WS_MAX_CONTROL - 2) rl = WS_MAX_CONTROL - 2;
+    if (rl > WS_MAX_CONTROL - 2) {
+        /* Cut on a character boundary: a split UTF-8 sequence would make
+         * the peer fail the connection with 1007 (RFC 6455 5.5.1). */
+        rl = WS_MAX_CONTROL - 2;
+        while (rl > 0 && ((uint8_t)reason[rl] & 0xC0) == 0x80) rl--;
+    }
     p[0] = (uint8_t)(code >> 8);
     p[1] = (uint8_t)code;
     if (rl) memcpy(p + 2, reason, rl);

@@ -19,6 +19,10 @@
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
   const LS_NAME = 'tagarela.name';
   const LS_ROOMS = 'tagarela.rooms';
+  const SS_NAMES = 'tagarela.names';  // this tab's uid -> name memory, kept over reloads
+  const SS_UIDS = 'tagarela.uids';    // this tab's own uids, kept over reloads
+  const MAX_NAMES = 400;
+  const MAX_UIDS = 50;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -114,6 +118,35 @@
   }
   function load(key) {
     try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  /* The uids this tab has had and the names it has seen, kept in
+   * sessionStorage so that a reload can still tell who said what in the
+   * history the server replays (uids change with every connection). */
+  function loadTabMemory() {
+    try {
+      const names = JSON.parse(sessionStorage.getItem(SS_NAMES) || '[]');
+      if (Array.isArray(names)) {
+        for (const e of names) if (Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string') state.names.set(e[0], e[1]);
+      }
+      const uids = JSON.parse(sessionStorage.getItem(SS_UIDS) || '[]');
+      if (Array.isArray(uids)) for (const u of uids) if (typeof u === 'string') state.myUids.add(u);
+    } catch (_) { /* none, or unreadable: start afresh */ }
+  }
+  let saveTimer = 0;
+  function saveTabMemory() {
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => {
+      try {
+        sessionStorage.setItem(SS_NAMES, JSON.stringify([...state.names].slice(-MAX_NAMES)));
+        sessionStorage.setItem(SS_UIDS, JSON.stringify([...state.myUids].slice(-MAX_UIDS)));
+      } catch (_) { /* full or unavailable */ }
+    }, 200);
+  }
+  function learnName(uid, name) {
+    state.names.delete(uid); // re-insert: the most recent stay when trimming
+    state.names.set(uid, name);
+    saveTabMemory();
   }
 
   function hueOf(name) {
@@ -317,10 +350,17 @@
   function renderSay(msg, { history = false } = {}) {
     const room = roomState(state.room);
     if (msg.id != null) {
+      // Only history can repeat what we have shown: live messages always show.
+      // A live id below the highest one seen means the server's sequence
+      // started again (a restart without its data): forget the old ids.
       const key = String(msg.id);
-      if (room.seen.has(key)) return;
-      room.seen.add(key);
       const n = Number(msg.id);
+      if (history && room.seen.has(key)) return;
+      if (!history && Number.isFinite(n) && room.lastId != null && n <= room.lastId && !room.seen.has(key)) {
+        room.seen.clear();
+        room.lastId = null;
+      }
+      room.seen.add(key);
       if (Number.isFinite(n) && (room.lastId == null || n > room.lastId)) room.lastId = n;
     }
     const from = uidKey(msg.from_uid);
@@ -328,8 +368,12 @@
     const isPrivate = to !== 'all';
     const mine = state.myUids.has(from);
     const toMe = isPrivate && state.myUids.has(to);
-    const senderName = typeof msg.from_name === 'string' ? decodeServerText(msg.from_name)
-      : (typeof msg.name === 'string' ? decodeServerText(msg.name) : nameOf(from));
+    // A newer server may name the parties (uids change on every reconnect).
+    const wireFrom = typeof msg.from_name === 'string' ? msg.from_name : (typeof msg.name === 'string' ? msg.name : null);
+    if (wireFrom !== null && !state.users.has(from)) learnName(from, decodeServerText(wireFrom));
+    if (isPrivate && typeof msg.to_name === 'string' && !state.users.has(to)) learnName(to, decodeServerText(msg.to_name));
+    const known = state.users.has(from) || state.names.has(from);
+    const senderName = nameOf(from);
     const text = decodeServerText(msg.content);
     const ms = stampMs(msg.time);
 
@@ -361,6 +405,10 @@
     author.className = 'author';
     author.style.setProperty('--hue', String(hueOf(senderName)));
     author.textContent = senderName;
+    if (!known) {
+      author.classList.add('unknown');
+      author.title = 'This sender\'s name is not known to this page';
+    }
     meta.appendChild(author);
     if (mine) {
       const you = document.createElement('span');
@@ -373,8 +421,8 @@
       badge.className = 'badge-private';
       badge.appendChild(lockIcon());
       const label = document.createElement('span');
-      if (mine && !toMe) label.textContent = `Private to ${nameOf(to)}`;
-      else label.textContent = 'Private to you';
+      // Ours to someone else, to us, or (history we cannot place) between two others.
+      label.textContent = toMe ? 'Private to you' : `Private to ${nameOf(to)}`;
       badge.appendChild(label);
       meta.appendChild(badge);
     }
@@ -623,12 +671,12 @@
       const uid = uidKey(u.uid);
       const name = decodeServerText(u.name);
       state.users.set(uid, name);
-      state.names.set(uid, name);
+      learnName(uid, name);
     }
     // The new client is last in the list: that is us.
     const me = list.length ? list[list.length - 1] : null;
     state.selfUid = me ? uidKey(me.uid) : null;
-    if (state.selfUid) state.myUids.add(state.selfUid);
+    if (state.selfUid) { state.myUids.add(state.selfUid); saveTabMemory(); }
     const wasReconnect = state.everOnline;
     state.online = true;
     state.everOnline = true;
@@ -648,7 +696,7 @@
   function onLogin(msg) {
     const uid = uidKey(msg.uid);
     const name = decodeServerText(msg.name);
-    state.names.set(uid, name);
+    learnName(uid, name);
     if (uid === state.selfUid) {
       const mark = addNotice('join', `You joined #${state.room} as ${name}`, msg.time, { force: true });
       roomState(state.room).joinMark = mark;
@@ -884,6 +932,7 @@
   /* ---------- start ---------- */
 
   state.room = roomFromUrl();
+  loadTabMemory();
   renderRecentRooms();
   setUsersOpen(!narrow.matches);
   showRoom(state.room);

@@ -1,0 +1,382 @@
+/* capture.c -- `tagarela capture`: options, opening the live interface or
+ * the file (with its BPF filter and the optional -w copy), the packet loop,
+ * Ctrl-C, and the summary at exit. The decoding itself lives in the other
+ * capture_*.c files, all of it in one cap_ctx. */
+#include "capture.h"
+#include "capture_ctx.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pcap/pcap.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_PORT 7272
+#define DEFAULT_SNAPLEN 262144
+#define OUT_BUF (256 * 1024)
+
+/* Set by SIGINT/SIGTERM and polled by the packet loop: the one piece of
+ * process-wide state, since a signal handler can reach nothing else. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static const char usage[] =
+    "usage: tagarela capture [options] [BPF filter expression]\n"
+    "  -i IFACE        capture live on IFACE (default: any)\n"
+    "  -r FILE         read packets from a pcap or pcapng file (- for stdin)\n"
+    "  -w FILE         also save the packets read to FILE (pcap)\n"
+    "  -c N            stop after N packets\n"
+    "  -s SNAPLEN      bytes kept per packet (default 262144); with -r, packets\n"
+    "                  are cut as if they had been captured with it\n"
+    "  -p PORT         the WebSocket server port (default 7272); the filter is\n"
+    "                  'tcp port PORT' unless an expression is given\n"
+    "  -X              show payloads in hex and ASCII too\n"
+    "  --json          one JSON object per line on stdout (summary on stderr)\n"
+    "  --color=WHEN    never, always or auto (default: auto, when stdout is a tty)\n"
+    "  --max-mem=SIZE  memory the decoder may hold, all flows (default 256M)\n"
+    "  --max-message=SIZE  largest message shown whole (default 16M)\n"
+    "  --idle=SECONDS  evict flows idle that long in capture time (default 300)\n"
+    "  -q              no 'listening on' line\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "tagarela capture: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return 2;
+}
+
+/* "64M", "1g", "4096": bytes. */
+static bool parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-') return false;
+    unsigned long long mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ULL << 10; end++; break;
+    case 'm': case 'M': mul = 1ULL << 20; end++; break;
+    case 'g': case 'G': mul = 1ULL << 30; end++; break;
+    }
+    if (*end || v == 0 || v > (1ULL << 40) / mul) return false;
+    *out = (size_t)(v * mul);
+    return true;
+}
+
+static bool parse_long(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static char *join_args(int argc, char **argv)
+{
+    size_t n = 1;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
+    char *s = malloc(n), *o = s;
+    if (!s) return NULL;
+    for (int i = 0; i < argc; i++) o += sprintf(o, "%s%s", i ? " " : "", argv[i]);
+    *o = '\0';
+    return s;
+}
+
+enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_HELP };
+
+static int parse_options(int argc, char **argv, cap_opts *o)
+{
+    static const struct option longs[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"color", required_argument, NULL, OPT_COLOR},
+        {"colour", required_argument, NULL, OPT_COLOR},
+        {"max-mem", required_argument, NULL, OPT_MAXMEM},
+        {"max-message", required_argument, NULL, OPT_MAXMSG},
+        {"idle", required_argument, NULL, OPT_IDLE},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    long long v;
+    int ch;
+    optind = 1;     /* the caller may have used getopt already */
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "+i:r:w:c:s:p:Xqh", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'i': o->iface = optarg; break;
+        case 'r': o->read_file = optarg; break;
+        case 'w': o->write_file = optarg; break;
+        case 'c':
+            if (!parse_long(optarg, 1, INT64_MAX, &v)) return usage_error("bad -c: %s", optarg);
+            o->count = v;
+            break;
+        case 's':
+            if (!parse_long(optarg, 1, DEFAULT_SNAPLEN, &v))
+                return usage_error("bad -s (1..262144): %s", optarg);
+            o->snaplen = (int)v;
+            break;
+        case 'p':
+            if (!parse_long(optarg, 1, 65535, &v)) return usage_error("bad -p: %s", optarg);
+            o->port = (uint16_t)v;
+            break;
+        case 'X': o->hex = true; break;
+        case 'q': o->quiet = true; break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_COLOR:
+            if (!strcmp(optarg, "never")) o->color = CAP_COLOR_NEVER;
+            else if (!strcmp(optarg, "always")) o->color = CAP_COLOR_ALWAYS;
+            else if (!strcmp(optarg, "auto")) o->color = CAP_COLOR_AUTO;
+            else return usage_error("bad --color (never, always, auto): %s", optarg);
+            break;
+        case OPT_MAXMEM:
+            if (!parse_size(optarg, &o->max_mem) || o->max_mem < (1u << 20))
+                return usage_error("bad --max-mem (at least 1M): %s", optarg);
+            break;
+        case OPT_MAXMSG:
+            if (!parse_size(optarg, &o->max_message))
+                return usage_error("bad --max-message: %s", optarg);
+            break;
+        case OPT_IDLE:
+            if (!parse_long(optarg, 1, 1000000000, &v)) return usage_error("bad --idle: %s", optarg);
+            o->idle = (double)v;
+            break;
+        case 'h':
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return -1;
+        case ':':
+            return usage_error("option %s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (o->iface && o->read_file) return usage_error("%s", "use -i or -r, not both");
+    if (optind < argc) o->filter = join_args(argc - optind, argv + optind);
+    else {
+        char buf[32];
+        snprintf(buf, sizeof buf, "tcp port %u", o->port ? o->port : DEFAULT_PORT);
+        o->filter = strdup(buf);
+    }
+    if (!o->port && optind >= argc) o->port = DEFAULT_PORT;
+    return 0;
+}
+
+static void set_defaults(cap_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->color = CAP_COLOR_AUTO;
+    o->max_mem = 256u << 20;
+    o->max_stream = 1u << 20;
+    o->max_message = 16u << 20;
+    o->max_flows = 65536;
+    o->idle = 300;
+}
+
+/* ---- opening ---- */
+
+static pcap_t *open_live(const cap_opts *o, char *err)
+{
+    const char *dev = o->iface ? o->iface : "any";
+    pcap_t *p = pcap_create(dev, err);
+    if (!p) return NULL;
+    pcap_set_snaplen(p, o->snaplen ? o->snaplen : DEFAULT_SNAPLEN);
+    pcap_set_promisc(p, 0);
+    pcap_set_timeout(p, 100);           /* wake up to notice Ctrl-C */
+    pcap_set_immediate_mode(p, 1);      /* print each packet as it comes */
+    pcap_set_buffer_size(p, 16 << 20);
+    int rc = pcap_activate(p);
+    if (rc < 0) {
+        snprintf(err, PCAP_ERRBUF_SIZE, "%s: %s", dev,
+                 rc == PCAP_ERROR ? pcap_geterr(p) : pcap_statustostr(rc));
+        if (rc == PCAP_ERROR_NO_SUCH_DEVICE || rc == PCAP_ERROR_PERM_DENIED) {
+            const char *extra = pcap_geterr(p);
+            if (extra && *extra)
+                snprintf(err, PCAP_ERRBUF_SIZE, "%s: %s (%s)", dev, pcap_statustostr(rc), extra);
+        }
+        pcap_close(p);
+        return NULL;
+    }
+    if (rc > 0) fprintf(stderr, "tagarela capture: warning: %s: %s\n", dev, pcap_statustostr(rc));
+    return p;
+}
+
+static int open_capture(cap_ctx *c, pcap_t **pp, pcap_dumper_t **dp)
+{
+    char err[PCAP_ERRBUF_SIZE] = "";
+    const cap_opts *o = &c->opt;
+    pcap_t *p = o->read_file ? pcap_open_offline(o->read_file, err) : open_live(o, err);
+    if (!p) {
+        fprintf(stderr, "tagarela capture: %s%s%s\n", o->read_file ? o->read_file : "",
+                o->read_file ? ": " : "", err);
+        return 1;
+    }
+    *pp = p;
+    int lt = pcap_datalink(p);
+    if (!cap_pkt_linktype_ok(lt)) {
+        fprintf(stderr, "tagarela capture: unsupported link type %s (%d)\n",
+                pcap_datalink_val_to_name(lt) ? pcap_datalink_val_to_name(lt) : "?", lt);
+        return 1;
+    }
+    struct bpf_program prog;
+    if (pcap_compile(p, &prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+        fprintf(stderr, "tagarela capture: bad filter '%s': %s\n", o->filter, pcap_geterr(p));
+        return 2;
+    }
+    int rc = pcap_setfilter(p, &prog);
+    pcap_freecode(&prog);
+    if (rc < 0) {
+        fprintf(stderr, "tagarela capture: cannot set the filter: %s\n", pcap_geterr(p));
+        return 1;
+    }
+    if (o->write_file && !(*dp = pcap_dump_open(p, o->write_file))) {
+        fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(p));
+        return 1;
+    }
+    if (!o->quiet) {
+        const char *ltn = pcap_datalink_val_to_name(lt);
+        if (o->read_file)
+            fprintf(stderr, "reading from file %s, link-type %s, filter: %s\n", o->read_file,
+                    ltn ? ltn : "?", o->filter);
+        else
+            fprintf(stderr, "listening on %s, link-type %s, snapshot length %d bytes, filter: %s\n",
+                    o->iface ? o->iface : "any", ltn ? ltn : "?", pcap_snapshot(p), o->filter);
+    }
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+static void one_packet(cap_ctx *c, int lt, const struct pcap_pkthdr *h, const uint8_t *data)
+{
+    uint32_t caplen = h->caplen;
+    if (c->opt.read_file && c->opt.snaplen && caplen > (uint32_t)c->opt.snaplen)
+        caplen = (uint32_t)c->opt.snaplen;
+    c->st.packets++;
+    c->st.bytes += caplen;
+    c->now_sec = h->ts.tv_sec;
+    c->now_usec = (uint32_t)h->ts.tv_usec;
+    c->now = (double)h->ts.tv_sec + h->ts.tv_usec / 1e6;
+    cap_pkt pkt;
+    switch (cap_pkt_decode(lt, data, caplen, h->len, &pkt)) {
+    case CAP_PKT_OK: cap_packet(c, &pkt); break;
+    case CAP_PKT_NOT_TCP: c->st.not_tcp++; break;
+    case CAP_PKT_FRAGMENT: c->st.fragments++; break;
+    case CAP_PKT_SHORT: c->st.short_pkts++; break;
+    default: c->st.bad_pkts++; break;
+    }
+}
+
+static int run_loop(cap_ctx *c, pcap_t *p, pcap_dumper_t *dp)
+{
+    int lt = pcap_datalink(p);
+    long long n = 0;
+    int status = 0;
+    while (!stop_requested && !c->out.w.failed) {
+        struct pcap_pkthdr *h;
+        const u_char *data;
+        int rc = pcap_next_ex(p, &h, &data);
+        if (rc == 0) {                  /* live timeout: nothing came */
+            if (c->out.live) cap_wbuf_flush(&c->out.w);
+            continue;
+        }
+        if (rc == PCAP_ERROR_BREAK) break;  /* end of the file */
+        if (rc < 0) {
+            cap_wbuf_flush(&c->out.w);
+            fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(p));
+            status = 1;
+            break;
+        }
+        if (dp) {
+            struct pcap_pkthdr hc = *h;
+            if (c->opt.read_file && c->opt.snaplen && hc.caplen > (uint32_t)c->opt.snaplen)
+                hc.caplen = (uint32_t)c->opt.snaplen;
+            pcap_dump((u_char *)dp, &hc, data);
+        }
+        one_packet(c, lt, h, data);
+        if (c->out.live) {
+            cap_wbuf_flush(&c->out.w);
+            if (dp) pcap_dump_flush(dp);
+        }
+        if (c->opt.count && ++n >= c->opt.count) break;
+    }
+    return status;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;     /* a second Ctrl-C kills at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);       /* a closed pipe is seen as a write error */
+}
+
+static void print_summary(cap_ctx *c, pcap_t *p)
+{
+    struct pcap_stat ps;
+    if (!c->opt.read_file && p && pcap_stats(p, &ps) == 0)
+        c->st.kernel_drops = ps.ps_drop + ps.ps_ifdrop;
+    if (c->out.w.failed) return;
+    if (c->opt.json) {
+        cap_wbuf e;
+        if (cap_wbuf_init(&e, 2, 4096)) return;
+        cap_summary(c, &e);
+        cap_wbuf_free(&e);
+    } else {
+        cap_summary(c, &c->out.w);
+    }
+    cap_wbuf_flush(&c->out.w);
+}
+
+int capture_main(int argc, char **argv)
+{
+    cap_ctx c;
+    memset(&c, 0, sizeof c);
+    stop_requested = 0;
+    set_defaults(&c.opt);
+    int rc = parse_options(argc, argv, &c.opt);
+    if (rc) {
+        free(c.opt.filter);
+        return rc < 0 ? 0 : rc;
+    }
+    c.out.json = c.opt.json;
+    c.out.hex = c.opt.hex;
+    c.out.color = !c.opt.json && (c.opt.color == CAP_COLOR_ALWAYS ||
+                                  (c.opt.color == CAP_COLOR_AUTO && isatty(1)));
+    c.out.live = !c.opt.read_file;
+    fflush(stdout);
+    if (cap_wbuf_init(&c.out.w, 1, OUT_BUF) || cap_ctx_init(&c)) {
+        fprintf(stderr, "tagarela capture: out of memory\n");
+        free(c.opt.filter);
+        return 1;
+    }
+    pcap_t *p = NULL;
+    pcap_dumper_t *dp = NULL;
+    install_signals();
+    rc = open_capture(&c, &p, &dp);
+    if (rc == 0) {
+        rc = run_loop(&c, p, dp);
+        cap_finish(&c);
+        print_summary(&c, p);
+        if (c.out.w.failed && rc == 0) rc = 1;
+    }
+    if (dp) pcap_dump_close(dp);
+    if (p) pcap_close(p);
+    cap_wbuf_free(&c.out.w);
+    cap_ctx_free(&c);
+    free(c.opt.filter);
+    return rc;
+}

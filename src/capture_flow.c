@@ -1,0 +1,458 @@
+/* capture_flow.c -- connections: the flow table, who is client and who is
+ * server, SYN/FIN/RST, eviction, and routing each direction's in-order bytes
+ * to its decoder (HTTP until the 101, then WebSocket).
+ *
+ * Open flows sit on an LRU list so that idle ones, and the least recently
+ * used ones when memory runs short, are evicted from its tail. Closed flows
+ * linger briefly on a second list so that late ACKs and retransmissions are
+ * recognised instead of starting a bogus flow. */
+#include "capture_ctx.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOSED_LINGER 10.0      /* seconds of capture time */
+#define MIN_BUCKETS 1024
+
+/* ---- buffers charged to the memory budget ---- */
+
+void cap_buf_free(cap_ctx *c, cap_buf *b)
+{
+    cap_mem_free(&c->mem, b->p, b->cap);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int cap_buf_append(cap_ctx *c, cap_buf *b, const uint8_t *p, size_t n)
+{
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) cap *= 2;
+        uint8_t *q = cap_mem_realloc(&c->mem, b->p, b->cap, cap);
+        if (!q) return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* ---- the context ---- */
+
+int cap_ctx_init(cap_ctx *c)
+{
+    c->nbuckets = MIN_BUCKETS;
+    while (c->nbuckets < c->opt.max_flows / 2 && c->nbuckets < (1u << 20)) c->nbuckets *= 2;
+    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+    c->mem.limit = c->opt.max_mem;
+    return c->buckets ? 0 : -1;
+}
+
+/* ---- lists ---- */
+
+static void list_remove(cap_list *l, cap_flow *f)
+{
+    if (f->prev) f->prev->next = f->next;
+    else l->head = f->next;
+    if (f->next) f->next->prev = f->prev;
+    else l->tail = f->prev;
+    f->prev = f->next = NULL;
+    l->n--;
+}
+
+static void list_push(cap_list *l, cap_flow *f)
+{
+    f->prev = NULL;
+    f->next = l->head;
+    if (l->head) l->head->prev = f;
+    else l->tail = f;
+    l->head = f;
+    l->n++;
+}
+
+/* ---- keys ---- */
+
+static uint64_t key_hash(const cap_key *k)
+{
+    uint64_t w[5], h = 0x9E3779B97F4A7C15ULL;
+    memcpy(w, k, sizeof w);
+    for (int i = 0; i < 5; i++) {
+        h ^= w[i];
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+/* Builds the key; *side is 0 when the packet goes from key side a to b. */
+static void make_key(const cap_pkt *p, cap_key *k, int *side)
+{
+    int cmp = memcmp(p->src, p->dst, 16);
+    if (cmp == 0) cmp = (p->sport > p->dport) - (p->sport < p->dport);
+    *side = cmp > 0;
+    memset(k, 0, sizeof *k);
+    k->ipver = p->ipver;
+    memcpy(k->a, *side ? p->dst : p->src, 16);
+    memcpy(k->b, *side ? p->src : p->dst, 16);
+    k->pa = *side ? p->dport : p->sport;
+    k->pb = *side ? p->sport : p->dport;
+}
+
+static cap_flow *lookup(cap_ctx *c, const cap_key *k, uint64_t h, cap_flow ***slot)
+{
+    cap_flow **pp = &c->buckets[h & (c->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->hash == h && !memcmp(&(*pp)->key, k, sizeof *k)) break;
+    *slot = pp;
+    return *pp;
+}
+
+static void format_addr(char *out, uint8_t *outlen, int ipver, const uint8_t *a, uint16_t port)
+{
+    char ip[INET6_ADDRSTRLEN];
+    inet_ntop(ipver == 4 ? AF_INET : AF_INET6, a, ip, sizeof ip);
+    int n = snprintf(out, CAP_ADDR_MAX, ipver == 4 ? "%s:%u" : "[%s]:%u", ip, port);
+    *outlen = (uint8_t)(n < CAP_ADDR_MAX ? n : CAP_ADDR_MAX - 1);
+}
+
+static bool looks_like_request(const cap_pkt *p)
+{
+    static const char *const m[] = {"GET ", "POST ", "HEAD ", "PUT ", "OPTIONS "};
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
+        size_t n = strlen(m[i]);
+        if (p->payload_len >= n && !memcmp(p->payload, m[i], n)) return true;
+    }
+    return false;
+}
+
+/* Whether the packet's sender is the client. The SYN says it; without one
+ * (the capture started midway) the server port, the first bytes, then the
+ * lower port decide. */
+static bool sender_is_client(const cap_ctx *c, const cap_pkt *p)
+{
+    if (p->flags & CAP_TH_SYN) return !(p->flags & CAP_TH_ACK);
+    if (c->opt.port && p->dport == c->opt.port) return true;
+    if (c->opt.port && p->sport == c->opt.port) return false;
+    if (looks_like_request(p)) return true;
+    if (p->payload_len >= 5 && !memcmp(p->payload, "HTTP/", 5)) return false;
+    return p->sport > p->dport;
+}
+
+static cap_flow *flow_new(cap_ctx *c, const cap_pkt *p, const cap_key *k, uint64_t h, int side)
+{
+    cap_flow *f = cap_mem_alloc(&c->mem, sizeof *f);
+    if (!f) return NULL;
+    memset(f, 0, sizeof *f);
+    f->key = *k;
+    f->hash = h;
+    f->client = sender_is_client(c, p) ? (uint8_t)side : (uint8_t)!side;
+    f->midstream = !(p->flags & CAP_TH_SYN);
+    const uint8_t *cl = f->client == side ? p->src : p->dst;
+    const uint8_t *sv = f->client == side ? p->dst : p->src;
+    uint16_t cp = f->client == side ? p->sport : p->dport;
+    uint16_t sp = f->client == side ? p->dport : p->sport;
+    format_addr(f->addr[0], &f->addr_len[0], p->ipver, cl, cp);
+    format_addr(f->addr[1], &f->addr_len[1], p->ipver, sv, sp);
+    for (int d = 0; d < 2; d++) {
+        cap_stream_init(&f->d[d].st, c->opt.max_stream);
+        f->d[d].app = CAP_APP_HTTP;
+    }
+    c->st.flows++;
+    return f;
+}
+
+/* ---- freeing ---- */
+
+static void dir_free(cap_ctx *c, cap_dir *d)
+{
+    cap_stream_stop(&d->st, &c->mem);
+    cap_http_free(c, d);
+    cap_buf_free(c, &d->pend);
+    cap_ws_free(c, &d->ws);
+    d->app = CAP_APP_STOPPED;
+}
+
+void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir)
+{
+    cap_dir *d = &f->d[dir];
+    d->app = CAP_APP_STOPPED;
+    /* The reassembler is stopped by the sink's return value; what else the
+     * direction holds can go now. */
+    cap_http_free(c, d);
+    cap_buf_free(c, &d->pend);
+    cap_ws_free(c, &d->ws);
+}
+
+static void unlink_flow(cap_ctx *c, cap_flow *f)
+{
+    cap_flow **slot;
+    lookup(c, &f->key, f->hash, &slot);
+    if (*slot == f) *slot = f->hnext;
+    list_remove(f->closed ? &c->done : &c->open, f);
+}
+
+static void flow_destroy(cap_ctx *c, cap_flow *f)
+{
+    unlink_flow(c, f);
+    dir_free(c, &f->d[0]);
+    dir_free(c, &f->d[1]);
+    cap_mem_free(&c->mem, f, sizeof *f);
+}
+
+/* ---- sinks: reassembled bytes to the decoders ---- */
+
+typedef struct sink_ud {
+    cap_ctx *c;
+    cap_flow *f;
+    int dir;
+} sink_ud;
+
+int cap_dir_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
+{
+    cap_dir *d = &f->d[dir];
+    while (n > 0) {
+        switch (d->app) {
+        case CAP_APP_HTTP: {
+            size_t k = cap_http_feed(c, f, dir, p, n);
+            p += k, n -= k;
+            break;
+        }
+        case CAP_APP_WAIT_101:
+            if (d->pend.len + n > 65536 || cap_buf_append(c, &d->pend, p, n)) {
+                cap_event ev = {.type = CAP_EV_ERROR,
+                                .error = "too much client data before the handshake response"};
+                cap_emit(c, f, dir, &ev);
+                c->st.errors++;
+                cap_dir_stop(c, f, dir);
+                return 1;
+            }
+            return 0;
+        case CAP_APP_WS:
+            cap_ws_feed(c, f, dir, p, n);
+            return d->app == CAP_APP_STOPPED;
+        default:
+            return 1;
+        }
+    }
+    return d->app == CAP_APP_STOPPED;
+}
+
+void cap_dir_replay(cap_ctx *c, cap_flow *f, int dir)
+{
+    cap_buf held = f->d[dir].pend;
+    memset(&f->d[dir].pend, 0, sizeof held);
+    if (held.len && cap_dir_feed(c, f, dir, held.p, held.len))
+        cap_stream_stop(&f->d[dir].st, &c->mem);
+    cap_buf_free(c, &held);
+}
+
+static int sink_data(void *ud, const uint8_t *p, size_t n)
+{
+    sink_ud *u = ud;
+    return cap_dir_feed(u->c, u->f, u->dir, p, n);
+}
+
+static int sink_gap(void *ud, uint64_t missing)
+{
+    sink_ud *u = ud;
+    cap_dir *d = &u->f->d[u->dir];
+    u->c->st.gaps++;
+    u->c->st.gap_bytes += missing;
+    if (d->app == CAP_APP_WS) return cap_ws_gap(u->c, u->f, u->dir, missing);
+    /* Before the handshake is complete there is no frame to resume at. */
+    cap_event ev = {.type = CAP_EV_GAP, .missing = missing};
+    cap_emit(u->c, u->f, u->dir, &ev);
+    cap_dir_stop(u->c, u->f, u->dir);
+    return 1;
+}
+
+#define SINK(name, c_, f_, dir_)                             \
+    sink_ud name##_ud = {(c_), (f_), (dir_)};                \
+    cap_sink name = {sink_data, sink_gap, &name##_ud}
+
+/* ---- closing and evicting ---- */
+
+static void flush_dirs(cap_ctx *c, cap_flow *f)
+{
+    for (int d = 0; d < 2; d++) {
+        SINK(k, c, f, d);
+        cap_stream_flush(&f->d[d].st, &c->mem, &k);
+    }
+}
+
+static void account_stream(cap_ctx *c, cap_flow *f)
+{
+    for (int d = 0; d < 2; d++) {
+        cap_stream_stats *s = &f->d[d].st.st;
+        c->st.retrans += s->retrans;
+        c->st.ooo += s->ooo;
+        c->st.conflicts += s->conflicts;
+        memset(s, 0, sizeof *s);
+    }
+}
+
+static void flow_close(cap_ctx *c, cap_flow *f, int dir, const char *why)
+{
+    flush_dirs(c, f);
+    cap_event ev = {.type = CAP_EV_TCP_CLOSE, .why = why};
+    cap_emit(c, f, dir, &ev);
+    c->st.closed++;
+    account_stream(c, f);
+    dir_free(c, &f->d[0]);
+    dir_free(c, &f->d[1]);
+    list_remove(&c->open, f);
+    f->closed = true;
+    list_push(&c->done, f);
+}
+
+static void flow_evict(cap_ctx *c, cap_flow *f, const char *why)
+{
+    flush_dirs(c, f);
+    cap_event ev = {.type = CAP_EV_EVICT, .why = why};
+    cap_emit(c, f, 0, &ev);
+    c->st.evicted++;
+    account_stream(c, f);
+    flow_destroy(c, f);
+}
+
+/* Evicts idle flows, and least recently used ones while over the memory or
+ * flow-count budget. keep: the flow of the packet being processed. */
+void cap_sweep(cap_ctx *c, cap_flow *keep)
+{
+    while (c->done.tail && (c->now - c->done.tail->last > CLOSED_LINGER ||
+                            c->open.n + c->done.n > c->opt.max_flows))
+        flow_destroy(c, c->done.tail);
+    while (c->open.tail && c->open.tail != keep) {
+        cap_flow *t = c->open.tail;
+        if (c->now - t->last > c->opt.idle) flow_evict(c, t, "idle");
+        else if (cap_mem_over(&c->mem)) flow_evict(c, t, "memory");
+        else if (c->open.n > c->opt.max_flows) flow_evict(c, t, "flows");
+        else break;
+    }
+}
+
+/* ---- packets ---- */
+
+static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, int *side)
+{
+    cap_key k;
+    make_key(p, &k, side);
+    uint64_t h = key_hash(&k);
+    cap_flow **slot;
+    cap_flow *f = lookup(c, &k, h, &slot);
+    bool new_syn = (p->flags & (CAP_TH_SYN | CAP_TH_ACK)) == CAP_TH_SYN;
+    if (f && new_syn) {
+        int dir = (*side == f->client) ? 0 : 1;
+        bool same = f->d[dir].syn && f->d[dir].isn == p->seq;
+        if (!same && (f->closed || f->d[dir].syn || f->d[dir].any_data)) {
+            /* A new connection on the same ports: the old one is over. */
+            if (!f->closed) flow_evict(c, f, "reused");
+            else flow_destroy(c, f);
+            f = lookup(c, &k, h, &slot);
+        }
+    }
+    if (f) return f;
+    if (!(p->flags & CAP_TH_SYN) && p->payload_len == 0 && (p->flags & (CAP_TH_RST | CAP_TH_FIN)))
+        return NULL;            /* the end of something never seen */
+    f = flow_new(c, p, &k, h, *side);
+    if (!f) return NULL;
+    *slot = f;
+    list_push(&c->open, f);
+    return f;
+}
+
+static void on_syn(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
+{
+    cap_dir *d = &f->d[dir];
+    if (d->syn) return;
+    d->syn = true;
+    d->isn = p->seq;
+    cap_stream_syn(&d->st, p->seq);
+    if (dir == 0 && !(p->flags & CAP_TH_ACK)) {
+        c->st.connections++;
+        cap_event ev = {.type = CAP_EV_TCP_OPEN};
+        cap_emit(c, f, 0, &ev);
+    }
+}
+
+static void on_truncated(cap_ctx *c, cap_flow *f, int dir)
+{
+    cap_dir *d = &f->d[dir];
+    if (d->truncated || d->st.stopped) return;
+    d->truncated = true;
+    c->st.truncated++;
+    cap_event ev = {.type = CAP_EV_TRUNCATED};
+    cap_emit(c, f, dir, &ev);
+    cap_stream_stop(&d->st, &c->mem);
+    cap_dir_stop(c, f, dir);
+}
+
+static void on_payload(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
+{
+    cap_dir *d = &f->d[dir];
+    if (!d->any_data && f->midstream && d->app == CAP_APP_HTTP && !d->st.started &&
+        !looks_like_request(p) && !(p->payload_len >= 5 && !memcmp(p->payload, "HTTP/", 5))) {
+        /* Joined an established connection: no handshake to start from. */
+        d->any_data = true;
+        cap_event ev = {.type = CAP_EV_ERROR, .error = "joined mid-connection: not decoded"};
+        cap_emit(c, f, dir, &ev);
+        cap_stream_stop(&d->st, &c->mem);
+        cap_dir_stop(c, f, dir);
+        return;
+    }
+    d->any_data = true;
+    c->st.payload[dir] += p->payload_len;
+    SINK(k, c, f, dir);
+    cap_stream_segment(&d->st, &c->mem, p->seq + ((p->flags & CAP_TH_SYN) ? 1 : 0),
+                       p->payload, p->payload_len, &k);
+}
+
+void cap_packet(cap_ctx *c, const cap_pkt *p)
+{
+    int side;
+    cap_flow *f = find_flow(c, p, &side);
+    if (!f) return;
+    f->last = c->now;
+    if (f->closed) return;      /* late packets of a finished connection */
+    list_remove(&c->open, f);
+    list_push(&c->open, f);
+    int dir = side == f->client ? 0 : 1;
+    if (p->flags & CAP_TH_SYN) on_syn(c, f, dir, p);
+    if (p->truncated) on_truncated(c, f, dir);
+    else if (p->payload_len > 0) on_payload(c, f, dir, p);
+    if ((p->flags & CAP_TH_ACK) && !(p->flags & CAP_TH_RST)) {
+        SINK(k, c, f, !dir);
+        cap_stream_ack(&f->d[!dir].st, &c->mem, p->ack, &k);
+    }
+    if (p->flags & CAP_TH_RST) {
+        flow_close(c, f, dir, "rst");
+    } else if (p->flags & CAP_TH_FIN) {
+        f->fin[dir] = true;
+        if (f->fin[!dir]) flow_close(c, f, dir, "fin");
+    }
+    cap_sweep(c, f);
+}
+
+/* End of the capture: what is still waiting is delivered, holes reported. */
+void cap_finish(cap_ctx *c)
+{
+    for (cap_flow *f = c->open.head; f; f = f->next) {
+        flush_dirs(c, f);
+        account_stream(c, f);
+    }
+}
+
+void cap_ctx_free(cap_ctx *c)
+{
+    while (c->open.head) flow_destroy(c, c->open.head);
+    while (c->done.head) flow_destroy(c, c->done.head);
+    free(c->buckets);
+    c->buckets = NULL;
+    cap_buf_free(c, &c->scratch);
+    cap_buf_free(c, &c->inflated);
+    free(c->names);
+    c->names = NULL;
+}

@@ -1,0 +1,366 @@
+/* capture_out.c -- the buffered writer, JSON string escaping and the
+ * --json view: one object per line, keys in the order the contract lists.
+ *
+ * Output is hand-formatted into one large buffer that goes out with write(2)
+ * when full (or after each packet of a live capture): no stdio, no jansson
+ * on this path, because it runs once per frame of a multi-GB file. */
+#include "capture_ctx.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cap_text_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev);
+
+int cap_wbuf_init(cap_wbuf *w, int fd, size_t cap)
+{
+    w->buf = malloc(cap);
+    w->len = 0;
+    w->cap = cap;
+    w->fd = fd;
+    w->failed = false;
+    return w->buf ? 0 : -1;
+}
+
+void cap_wbuf_free(cap_wbuf *w)
+{
+    cap_wbuf_flush(w);
+    free(w->buf);
+    w->buf = NULL;
+}
+
+void cap_wbuf_flush(cap_wbuf *w)
+{
+    size_t off = 0;
+    while (off < w->len && !w->failed) {
+        ssize_t k = write(w->fd, w->buf + off, w->len - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) w->failed = true;   /* EPIPE and friends: the reader left */
+        else off += (size_t)k;
+    }
+    w->len = 0;
+}
+
+void cap_wbuf_slow(cap_wbuf *w, size_t need)
+{
+    (void)need;
+    cap_wbuf_flush(w);
+}
+
+void cap_put(cap_wbuf *w, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n > 0) {
+        size_t room = w->cap - w->len;
+        if (room == 0) {
+            cap_wbuf_flush(w);
+            room = w->cap;
+        }
+        size_t k = n < room ? n : room;
+        memcpy(w->buf + w->len, s, k);
+        w->len += k;
+        s += k, n -= k;
+    }
+}
+
+void cap_put_u64(cap_wbuf *w, uint64_t v)
+{
+    char tmp[20];
+    int i = 20;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    cap_put(w, tmp + i, (size_t)(20 - i));
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+void cap_put_hex(cap_wbuf *w, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = (w->cap - w->len) / 2;
+        if (k == 0) {
+            cap_wbuf_flush(w);
+            continue;
+        }
+        if (k > n) k = n;
+        char *o = w->buf + w->len;
+        for (size_t i = 0; i < k; i++) {
+            o[2 * i] = hexd[p[i] >> 4];
+            o[2 * i + 1] = hexd[p[i] & 15];
+        }
+        w->len += 2 * k;
+        p += k, n -= k;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at p (n > 0, p[0] >= 0x80), or 0.
+ * Same rules as utf8.c: no overlong forms, no surrogates, <= U+10FFFF. */
+size_t cap_utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return len;
+}
+
+/* Nonzero when one of the 8 bytes needs attention: < 0x20, '"', '\\' or
+ * >= 0x80. Exact as a yes/no answer, which is all it is used for. */
+static inline uint64_t word_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
+}
+
+/* Escapes one byte that needs it; returns input bytes consumed. */
+static size_t escape_one(char **po, const uint8_t *p, size_t n, bool *clean)
+{
+    char *o = *po;
+    uint8_t ch = p[0];
+    size_t used = 1;
+    if (ch >= 0x80) {
+        size_t k = cap_utf8_seq(p, n);
+        if (k) {
+            memcpy(o, p, k);
+            *po = o + k;
+            return k;
+        }
+        memcpy(o, "\\ufffd", 6);
+        *po = o + 6;
+        *clean = false;
+        return used;
+    }
+    const char *two = NULL;
+    switch (ch) {
+    case '"': two = "\\\""; break;
+    case '\\': two = "\\\\"; break;
+    case '\n': two = "\\n"; break;
+    case '\r': two = "\\r"; break;
+    case '\t': two = "\\t"; break;
+    case '\b': two = "\\b"; break;
+    case '\f': two = "\\f"; break;
+    }
+    if (two) {
+        memcpy(o, two, 2);
+        *po = o + 2;
+    } else if (ch < 0x20) {
+        memcpy(o, "\\u00", 4);
+        o[4] = hexd[ch >> 4];
+        o[5] = hexd[ch & 15];
+        *po = o + 6;
+    } else {
+        *o = (char)ch;
+        *po = o + 1;
+    }
+    return used;
+}
+
+bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
+{
+    bool clean = true;
+    while (n > 0) {
+        /* Every input byte becomes at most 6 output bytes. */
+        size_t free_bytes = w->cap - w->len;
+        size_t room = free_bytes > 16 ? (free_bytes - 8) / 6 : 0;
+        if (room < 8) {
+            cap_wbuf_flush(w);
+            continue;
+        }
+        size_t chunk = n < room ? n : room;
+        const uint8_t *end = p + chunk;
+        char *o = w->buf + w->len;
+        while (p < end) {
+            if (end - p >= 8) {
+                uint64_t x;
+                memcpy(&x, p, 8);
+                if (!word_special(x)) {
+                    memcpy(o, p, 8);
+                    o += 8, p += 8;
+                    continue;
+                }
+            }
+            uint8_t ch = *p;
+            if (ch >= 0x20 && ch != '"' && ch != '\\' && ch < 0x80) {
+                *o++ = (char)ch;
+                p++;
+            } else {
+                /* A sequence is validated against all that is left, so one
+                 * split by the chunk border is still seen whole. */
+                p += escape_one(&o, p, (size_t)(end - p) + (n - chunk), &clean);
+            }
+        }
+        size_t used = chunk + (size_t)(p - end);
+        w->len = (size_t)(o - w->buf);
+        n -= used;
+    }
+    return clean;
+}
+
+/* ---- the --json view ---- */
+
+static void put_ts(cap_ctx *c)
+{
+    cap_wbuf *w = &c->out.w;
+    CAP_PUTL(w, "{\"ts\":");
+    cap_put_u64(w, (uint64_t)c->now_sec);
+    char frac[7];
+    uint32_t u = c->now_usec;
+    for (int i = 6; i >= 1; i--) {
+        frac[i] = (char)('0' + u % 10);
+        u /= 10;
+    }
+    frac[0] = '.';
+    cap_put(w, frac, 7);
+}
+
+static void put_head(cap_ctx *c, cap_flow *f, int dir, const char *event, size_t elen)
+{
+    cap_wbuf *w = &c->out.w;
+    put_ts(c);
+    CAP_PUTL(w, ",\"src\":\"");
+    cap_put(w, f->addr[dir], f->addr_len[dir]);
+    CAP_PUTL(w, "\",\"dst\":\"");
+    cap_put(w, f->addr[!dir], f->addr_len[!dir]);
+    CAP_PUTL(w, "\",\"event\":\"");
+    cap_put(w, event, elen);
+    cap_put(w, "\"", 1);
+}
+
+static void put_key_str(cap_wbuf *w, const char *key, size_t klen, const char *v)
+{
+    cap_put(w, key, klen);
+    if (!v) {
+        CAP_PUTL(w, "null");
+        return;
+    }
+    cap_put(w, "\"", 1);
+    cap_put_json_str(w, (const uint8_t *)v, strlen(v));
+    cap_put(w, "\"", 1);
+}
+#define PUT_KEY_STR(w, lit, v) put_key_str((w), (lit), sizeof(lit) - 1, (v))
+
+static void put_bool(cap_wbuf *w, bool b)
+{
+    if (b) CAP_PUTL(w, "true");
+    else CAP_PUTL(w, "false");
+}
+
+static const char *const opnames[16] = {
+    "continuation", "text", "binary", "3", "4", "5", "6", "7",
+    "close", "ping", "pong", "11", "12", "13", "14", "15",
+};
+
+static void json_frame(cap_ctx *c, const cap_event *e)
+{
+    cap_wbuf *w = &c->out.w;
+    CAP_PUTL(w, ",\"fin\":");
+    put_bool(w, e->fin);
+    CAP_PUTL(w, ",\"rsv1\":");
+    put_bool(w, e->rsv1);
+    CAP_PUTL(w, ",\"opcode\":\"");
+    cap_put(w, opnames[e->opcode & 15], strlen(opnames[e->opcode & 15]));
+    CAP_PUTL(w, "\",\"masked\":");
+    put_bool(w, e->masked);
+    CAP_PUTL(w, ",\"length\":");
+    cap_put_u64(w, e->length);
+    bool clean = true;
+    if (e->as_text) {
+        CAP_PUTL(w, ",\"text\":\"");
+        clean = cap_put_json_str(w, e->data, e->len);
+    } else {
+        CAP_PUTL(w, ",\"hex\":\"");
+        cap_put_hex(w, e->data, e->len);
+    }
+    cap_put(w, "\"", 1);
+    if (e->opcode == WS_OP_CLOSE) {
+        CAP_PUTL(w, ",\"code\":");
+        if (e->code < 0) CAP_PUTL(w, "null");
+        else cap_put_u64(w, (uint64_t)e->code);
+        CAP_PUTL(w, ",\"reason\":\"");
+        if (!cap_put_json_str(w, e->reason, e->reason_len)) clean = false;
+        cap_put(w, "\"", 1);
+    }
+    if (e->compressed) CAP_PUTL(w, ",\"compressed\":true");
+    if (e->partial) CAP_PUTL(w, ",\"partial\":true");
+    if (e->elided) {
+        CAP_PUTL(w, ",\"elided\":");
+        cap_put_u64(w, e->elided);
+    }
+    const char *err = e->error ? e->error : clean ? NULL : "invalid UTF-8";
+    if (err) PUT_KEY_STR(w, ",\"error\":", err);
+}
+
+static void json_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *e)
+{
+    cap_wbuf *w = &c->out.w;
+    switch (e->type) {
+    case CAP_EV_FRAME:
+        put_head(c, f, dir, "frame", 5);
+        json_frame(c, e);
+        break;
+    case CAP_EV_TCP_OPEN:
+        put_head(c, f, dir, "tcp_open", 8);
+        break;
+    case CAP_EV_TCP_CLOSE:
+        put_head(c, f, dir, "tcp_close", 9);
+        PUT_KEY_STR(w, ",\"reason\":", e->why);
+        break;
+    case CAP_EV_HS_REQUEST:
+        put_head(c, f, dir, "handshake_request", 17);
+        PUT_KEY_STR(w, ",\"path\":", e->path);
+        PUT_KEY_STR(w, ",\"key\":", e->key);
+        PUT_KEY_STR(w, ",\"extensions\":", e->extensions);
+        break;
+    case CAP_EV_HS_RESPONSE:
+        put_head(c, f, dir, "handshake_response", 18);
+        CAP_PUTL(w, ",\"status\":");
+        cap_put_u64(w, (uint64_t)e->status);
+        PUT_KEY_STR(w, ",\"accept\":", e->accept);
+        PUT_KEY_STR(w, ",\"extensions\":", e->extensions);
+        CAP_PUTL(w, ",\"accept_ok\":");
+        if (e->accept_ok < 0) CAP_PUTL(w, "null");
+        else put_bool(w, e->accept_ok);
+        break;
+    case CAP_EV_GAP:
+        put_head(c, f, dir, "gap", 3);
+        CAP_PUTL(w, ",\"missing\":");
+        cap_put_u64(w, e->missing);
+        break;
+    case CAP_EV_TRUNCATED:
+        put_head(c, f, dir, "truncated", 9);
+        break;
+    case CAP_EV_ERROR:
+        put_head(c, f, dir, "error", 5);
+        PUT_KEY_STR(w, ",\"error\":", e->error);
+        break;
+    case CAP_EV_EVICT:
+        put_head(c, f, dir, "tcp_evict", 9);
+        PUT_KEY_STR(w, ",\"reason\":", e->why);
+        break;
+    case CAP_EV_HTTP_REQUEST:
+    case CAP_EV_HTTP_RESPONSE:
+        return;                 /* not part of the JSON contract */
+    }
+    CAP_PUTL(w, "}\n");
+}
+
+void cap_emit(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev)
+{
+    if (c->out.json) json_event(c, f, dir, ev);
+    else cap_text_event(c, f, dir, ev);
+}

@@ -1,0 +1,439 @@
+/* capture_ws.c -- WebSocket frames of one direction, after the 101: headers
+ * parsed and payloads unmasked with the server's own codec (ws_codec.h),
+ * fragments joined, permessage-deflate messages inflated, close codes read,
+ * and holes in the stream turned into gap events.
+ *
+ * A frame that arrives whole in one segment (the usual chat message) is
+ * unmasked in a scratch buffer shared by all flows and printed at once.
+ * Others are assembled in the direction's own buffers; the mask offset
+ * carries from one segment to the next. */
+#include "capture_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+/* What a frame is to the decoder. */
+enum { K_DATA, K_CTRL, K_ALONE };
+
+#define KEEP_BUF 65536          /* message buffers above this are released */
+
+static int frame_kind(const cap_ws *w, uint8_t op)
+{
+    if (op == WS_OP_CLOSE || op == WS_OP_PING || op == WS_OP_PONG) return K_CTRL;
+    if (op == WS_OP_TEXT || op == WS_OP_BINARY) return K_DATA;
+    if (op == WS_OP_CONT && w->msg_opcode) return K_DATA;
+    return K_ALONE;             /* unknown opcode, or a continuation of nothing */
+}
+
+/* ---- permessage-deflate ---- */
+
+static const char *param_end(const char *s)
+{
+    while (*s && *s != ';' && *s != ',') s++;
+    return s;
+}
+
+/* Reads the parameters of the permessage-deflate offer the server accepted:
+ * the server_* ones apply to what the server sends, client_* to the rest. */
+void cap_ws_negotiate(cap_ws *w, const char *ext, bool server_side)
+{
+    w->deflate = false;
+    w->no_context = false;
+    w->wbits = 15;
+    if (!ext) return;
+    const char *pfx = server_side ? "server_" : "client_";
+    const char *s = ext;
+    while (*s) {
+        while (*s == ' ' || *s == '\t' || *s == ',') s++;
+        const char *e = param_end(s);
+        bool pmd = (size_t)(e - s) >= 18 && !strncasecmp(s, "permessage-deflate", 18);
+        s = e;
+        while (*s == ';') {
+            s++;
+            while (*s == ' ' || *s == '\t') s++;
+            const char *pe = param_end(s);
+            if (pmd && !strncasecmp(s, pfx, 7)) {
+                if (!strncasecmp(s + 7, "no_context_takeover", 19)) w->no_context = true;
+                else if (!strncasecmp(s + 7, "max_window_bits", 15)) {
+                    const char *v = s + 22;
+                    while (*v == ' ' || *v == '=' || *v == '"') v++;
+                    int b = atoi(v);
+                    if (b >= 8 && b <= 15) w->wbits = (uint8_t)b;
+                }
+            }
+            s = pe;
+        }
+        if (pmd) {
+            w->deflate = true;
+            return;             /* the first accepted one is the one in use */
+        }
+        if (*s) s++;
+    }
+}
+
+/* zlib allocates through the capture's memory budget. */
+static void *z_alloc(void *opaque, unsigned items, unsigned size)
+{
+    size_t n = (size_t)items * size + 16;
+    uint8_t *p = cap_mem_alloc(opaque, n);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    return p + 16;
+}
+
+static void z_free(void *opaque, void *q)
+{
+    size_t n;
+    uint8_t *p = (uint8_t *)q - 16;
+    memcpy(&n, p, sizeof n);
+    cap_mem_free(opaque, p, n);
+}
+
+static bool z_ready(cap_ctx *c, cap_ws *w)
+{
+    if (w->z) return true;
+    z_stream *z = cap_mem_alloc(&c->mem, sizeof *z);
+    if (!z) return false;
+    memset(z, 0, sizeof *z);
+    z->zalloc = z_alloc;
+    z->zfree = z_free;
+    z->opaque = &c->mem;
+    /* zlib's deflate never uses an 8-bit window (it turns 8 into 9), so
+     * a peer that negotiated 8 may send 9-bit distances. */
+    int bits = w->wbits < 9 ? 9 : w->wbits;
+    if (inflateInit2(z, -bits) != Z_OK) {
+        cap_mem_free(&c->mem, z, sizeof *z);
+        return false;
+    }
+    w->z = (struct z_stream_s *)z;
+    return true;
+}
+
+/* Makes room in c->inflated; false at the size limit. */
+static bool grow_out(cap_ctx *c)
+{
+    cap_buf *b = &c->inflated;
+    if (b->cap - b->len > 0) return true;
+    if (b->cap >= c->opt.max_message) return false;
+    size_t cap = b->cap ? b->cap * 2 : 16384;
+    if (cap > c->opt.max_message) cap = c->opt.max_message;
+    uint8_t *q = cap_mem_realloc(&c->mem, b->p, b->cap, cap);
+    if (!q) return false;
+    b->p = q;
+    b->cap = cap;
+    return true;
+}
+
+/* Inflates input into c->inflated. Returns NULL or what went wrong;
+ * *end is set when the sender closed the deflate stream (BFINAL). */
+static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, bool *end)
+{
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)n;
+    while (!*end) {
+        if (!grow_out(c)) return "inflated message over the size limit";
+        cap_buf *b = &c->inflated;
+        z->next_out = b->p + b->len;
+        z->avail_out = (uInt)(b->cap - b->len);
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        b->len = b->cap - z->avail_out;
+        if (rc == Z_STREAM_END) *end = true;
+        else if (rc == Z_BUF_ERROR) break;      /* no progress: input used up */
+        else if (rc != Z_OK) return z->msg ? z->msg : "inflate failed";
+        if (z->avail_in == 0 && z->avail_out > 0) break;
+    }
+    return NULL;
+}
+
+static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xFF, 0xFF};    /* RFC 7692 7.2.2 */
+    c->inflated.len = 0;
+    if (w->z_lost) return "deflate context lost earlier (gap or error): not inflated";
+    if (!z_ready(c, w)) return "out of memory for inflate";
+    z_stream *z = (z_stream *)w->z;
+    bool end = false;
+    const char *err = z_run(c, z, p, n, &end);
+    if (!err && !end) err = z_run(c, z, tail, sizeof tail, &end);
+    if (err && !w->no_context) w->z_lost = true;
+    if (w->no_context || end || err) inflateReset(z);
+    return err;
+}
+
+/* ---- emitting frames ---- */
+
+static void count_frame(cap_ctx *c, uint8_t op) { c->st.frames[op & 15]++; }
+
+/* Problems with a header that do not stop decoding. */
+static const char *header_problem(const cap_flow *f, int dir, const ws_header *h, const cap_ws *w)
+{
+    if (h->rsv2 || h->rsv3) return "rsv2/rsv3 set";
+    if (dir == 0 && !h->masked) return "client frame not masked";
+    if (dir == 1 && h->masked) return "server frame masked";
+    if (ws_is_control(h->opcode) && (!h->fin || h->len > WS_MAX_CONTROL))
+        return "control frame fragmented or over 125 bytes";
+    if (h->rsv1 && (ws_is_control(h->opcode) || h->opcode == WS_OP_CONT))
+        return "rsv1 on a control or continuation frame";
+    if (h->rsv1 && !w->deflate) return "rsv1 set without permessage-deflate";
+    (void)f;
+    return NULL;
+}
+
+static void emit_control(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
+                         const uint8_t *p, size_t n, uint64_t elided, const char *err)
+{
+    cap_event ev = {.type = CAP_EV_FRAME, .fin = h->fin, .rsv1 = h->rsv1, .masked = h->masked,
+                    .opcode = h->opcode, .length = h->len, .mask = h->mask, .data = p,
+                    .len = n, .code = -1, .reason = p, .elided = elided, .error = err};
+    if (h->opcode == WS_OP_CLOSE && n >= 2) {
+        unsigned code;
+        const uint8_t *reason;
+        size_t rl;
+        int bad = ws_close_parse(p, n, &code, &reason, &rl);
+        ev.code = (int)((unsigned)p[0] << 8 | p[1]);
+        ev.reason = p + 2;
+        ev.reason_len = n - 2;
+        if (bad && !err)
+            ev.error = bad == WS_CLOSE_BAD_DATA ? "close reason not UTF-8" : "invalid close code";
+    } else if (h->opcode == WS_OP_CLOSE && n == 1 && !err) {
+        ev.error = "close payload of one byte";
+    }
+    if (!ws_is_control(h->opcode) && !err)
+        ev.error = h->opcode == WS_OP_CONT ? "continuation frame without a message"
+                                           : "unknown opcode";
+    count_frame(c, h->opcode);
+    cap_emit(c, f, dir, &ev);
+}
+
+/* A data frame that ends its message: the whole message, inflated. */
+static void emit_message(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
+                         const uint8_t *p, size_t n, uint64_t elided, const char *err)
+{
+    cap_ws *w = &f->d[dir].ws;
+    uint8_t op = w->msg_opcode ? w->msg_opcode : h->opcode;
+    bool rsv1 = w->msg_opcode ? w->msg_rsv1 : h->rsv1;
+    cap_event ev = {.type = CAP_EV_FRAME, .fin = true, .rsv1 = h->rsv1, .masked = h->masked,
+                    .opcode = h->opcode, .length = h->len, .mask = h->mask, .data = p,
+                    .len = n, .as_text = op == WS_OP_TEXT, .msg_opcode = op,
+                    .elided = elided, .error = err, .wire_len = n};
+    if (rsv1 && w->deflate) {
+        const char *zerr = elided ? "message over the size limit: not inflated"
+                                  : inflate_msg(c, w, p, n);
+        if (elided && !w->no_context) w->z_lost = true;
+        if (zerr) {
+            ev.as_text = false;
+            if (!ev.error) ev.error = zerr;
+        } else {
+            ev.data = c->inflated.p ? c->inflated.p : (const uint8_t *)"";
+            ev.len = c->inflated.len;
+            ev.compressed = true;
+            c->st.inflated++;
+        }
+    }
+    count_frame(c, h->opcode);
+    c->st.messages++;
+    cap_emit(c, f, dir, &ev);
+}
+
+static void reset_message(cap_ctx *c, cap_ws *w)
+{
+    w->msg_opcode = 0;
+    w->msg_rsv1 = w->msg_partial = false;
+    w->msg_elided = 0;
+    w->msg.len = 0;
+    if (w->msg.cap > KEEP_BUF) cap_buf_free(c, &w->msg);
+}
+
+/* ---- frame assembly ---- */
+
+static void begin_frame(cap_ctx *c, cap_ws *w, const ws_header *h)
+{
+    w->h = *h;
+    w->in_frame = true;
+    w->skip = false;
+    w->remaining = h->len;
+    w->offset = 0;
+    w->frame_elided = 0;
+    if (frame_kind(w, h->opcode) != K_DATA) {
+        w->ctl.len = 0;
+        return;
+    }
+    if (h->opcode != WS_OP_CONT) {
+        /* A new message while one was in progress: the old one is lost
+         * (the sender broke the protocol; its fragments were shown). */
+        reset_message(c, w);
+        w->msg_opcode = h->opcode;
+        w->msg_rsv1 = h->rsv1;
+    }
+    w->frame_start = w->msg.len;
+}
+
+static void take_payload(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n)
+{
+    uint64_t off = w->offset;
+    w->offset += n;
+    w->remaining -= n;
+    if (w->skip) return;
+    cap_buf *b = frame_kind(w, w->h.opcode) == K_DATA ? &w->msg : &w->ctl;
+    size_t room = c->opt.max_message > b->len ? c->opt.max_message - b->len : 0;
+    size_t keep = n < room ? n : room;
+    if (keep && cap_buf_append(c, b, p, keep)) keep = 0;
+    w->frame_elided += n - keep;
+    if (keep && w->h.masked) ws_unmask(b->p + b->len - keep, keep, w->h.mask, off);
+}
+
+static void end_frame(cap_ctx *c, cap_flow *f, int dir)
+{
+    cap_ws *w = &f->d[dir].ws;
+    const ws_header *h = &w->h;
+    int kind = frame_kind(w, h->opcode);
+    const char *err = header_problem(f, dir, h, w);
+    w->in_frame = false;
+    if (kind != K_DATA) {
+        if (!w->skip) emit_control(c, f, dir, h, w->ctl.p, w->ctl.len, w->frame_elided, err);
+        w->ctl.len = 0;
+        if (w->ctl.cap > KEEP_BUF) cap_buf_free(c, &w->ctl);
+        return;
+    }
+    w->msg_elided += w->frame_elided;
+    if (w->skip) {              /* replaced by a gap: nothing to show */
+        if (h->fin) reset_message(c, w);
+        return;
+    }
+    const uint8_t *own = w->msg.p + w->frame_start;
+    size_t own_len = w->msg.len - w->frame_start;
+    if (!h->fin || w->msg_partial) {
+        cap_event ev = {.type = CAP_EV_FRAME, .fin = h->fin, .rsv1 = h->rsv1,
+                        .masked = h->masked, .opcode = h->opcode, .length = h->len,
+                        .mask = h->mask, .data = own, .len = own_len,
+                        .elided = w->frame_elided, .partial = w->msg_partial, .error = err,
+                        .msg_opcode = w->msg_opcode};
+        count_frame(c, h->opcode);
+        cap_emit(c, f, dir, &ev);
+        if (h->fin) reset_message(c, w);
+        return;
+    }
+    emit_message(c, f, dir, h, w->msg.p ? w->msg.p : (const uint8_t *)"", w->msg.len,
+                 w->msg_elided, err);
+    reset_message(c, w);
+}
+
+/* The common case: a whole unfragmented frame inside one segment. */
+static bool whole_frame(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
+                        const uint8_t *p)
+{
+    cap_ws *w = &f->d[dir].ws;
+    int kind = frame_kind(w, h->opcode);
+    if (h->len > c->opt.max_message) return false;
+    if (kind == K_DATA && (!h->fin || h->opcode == WS_OP_CONT)) return false;
+    size_t n = (size_t)h->len;
+    cap_buf *s = &c->scratch;
+    s->len = 0;
+    if (cap_buf_append(c, s, p, n)) return false;
+    if (h->masked) ws_unmask(s->p, n, h->mask, 0);
+    const char *err = header_problem(f, dir, h, w);
+    const uint8_t *data = s->p ? s->p : (const uint8_t *)"";
+    if (kind == K_DATA) {
+        reset_message(c, w);    /* one in progress was abandoned */
+        emit_message(c, f, dir, h, data, n, 0, err);
+    } else {
+        emit_control(c, f, dir, h, data, n, 0, err);
+    }
+    return true;
+}
+
+static void protocol_stop(cap_ctx *c, cap_flow *f, int dir, const char *why)
+{
+    cap_event ev = {.type = CAP_EV_ERROR, .error = why};
+    cap_emit(c, f, dir, &ev);
+    c->st.errors++;
+    cap_dir_stop(c, f, dir);
+}
+
+/* Reads a frame header, maybe split across segments. Returns the bytes of
+ * p it used, with *h filled, or 0 when more are needed (all of p kept), or
+ * -1 when the header is invalid. */
+static long read_header(cap_ws *w, const uint8_t *p, size_t n, ws_header *h)
+{
+    if (w->hdr_len == 0) {
+        int r = ws_header_parse(p, n, h);
+        if (r == 0) {
+            memcpy(w->hdr, p, n);       /* n < WS_MAX_HEADER here */
+            w->hdr_len = (uint8_t)n;
+        }
+        return r;
+    }
+    size_t take = WS_MAX_HEADER - w->hdr_len;
+    if (take > n) take = n;
+    memcpy(w->hdr + w->hdr_len, p, take);
+    int r = ws_header_parse(w->hdr, w->hdr_len + take, h);
+    if (r == 0) {
+        w->hdr_len += (uint8_t)take;
+        return 0;
+    }
+    if (r < 0) return -1;
+    long used = r - w->hdr_len;
+    w->hdr_len = 0;
+    return used;
+}
+
+void cap_ws_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
+{
+    cap_dir *d = &f->d[dir];
+    cap_ws *w = &d->ws;
+    while (n > 0 && d->app == CAP_APP_WS) {
+        if (!w->in_frame) {
+            ws_header h;
+            long used = read_header(w, p, n, &h);
+            if (used == 0) return;
+            if (used < 0) {
+                protocol_stop(c, f, dir, "invalid frame header (64-bit length)");
+                return;
+            }
+            p += used, n -= (size_t)used;
+            if (h.len <= n && whole_frame(c, f, dir, &h, p)) {
+                p += h.len, n -= (size_t)h.len;
+                continue;
+            }
+            begin_frame(c, w, &h);
+        }
+        size_t k = w->remaining < n ? (size_t)w->remaining : n;
+        take_payload(c, w, p, k);
+        p += k, n -= k;
+        if (w->remaining == 0) end_frame(c, f, dir);
+    }
+}
+
+int cap_ws_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing)
+{
+    cap_ws *w = &f->d[dir].ws;
+    cap_event ev = {.type = CAP_EV_GAP, .missing = missing};
+    cap_emit(c, f, dir, &ev);
+    if (!w->in_frame || w->remaining < missing) {
+        /* The next header was in the hole: no way to find the frames. */
+        cap_dir_stop(c, f, dir);
+        return 1;
+    }
+    w->skip = true;
+    w->offset += missing;
+    w->remaining -= missing;
+    if (frame_kind(w, w->h.opcode) == K_DATA) {
+        w->msg_partial = true;
+        if (w->msg_rsv1 && w->deflate && !w->no_context) w->z_lost = true;
+    }
+    if (w->remaining == 0) end_frame(c, f, dir);
+    return 0;
+}
+
+void cap_ws_free(cap_ctx *c, cap_ws *w)
+{
+    cap_buf_free(c, &w->msg);
+    cap_buf_free(c, &w->ctl);
+    if (w->z) {
+        inflateEnd((z_stream *)w->z);
+        cap_mem_free(&c->mem, w->z, sizeof(z_stream));
+        w->z = NULL;
+    }
+}
