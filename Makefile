@@ -8,6 +8,9 @@ CMAKE_ARGS ?=
 ARGS       ?=
 PYTHON     := /usr/bin/python3
 JOBS       ?= $(shell nproc)
+# The integration suite runs once per server shape: the chat in the
+# connections' loop (1) and loops on threads around the hub (2).
+THREAD_SHAPES ?= 1 2
 
 .PHONY: all deps test-deps build run test suite unit integration browser check-asan bench clean
 
@@ -30,7 +33,8 @@ test: test-deps
 	@$(MAKE) --no-print-directory suite BUILD=$(BUILD)
 
 check-asan: test-deps
-	@$(MAKE) --no-print-directory suite BUILD=$(ASAN_BUILD) CMAKE_ARGS="-DTAGARELA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	@$(MAKE) --no-print-directory suite BUILD=$(ASAN_BUILD) THREAD_SHAPES=2 \
+	  CMAKE_ARGS="-DTAGARELA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
 # The whole suite against the build in $(BUILD): units, integration, browser.
 suite: build unit integration browser
@@ -39,7 +43,11 @@ unit:
 	cd $(BUILD) && ctest --output-on-failure
 
 integration:
-	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	@for t in $(THREAD_SHAPES); do \
+	  echo "integration tests, --threads $$t"; \
+	  TAGARELA_THREADS=$$t TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration || exit 1; \
+	done
 
 browser:
 	cd tests/browser && npm ci --no-audit --no-fund --silent && \

@@ -51,6 +51,7 @@ void config_usage(FILE *out)
         "  --outbound-cap BYTES       bytes queued to a client that does not read before it is\n"
         "                             closed with 1008 (default 4194304)\n"
         "  --max-conns-per-ip N       connections from one address (default 4096)\n"
+        "  --threads N                event loops serving connections (default: one per usable core)\n"
         "  --origin ORIGIN            allow only this Origin (repeatable; default: any)\n"
         "  --ws-url URL               WebSocket URL the page connects to (default: its own origin, /ws)\n"
         "  --history N                messages replayed to a client after it logs in (default 50)\n"
@@ -103,6 +104,7 @@ enum {
     OPT_WS = 256, OPT_HTTP, OPT_DATA, OPT_MAX_MESSAGE, OPT_MAX_NAME, OPT_MAX_CONTENT,
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
+    OPT_THREADS,
 };
 
 static const struct option long_opts[] = {
@@ -125,6 +127,7 @@ static const struct option long_opts[] = {
     {"resume-cap", required_argument, 0, OPT_RESUME_CAP},
     {"keep-messages", required_argument, 0, OPT_KEEP_MESSAGES},
     {"keep-days", required_argument, 0, OPT_KEEP_DAYS},
+    {"threads", required_argument, 0, OPT_THREADS},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -166,6 +169,14 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_PER_IP:
         if (parse_number(name, arg, 1, 1e7, &v)) return -1;
         cfg->max_conns_per_ip = (unsigned)v;
+        return 0;
+    case OPT_THREADS:
+        if (parse_number(name, arg, 0, 256, &v)) return -1;
+        if (v != (double)(unsigned)v) {
+            fprintf(stderr, "tagarela: %s wants a whole number, not '%s'\n", name, arg);
+            return -1;
+        }
+        cfg->threads = (unsigned)v;
         return 0;
     case OPT_HISTORY:
     case OPT_RESUME_CAP:

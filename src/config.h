@@ -25,6 +25,7 @@ typedef struct server_config {
     uint64_t handshake_timeout_ms;
     size_t outbound_cap;            /* queued bytes before a slow reader is dropped */
     unsigned max_conns_per_ip;
+    unsigned threads;               /* event loops; 0: one per usable core */
     const char *origins[CONFIG_MAX_ORIGINS];
     int n_origins;
     const char *ws_url;             /* announced to the page; NULL: same origin /ws */

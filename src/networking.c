@@ -96,6 +96,12 @@ void conn_send(conn *c, ws_frame *f)
     }
 }
 
+void conn_send_owned(conn *c, ws_frame *f)
+{
+    conn_send(c, f);
+    ws_frame_unref(f);
+}
+
 void conn_send_forced(conn *c, ws_frame *f)
 {
     if (c->closed) return;
@@ -185,7 +191,7 @@ static void conn_flush(conn *c)
             conn_abort(c);
             return;
         }
-        c->srv->stats.bytes_out += (uint64_t)w;
+        STAT_ADD(c->srv->stats.bytes_out, (uint64_t)w);
         queue_consume(c, (size_t)w);
         if ((size_t)w < bytes) {
             start_write(c);
@@ -203,7 +209,7 @@ void conn_flush_all(server *s)
         c->dirty = false;
         c->dirty_next = NULL;
         if (c->overflow && c->state != CONN_CLOSING) {
-            s->stats.slow_closed++;
+            STAT_ADD(s->stats.slow_closed, 1);
             /* A peer that reads nothing gets nothing more read either:
              * otherwise it could keep us busy for the whole grace period. */
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -217,9 +223,7 @@ void conn_flush_all(server *s)
 
 static void leave_chat(conn *c)
 {
-    if (!c->user) return;
-    chat_disconnect(c->srv->chat, c->user, wall_ms(), c->srv->stopping);
-    c->user = NULL;
+    c->held = chat_link_leave(c);
 }
 
 void conn_close_ws(conn *c, unsigned code, const char *reason)
@@ -246,14 +250,28 @@ void conn_abort(conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
+/* The memory goes when both the handle and the hub are done with it. */
 static void on_close(uv_handle_t *h)
 {
     conn *c = (conn *)h;
     queue_free(c);
     ws_reader_free(&c->rd);
     free(c->req);
-    server_forget(c->srv, c);
-    free(c);
+    c->req = NULL;
+    c->handle_closed = true;
+    if (!c->held) {
+        server_forget(c->srv, c);
+        free(c);
+    }
+}
+
+void conn_release(conn *c)
+{
+    c->held = false;
+    if (c->handle_closed) {
+        server_forget(c->srv, c);
+        free(c);
+    }
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -275,11 +293,11 @@ static int on_ws_message(void *ud, uint8_t opcode, uint8_t *data, size_t n)
 {
     conn *c = ud;
     if (c->state != CONN_WS) return 1;
-    c->srv->stats.messages_in++;
+    STAT_ADD(c->srv->stats.messages_in, 1);
     if (opcode == WS_OP_TEXT)
-        chat_text(c->srv->chat, c->user, (const char *)data, n, wall_ms());
+        chat_link_text(c, data, n);
     else
-        chat_binary(c->srv->chat, c->user);
+        chat_link_binary(c);
     return c->state != CONN_WS;
 }
 
@@ -347,13 +365,9 @@ static void upgrade(conn *c, sbuf *out)
     free(c->req);
     c->req = NULL;
     c->state = CONN_WS;
-    c->user = chat_connect(s->chat, c);
-    if (!c->user) {
-        conn_abort(c);
-        return;
-    }
     ws_reader_init(&c->rd, s->cfg->max_message);
-    s->stats.handshakes++;
+    STAT_ADD(s->stats.handshakes, 1);
+    chat_link_connect(c);
 }
 
 static bool wants_websocket(const http_req *r)

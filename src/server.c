@@ -1,9 +1,11 @@
-/* server.c -- `tagarela serve`: the event loop, the two listeners, accepting
- * connections, liveness (pings, idle and handshake timeouts), and a clean
- * shutdown on SIGINT / SIGTERM. */
+/* server.c -- `tagarela serve`: the listeners and accepting (on the main
+ * loop, which hands each socket to the least busy server loop), liveness
+ * (pings, idle and handshake timeouts), retention passes, the threads, and
+ * a clean shutdown on SIGINT / SIGTERM. */
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,26 +17,11 @@
 
 #define SHUTDOWN_GRACE_MS 3000
 
-/* ---- chat glue: the chat's messages become shared text frames ---------- */
-
-static void *io_message_new(void *ctx, const char *json, size_t n)
-{
-    return ws_frame_new(WS_OP_TEXT, json, n);
-}
-
-static void io_message_send(void *ctx, void *c, void *msg)
-{
-    conn_send(c, msg);
-}
-
-static void io_message_release(void *ctx, void *msg)
-{
-    ws_frame_unref(msg);
-}
-
 /* ---- per-address limits ------------------------------------------------ */
 
-static ip_count *ip_acquire(server *s, const struct sockaddr_storage *sa)
+/* Taken at accept and at the end of a connection only: any loop may.
+ * *count is the address's count with this connection. */
+ip_count *ip_acquire(hub *h, const struct sockaddr_storage *sa, unsigned *count)
 {
     uint8_t addr[16];
     uint8_t len;
@@ -45,41 +32,53 @@ static ip_count *ip_acquire(server *s, const struct sockaddr_storage *sa)
         memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
         len = 4;
     }
-    ip_count *ip = dict_get(&s->per_ip, addr, len);
-    if (!ip) {
-        ip = calloc(1, sizeof *ip);
-        if (!ip) return NULL;
+    uv_mutex_lock(&h->ip_lock);
+    ip_count *ip = dict_get(&h->per_ip, addr, len);
+    if (!ip && (ip = calloc(1, sizeof *ip)) != NULL) {
         memcpy(ip->addr, addr, len);
         ip->len = len;
-        if (dict_put(&s->per_ip, ip->addr, len, ip) < 0) {
+        if (dict_put(&h->per_ip, ip->addr, len, ip) < 0) {
             free(ip);
-            return NULL;
+            ip = NULL;
         }
     }
-    ip->count++;
+    *count = ip ? ++ip->count : 0;
+    uv_mutex_unlock(&h->ip_lock);
     return ip;
 }
 
-static void ip_release(server *s, ip_count *ip)
+void ip_release(hub *h, ip_count *ip)
 {
-    if (ip && --ip->count == 0) {
-        dict_del(&s->per_ip, ip->addr, ip->len);
+    if (!ip) return;
+    uv_mutex_lock(&h->ip_lock);
+    if (--ip->count == 0) {
+        dict_del(&h->per_ip, ip->addr, ip->len);
         free(ip);
     }
+    uv_mutex_unlock(&h->ip_lock);
 }
 
-static void close_server_handles(server *s);
+/* ---- a server's connections ---------------------------------------------- */
+
+static void server_finish(server *s)
+{
+    uv_close((uv_handle_t *)&s->sweep, NULL);
+    if (s->threaded) {
+        uv_close((uv_handle_t *)&s->flush, NULL);
+        uv_close((uv_handle_t *)&s->wake, NULL);
+    } else {
+        hub_server_done(s->hub, s);
+    }
+}
 
 void server_forget(server *s, conn *c)
 {
     if (c->prev) c->prev->next = c->next; else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    s->n_conns--;
-    ip_release(s, c->ip);
-    if (s->stopping && s->n_conns == 0) close_server_handles(s);
+    __atomic_fetch_sub(&s->n_conns, 1, __ATOMIC_RELAXED);
+    ip_release(s->hub, c->ip);
+    if (s->stopping && STAT_GET(s->n_conns) == 0) server_finish(s);
 }
-
-/* ---- accepting ---------------------------------------------------------- */
 
 static void refuse_busy(conn *c)
 {
@@ -92,29 +91,29 @@ static void refuse_busy(conn *c)
     conn_abort(c);
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static conn *conn_new(server *s, int port)
 {
-    server *s = listener->data;
-    if (status < 0 || s->stopping) return;
     conn *c = calloc(1, sizeof *c);
-    if (!c) return;
+    if (!c) return NULL;
     c->srv = s;
-    c->port = listener == (uv_stream_t *)&s->http_listener ? PORT_HTTP : PORT_WS;
+    c->port = (uint8_t)port;
     uv_tcp_init(s->loop, &c->tcp);
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
-    s->n_conns++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
-        conn_abort(c);
-        return;
-    }
-    s->stats.accepted++;
+    return c;
+}
+
+/* An accepted connection: count it against its address, then serve it. */
+static void conn_admit(server *s, conn *c)
+{
+    STAT_ADD(s->stats.accepted, 1);
     struct sockaddr_storage sa;
     int salen = sizeof sa;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
-        c->ip = ip_acquire(s, &sa);
-        if (c->ip && c->ip->count > s->cfg->max_conns_per_ip) {
+        unsigned count;
+        c->ip = ip_acquire(s->hub, &sa, &count);
+        if (count > s->cfg->max_conns_per_ip) {
             refuse_busy(c);
             return;
         }
@@ -122,7 +121,79 @@ static void on_connection(uv_stream_t *listener, int status)
     conn_start(s, c);
 }
 
-static int listen_on(server *s, uv_tcp_t *h, const listen_addr *a, const char *what)
+/* The hub counted it in n_conns when it handed the socket over. */
+void server_adopt(server *s, int fd, int port)
+{
+    conn *c = s->stopping ? NULL : conn_new(s, port);
+    if (!c) {
+        close(fd);
+        __atomic_fetch_sub(&s->n_conns, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (uv_tcp_open(&c->tcp, fd) < 0) {
+        close(fd);
+        conn_abort(c);
+        return;
+    }
+    conn_admit(s, c);
+}
+
+/* ---- accepting (main loop) ----------------------------------------------- */
+
+static server *least_busy(hub *h)
+{
+    server *best = &h->servers[0];
+    for (unsigned i = 1; i < h->n_servers; i++)
+        if (STAT_GET(h->servers[i].n_conns) < STAT_GET(best->n_conns)) best = &h->servers[i];
+    return best;
+}
+
+static void free_handle(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+/* With threads, the socket goes to the loop with the fewest connections:
+ * chat connections live long, so balance at accept is balance for good. */
+static void hand_over(hub *h, uv_stream_t *listener, int port)
+{
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_tcp_init(h->loop, t);
+    uv_os_fd_t fd;
+    if (uv_accept(listener, (uv_stream_t *)t) == 0 && uv_fileno((uv_handle_t *)t, &fd) == 0) {
+        int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own >= 0) {
+            server *s = least_busy(h);
+            /* counted now, so that the next accept sees it */
+            __atomic_fetch_add(&s->n_conns, 1, __ATOMIC_RELAXED);
+            hub_send_conn(h, s, own, port);
+        }
+    }
+    uv_close((uv_handle_t *)t, free_handle);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    hub *h = listener->data;
+    if (status < 0 || h->stopping) return;
+    int port = listener == (uv_stream_t *)&h->http_listener ? PORT_HTTP : PORT_WS;
+    if (h->threaded) {
+        hand_over(h, listener, port);
+        return;
+    }
+    server *s = &h->servers[0];
+    conn *c = conn_new(s, port);
+    if (!c) return;
+    __atomic_fetch_add(&s->n_conns, 1, __ATOMIC_RELAXED);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+        conn_abort(c);
+        return;
+    }
+    conn_admit(s, c);
+}
+
+static int listen_on(hub *h, uv_tcp_t *t, const listen_addr *a, const char *what)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -135,11 +206,11 @@ static int listen_on(server *s, uv_tcp_t *h, const listen_addr *a, const char *w
         fprintf(stderr, "tagarela: cannot resolve %s address %s: %s\n", what, a->host, gai_strerror(rc));
         return -1;
     }
-    uv_tcp_init(s->loop, h);
-    h->data = s;
-    rc = uv_tcp_bind(h, res->ai_addr, 0);
+    uv_tcp_init(h->loop, t);
+    t->data = h;
+    rc = uv_tcp_bind(t, res->ai_addr, 0);
     freeaddrinfo(res);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)h, 4096, on_connection);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)t, 4096, on_connection);
     if (rc < 0) {
         fprintf(stderr, "tagarela: cannot listen for %s on %s:%d: %s\n", what, a->host, a->port, uv_strerror(rc));
         return -1;
@@ -166,7 +237,7 @@ static void print_listening(uv_tcp_t *h, const char *what)
     fflush(stdout);
 }
 
-/* ---- liveness ----------------------------------------------------------- */
+/* ---- liveness (each server loop) ----------------------------------------- */
 
 static void send_ping(conn *c, uint64_t now)
 {
@@ -201,25 +272,10 @@ static void sweep_conn(server *s, conn *c, uint64_t now)
     }
 }
 
-/* Retention passes run every minute, or more often when messages live
- * shorter than that. */
-static uint64_t trim_interval(const server_config *cfg)
-{
-    uint64_t every = 60000;
-    uint64_t age_ms = (uint64_t)cfg->retention.max_age * 1000;
-    if (age_ms && age_ms / 4 < every) every = age_ms / 4;
-    return every < 1000 ? 1000 : every;
-}
-
 static void on_sweep(uv_timer_t *t)
 {
     server *s = t->data;
     uint64_t now = uv_now(s->loop);
-    if (now - s->last_trim >= trim_interval(s->cfg)) {
-        s->last_trim = now;
-        if (s->store.ops->trim(s->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
-            fprintf(stderr, "tagarela: history retention pass failed\n");
-    }
     conn *next;
     for (conn *c = s->conns; c; c = next) {
         next = c->next;
@@ -237,39 +293,44 @@ static uint64_t sweep_interval(const server_config *cfg)
     return m < 25 ? 25 : m > 1000 ? 1000 : m;
 }
 
-/* ---- flushing and shutdown ----------------------------------------------- */
+/* ---- retention and turns (main loop) ------------------------------------- */
 
-/* Once per loop turn: make this turn's messages durable, then write them
- * out. A client never holds a message the history could lose. */
-static void on_check(uv_check_t *h)
+/* Retention passes run every minute, or more often when messages live
+ * shorter than that. */
+static uint64_t trim_interval(const server_config *cfg)
 {
-    server *s = h->data;
-    if (s->store.ops->commit(s->store.impl) < 0)
-        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
-    conn_flush_all(s);
+    uint64_t every = 60000;
+    uint64_t age_ms = (uint64_t)cfg->retention.max_age * 1000;
+    if (age_ms && age_ms / 4 < every) every = age_ms / 4;
+    return every < 1000 ? 1000 : every;
 }
 
-static void close_server_handles(server *s)
+static void on_trim(uv_timer_t *t)
 {
-    uv_close((uv_handle_t *)&s->sweep, NULL);
-    uv_close((uv_handle_t *)&s->flush, NULL);
-    uv_close((uv_handle_t *)&s->sigint, NULL);
-    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    hub *h = t->data;
+    if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
+        fprintf(stderr, "tagarela: history retention pass failed\n");
 }
 
-/* Every client hears 1001; the loop ends when the last one is gone or the
- * grace period is over. A second signal ends it at once. */
-static void on_signal(uv_signal_t *h, int signum)
+static void on_hub_check(uv_check_t *c)
 {
-    server *s = h->data;
-    uint64_t now = uv_now(s->loop);
-    if (s->stopping) {
-        for (conn *c = s->conns; c; c = c->next) conn_abort(c);
-        return;
-    }
+    hub_end_turn(c->data);
+}
+
+static void on_server_check(uv_check_t *c)
+{
+    server_flush(c->data);
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+/* Every client hears 1001; a loop ends when its last client is gone or the
+ * grace period is over. */
+void server_stop(server *s)
+{
+    if (s->stopping) return;
     s->stopping = true;
-    uv_close((uv_handle_t *)&s->ws_listener, NULL);
-    uv_close((uv_handle_t *)&s->http_listener, NULL);
+    uint64_t now = uv_now(s->loop);
     for (conn *c = s->conns; c; c = c->next) {
         if (c->state == CONN_WS) {
             conn_close_ws(c, WS_CLOSE_GOING_AWAY, "server shutting down");
@@ -278,8 +339,27 @@ static void on_signal(uv_signal_t *h, int signum)
             conn_abort(c);
         }
     }
-    conn_flush_all(s);
-    if (s->n_conns == 0) close_server_handles(s);
+    server_flush(s);
+    if (STAT_GET(s->n_conns) == 0) server_finish(s);
+}
+
+void server_abort_all(server *s)
+{
+    for (conn *c = s->conns; c; c = c->next) conn_abort(c);
+}
+
+/* A second signal ends it at once. */
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    hub *h = sig->data;
+    if (h->stopping) {
+        hub_post_all(h, XM_ABORT);
+        return;
+    }
+    h->stopping = true;
+    uv_close((uv_handle_t *)&h->ws_listener, NULL);
+    uv_close((uv_handle_t *)&h->http_listener, NULL);
+    hub_post_all(h, XM_STOP);
 }
 
 /* ---- running -------------------------------------------------------------- */
@@ -315,55 +395,49 @@ static void raise_fd_limit(void)
     }
 }
 
-static int server_init(server *s, const server_config *cfg, uv_loop_t *loop)
+static void start_server_handles(server *s)
 {
-    memset(s, 0, sizeof *s);
-    s->loop = loop;
-    s->cfg = cfg;
-    dict_init(&s->per_ip);
-    char err[512];
-    if (store_sqlite_open(&s->store, cfg->data_dir, &cfg->retention, err, sizeof err) < 0) {
-        fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
-        return -1;
-    }
-    s->readbuf = malloc(READ_BUFFER_SIZE);
-    chat_io io = { s, io_message_new, io_message_send, io_message_release };
-    uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
-    s->chat = chat_new(&cfg->chat, &io, seed, &s->store);
-    if (!s->readbuf || !s->chat) {
-        fprintf(stderr, "tagarela: out of memory\n");
-        return -1;
-    }
-    if (listen_on(s, &s->ws_listener, &cfg->ws, "ws") < 0) return -1;
-    if (listen_on(s, &s->http_listener, &cfg->http, "http") < 0) return -1;
-    uv_timer_init(loop, &s->sweep);
+    uv_timer_init(s->loop, &s->sweep);
     s->sweep.data = s;
-    uint64_t every = sweep_interval(cfg);
+    uint64_t every = sweep_interval(s->cfg);
     uv_timer_start(&s->sweep, on_sweep, every, every);
-    uv_check_init(loop, &s->flush);
-    s->flush.data = s;
-    uv_check_start(&s->flush, on_check);
-    uv_signal_init(loop, &s->sigint);
-    uv_signal_init(loop, &s->sigterm);
-    s->sigint.data = s->sigterm.data = s;
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    if (s->threaded) {
+        uv_check_init(s->loop, &s->flush);
+        s->flush.data = s;
+        uv_check_start(&s->flush, on_server_check);
+    }
+}
+
+static int start_hub_handles(hub *h)
+{
+    const server_config *cfg = h->cfg;
+    if (listen_on(h, &h->ws_listener, &cfg->ws, "ws") < 0) return -1;
+    if (listen_on(h, &h->http_listener, &cfg->http, "http") < 0) return -1;
+    uv_timer_init(h->loop, &h->trim);
+    h->trim.data = h;
+    uint64_t every = trim_interval(cfg);
+    uv_timer_start(&h->trim, on_trim, every, every);
+    uv_check_init(h->loop, &h->commit);
+    h->commit.data = h;
+    uv_check_start(&h->commit, on_hub_check);
+    uv_signal_init(h->loop, &h->sigint);
+    uv_signal_init(h->loop, &h->sigterm);
+    h->sigint.data = h->sigterm.data = h;
+    uv_signal_start(&h->sigint, on_signal, SIGINT);
+    uv_signal_start(&h->sigterm, on_signal, SIGTERM);
     return 0;
 }
 
-static void server_free(server *s)
+static void close_any(uv_handle_t *handle, void *arg)
 {
-    for (size_t i = 0; i < s->per_ip.nslots; i++)
-        for (dict_entry *e = s->per_ip.slots[i]; e; e = e->next) free(e->value);
-    dict_free(&s->per_ip);
-    chat_free(s->chat);
-    if (s->store.ops) s->store.ops->close(s->store.impl);
-    free(s->readbuf);
+    if (!uv_is_closing(handle)) uv_close(handle, NULL);
 }
 
-static void close_any(uv_handle_t *h, void *arg)
+static unsigned thread_count(const server_config *cfg)
 {
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+    if (cfg->threads) return cfg->threads;
+    unsigned n = uv_available_parallelism();
+    return n ? n : 1;
 }
 
 int server_run(const server_config *cfg)
@@ -373,18 +447,26 @@ int server_run(const server_config *cfg)
     if (prepare_data_dir(cfg->data_dir) < 0) return 1;
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0) return 1;
-    server s;
-    memset(&s, 0, sizeof s);
-    int rc = server_init(&s, cfg, &loop);
+    hub h;
+    int rc = hub_init(&h, cfg, &loop, thread_count(cfg));
+    if (rc == 0) rc = start_hub_handles(&h);
     if (rc == 0) {
-        print_listening(&s.ws_listener, "ws");
-        print_listening(&s.http_listener, "http");
+        for (unsigned i = 0; i < h.n_servers; i++) start_server_handles(&h.servers[i]);
+        rc = hub_start_threads(&h);
+    }
+    if (rc == 0) {
+        print_listening(&h.ws_listener, "ws");
+        print_listening(&h.http_listener, "http");
         uv_run(&loop, UV_RUN_DEFAULT);
+        hub_join_threads(&h);
     } else {
+        /* Nothing was served: the threads (none started, or stopped by
+         * exiting) leave with the process. */
+        if (h.threaded) _exit(1);
         uv_walk(&loop, close_any, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&loop);
-    server_free(&s);
+    hub_free(&h);
     return rc == 0 ? 0 : 1;
 }

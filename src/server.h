@@ -1,7 +1,11 @@
-/* server.h -- the server's shared structures: the server (listeners, the
- * chat, the connection lists) and a connection (socket, HTTP request or
- * WebSocket reader, output queue). networking.c moves bytes, handshake.c
- * and webpage.c answer HTTP, server.c owns the loop. */
+/* server.h -- the server's structures: the hub (listeners, signals, the
+ * chat and its history: one per process, on the main loop), a server (one
+ * event loop's share of the connections: one per thread) and a connection
+ * (socket, HTTP request or WebSocket reader, output queue).
+ *
+ * networking.c moves bytes, handshake.c and webpage.c answer HTTP, hub.c
+ * carries events between the loops and the chat, server.c accepts, keeps
+ * connections alive and runs the loops. docs/architecture.md has the why. */
 #ifndef TAGARELA_SERVER_H
 #define TAGARELA_SERVER_H
 
@@ -23,6 +27,7 @@ enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
 enum conn_port { PORT_WS, PORT_HTTP };
 
 typedef struct server server;
+typedef struct hub hub;
 
 /* Connections from one address, counted against --max-conns-per-ip. */
 typedef struct ip_count {
@@ -37,7 +42,7 @@ typedef struct conn {
     struct conn *prev, *next;       /* every connection of the server */
     struct conn *dirty_next;        /* output waiting for the flush */
     http_req *req;                  /* while speaking HTTP */
-    chat_user *user;                /* once a WebSocket */
+    chat_user *user;                /* the chat's, written by the hub only */
     ws_reader rd;
     ws_frame **q;                   /* ring of queued shared buffers */
     uint32_t q_head, q_len, q_cap;
@@ -56,39 +61,126 @@ typedef struct conn {
     bool close_after_flush;
     bool shut;                      /* FIN sent */
     bool closed;                    /* uv_close called */
+    bool in_chat;                   /* the chat knows it: told of its end */
+    bool held;                      /* the hub still refers to it */
+    bool handle_closed;             /* the handle is gone, the memory stays while held */
 } conn;
 
+/* Counters with one writer (their loop), read by any loop for /stats. */
 typedef struct server_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
 } server_stats;
+#define STAT_ADD(x, v) __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
+#define STAT_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+/* A message between loops (hub.c). */
+typedef struct xmsg {
+    conn *c;
+    void *p;                        /* a ws_frame, or a copy of a text */
+    uint32_t n;
+    int32_t fd;
+    uint8_t kind, flag;
+} xmsg;
+
+typedef struct xvec {
+    xmsg *v;
+    size_t len, cap;
+} xvec;
+
+/* A queue other threads push batches into; its reader swaps it out whole. */
+typedef struct xqueue {
+    uv_mutex_t lock;
+    xvec q;
+} xqueue;
 
 struct server {
     uv_loop_t *loop;
     const server_config *cfg;
-    uv_tcp_t ws_listener, http_listener;
-    uv_signal_t sigint, sigterm;
+    hub *hub;
+    unsigned id;
+    bool threaded;                  /* own thread; the chat is across the hub */
     uv_timer_t sweep;
     uv_check_t flush;
     conn *conns;                    /* all connections */
-    size_t n_conns;
+    size_t n_conns;                 /* relaxed atomic: the hub balances on it */
     conn *dirty;                    /* connections to flush this turn */
-    chat *chat;
-    store store;                    /* chat history */
-    uint64_t last_trim;             /* loop time of the last retention pass */
-    dict per_ip;                    /* address bytes -> ip_count */
     uint8_t *readbuf;               /* one read buffer for the whole loop */
     bool readbuf_busy;
     bool stopping;
     server_stats stats;
+    /* threaded only */
+    uv_loop_t own_loop;
+    uv_thread_t thread;
+    uv_async_t wake;
+    xqueue inbox;                   /* from the hub */
+    xvec to_hub;                    /* this turn's events for the chat */
+    xvec spare;
+};
+
+/* The process-wide part, on the main loop. */
+struct hub {
+    uv_loop_t *loop;
+    const server_config *cfg;
+    uv_tcp_t ws_listener, http_listener;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t trim;
+    uv_check_t commit;
+    chat *chat;
+    store store;                    /* chat history */
+    server *servers;
+    unsigned n_servers;
+    bool threaded;
+    bool stopping;
+    unsigned servers_done;
+    uv_mutex_t ip_lock;             /* per_ip is shared by the loops */
+    dict per_ip;                    /* address bytes -> ip_count */
+    size_t users, rooms;            /* relaxed atomic copies for /stats */
+    /* threaded only */
+    uv_async_t wake;
+    xqueue inbox;                   /* from the servers */
+    xvec spare;
+    xvec *out;                      /* per server: this turn's messages */
 };
 
 int server_run(const server_config *cfg);
-/* server.c: a connection's handle is closed; drop it from the server. */
+/* server.c: a connection is gone for good; drop it from its server. */
 void server_forget(server *s, conn *c);
+/* Adds c to s and starts reading it; fd is an accepted socket, or -1 when
+ * the caller has accepted into c->tcp already. */
+void server_adopt(server *s, int fd, int port);
+void server_stop(server *s);
+void server_abort_all(server *s);
+void server_flush(server *s);           /* end of a loop turn */
+ip_count *ip_acquire(hub *h, const struct sockaddr_storage *sa, unsigned *count);
+void ip_release(hub *h, ip_count *ip);
+
+/* hub.c: the chat as seen from a connection, wherever the chat runs. */
+int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads);
+void hub_free(hub *h);
+void chat_link_connect(conn *c);
+void chat_link_text(conn *c, const uint8_t *data, size_t n);
+void chat_link_binary(conn *c);
+/* The connection is ending; returns true when the hub still holds it (the
+ * memory must stay until conn_release). */
+bool chat_link_leave(conn *c);
+void hub_send_conn(hub *h, server *s, int fd, int port);   /* hand an accepted socket over */
+void hub_post_all(hub *h, uint8_t kind);                   /* XM_STOP or XM_ABORT */
+void hub_server_done(hub *h, server *s);
+void hub_end_turn(hub *h);
+int hub_start_threads(hub *h);
+void hub_join_threads(hub *h);
+
+enum xmsg_kind {
+    XM_CONNECT, XM_TEXT, XM_BINARY, XM_LEAVE,      /* server -> hub */
+    XM_SEND, XM_RELEASE, XM_NEWCONN, XM_STOP, XM_ABORT, /* hub -> server */
+    XM_DONE,                                         /* server -> hub: its loop ended */
+};
 
 /* networking.c */
 void conn_start(server *s, conn *c);
 void conn_send(conn *c, ws_frame *f);           /* takes a new reference */
+void conn_send_owned(conn *c, ws_frame *f);     /* takes the caller's reference */
+void conn_release(conn *c);                     /* the hub is done with it */
 void conn_send_forced(conn *c, ws_frame *f);    /* past the outbound cap */
 void conn_close_ws(conn *c, unsigned code, const char *reason);
 void conn_abort(conn *c);

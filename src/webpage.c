@@ -42,16 +42,34 @@ static void config_json(const server *s, sbuf *body)
     sbuf_puts(body, "}\n");
 }
 
+/* Sums every loop's counters; each is read as a whole, the sum is a
+ * moment's picture. */
 static void stats_json(const server *s, sbuf *body)
 {
-    const server_stats *st = &s->stats;
+    hub *h = s->hub;
+    server_stats t = {0};
+    size_t conns = 0;
+    for (unsigned i = 0; i < h->n_servers; i++) {
+        server_stats *st = &h->servers[i].stats;
+        conns += STAT_GET(h->servers[i].n_conns);
+        t.accepted += STAT_GET(st->accepted);
+        t.handshakes += STAT_GET(st->handshakes);
+        t.messages_in += STAT_GET(st->messages_in);
+        t.bytes_out += STAT_GET(st->bytes_out);
+        t.slow_closed += STAT_GET(st->slow_closed);
+    }
     sbuf_printf(body,
-        "{\"connections\":%zu,\"users\":%zu,\"rooms\":%zu,\"accepted\":%llu,"
-        "\"handshakes\":%llu,\"messages_in\":%llu,\"bytes_out\":%llu,\"slow_closed\":%llu}\n",
-        s->n_conns, chat_user_count(s->chat), chat_room_count(s->chat),
-        (unsigned long long)st->accepted, (unsigned long long)st->handshakes,
-        (unsigned long long)st->messages_in, (unsigned long long)st->bytes_out,
-        (unsigned long long)st->slow_closed);
+        "{\"connections\":%zu,\"users\":%zu,\"rooms\":%zu,\"threads\":%u,\"accepted\":%llu,"
+        "\"handshakes\":%llu,\"messages_in\":%llu,\"bytes_out\":%llu,\"slow_closed\":%llu",
+        conns, STAT_GET(h->users), STAT_GET(h->rooms), h->n_servers,
+        (unsigned long long)t.accepted, (unsigned long long)t.handshakes,
+        (unsigned long long)t.messages_in, (unsigned long long)t.bytes_out,
+        (unsigned long long)t.slow_closed);
+    /* Where the connections are: the balance of the loops. */
+    sbuf_puts(body, ",\"connections_per_thread\":[");
+    for (unsigned i = 0; i < h->n_servers; i++)
+        sbuf_printf(body, "%s%zu", i ? "," : "", STAT_GET(h->servers[i].n_conns));
+    sbuf_puts(body, "]}\n");
 }
 
 void webpage_answer(const http_req *r, const server *s, sbuf *out, bool *close_after)

@@ -195,7 +195,7 @@ ws_frame *ws_frame_raw(const void *data, size_t n)
 
 void ws_frame_unref(ws_frame *f)
 {
-    if (f && --f->refs == 0) free(f);
+    if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) free(f);
 }
 
 void ws_reader_init(ws_reader *r, uint64_t max_message)

@@ -78,7 +78,8 @@ bool ws_key_valid(const char *key, size_t n);
 void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1]);
 
 /* An encoded server frame, shared by every recipient: one allocation, one
- * encoding, a reference per queued recipient. Not thread-safe by itself. */
+ * encoding, a reference per queued recipient. The count is atomic because
+ * the recipients of one broadcast may live on different threads. */
 typedef struct ws_frame {
     uint32_t refs;
     uint32_t len;               /* bytes in data: header + payload */
@@ -89,7 +90,11 @@ ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n);
 ws_frame *ws_frame_close(unsigned code, const char *reason);
 /* The same shared buffer holding raw bytes (an HTTP response). */
 ws_frame *ws_frame_raw(const void *data, size_t n);
-static inline ws_frame *ws_frame_ref(ws_frame *f) { f->refs++; return f; }
+static inline ws_frame *ws_frame_ref(ws_frame *f)
+{
+    __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
+    return f;
+}
 void ws_frame_unref(ws_frame *f);
 
 /* The server's inbound side: frames in, whole messages out. Handles

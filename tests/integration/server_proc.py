@@ -13,6 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TAGARELA_BIN", str(REPO / "build" / "tagarela"))
+# The suite runs once per server shape: TAGARELA_THREADS=1 (the chat in the
+# connections' loop) and 2 (loops on threads, the chat across the hub).
+THREADS = os.environ.get("TAGARELA_THREADS")
 
 WS_LINE = re.compile(r"^ws listening on 127\.0\.0\.1:(\d+)$")
 HTTP_LINE = re.compile(r"^http listening on 127\.0\.0\.1:(\d+)$")
@@ -38,6 +41,8 @@ class Server:
         self.stderr_path = self.workdir / "stderr.txt"
         self.argv = [BIN, "serve", "--ws", ws, "--http", http,
                      "--data", str(self.datadir)] + [str(a) for a in args]
+        if THREADS and "--threads" not in self.argv:
+            self.argv += ["--threads", THREADS]
         self.env = dict(os.environ) if env is None else env
         self.proc = None
         self.ws_port = self.http_port = None
