@@ -227,8 +227,11 @@ static int room_id_of(json_t *v, char *buf, size_t cap)
     if (!v) return snprintf(buf, cap, "%s", DEFAULT_ROOM);
     if (json_is_integer(v)) return snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     if (json_is_real(v)) {
+        /* One number, one room: 1e17 is 100000000000000000 and -0.0 is 0.
+         * Whole numbers too long for a room id are refused by its length. */
         double d = json_real_value(v);
-        if (d == floor(d) && fabs(d) < 1e15) return snprintf(buf, cap, "%.0f", d);
+        if (d == 0) d = 0;
+        if (d == floor(d)) return snprintf(buf, cap, "%.0f", d);
         return snprintf(buf, cap, "%.17g", d);
     }
     if (!json_is_string(v)) return -1;

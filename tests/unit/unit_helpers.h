@@ -19,9 +19,12 @@ typedef struct bytes {
 
 static inline void bytes_put(bytes *b, const void *data, size_t n)
 {
-    if (b->len + n > b->cap) {
+    /* Compared as n > cap - len (len <= cap, so no wrap): with len + n > cap,
+     * gcc -O3 (CMake's Release) sees that a wrapped len + n skips the
+     * realloc and warns that memcpy may get an n near SIZE_MAX. */
+    if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n) cap *= 2;
+        while (cap - b->len < n) cap *= 2;
         b->p = realloc(b->p, cap);
         assert_non_null(b->p);
         b->cap = cap;

@@ -1,0 +1,1828 @@
+/* test_chat.c -- the chat module (chat.c) driven with fake connections.
+ *
+ * A fake chat_io makes real shared frames (ws_frame_new, as the server does),
+ * checks each one is a complete unmasked text frame holding valid JSON, and
+ * records for every fake connection the frames it was given. It also keeps
+ * its own books on every frame: the chat must release each frame exactly
+ * once, never send after releasing, never send to a connection that is gone,
+ * and a frame's reference count must equal the number of connections that
+ * received it (checked after every test, in the teardown).
+ *
+ * A fake in-memory store (store_ops) stands in for SQLite to test message
+ * ids, history, resume after last_id and private replay.
+ *
+ * Time is driven through the now_ms argument; the process runs in UTC so
+ * that the contract's time strings can be written out exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat.h"
+#include "config.h"
+#include "store.h"
+#include "utf8.h"
+#include "ws_codec.h"
+
+#define MAX_CONNS 2048
+
+/* 2014-08-12 17:50:30 UTC, the seed's login time. */
+#define T0 1407865830000ULL
+
+/* ---- the fake io: frames and their books --------------------------------- */
+
+typedef struct ftrack {         /* one message_new call */
+    ws_frame *f;
+    const char *text;           /* the JSON payload, inside f */
+    size_t len;
+    json_t *js;                 /* decoded */
+    int chat_ref;               /* 1 until the chat releases it */
+    unsigned sends;             /* connections it was sent to */
+    bool dead;                  /* freed (released with no recipient) */
+} ftrack;
+
+typedef struct fconn {
+    bool gone;                  /* disconnected: nothing may reach it */
+    size_t *rx;                 /* ftrack indexes, in arrival order */
+    size_t n, cap, next;        /* next: first one not yet popped */
+} fconn;
+
+typedef struct fio {
+    ftrack *t;
+    size_t n, cap;
+    size_t news, releases, sends;
+    bool fail_new;              /* message_new answers NULL (out of memory) */
+} fio;
+
+typedef struct world world;
+
+/* ---- the fake store ------------------------------------------------------ */
+
+typedef struct srec {
+    char *room;
+    size_t room_len;
+    store_msg m;                /* with its own copies of the strings */
+} srec;
+
+typedef struct fstore {
+    srec *r;
+    size_t n, cap;
+    struct { const char *room; uint64_t id; } preset[4];    /* last_id of old rooms */
+    size_t npreset;
+    bool fail_last_id, fail_append, fail_range;
+    unsigned last_id_calls, append_calls, range_calls;
+    /* the last range() call */
+    char range_room[80];
+    uint64_t range_after;
+    unsigned range_limit;
+    char range_viewer[256];
+} fstore;
+
+struct world {
+    chat *c;
+    fio io;
+    fstore fs;
+    store st;
+    fconn *conns;
+    chat_user **users;
+    size_t nconns;
+    uint64_t now;
+};
+
+static ftrack *track_of(fio *io, void *msg)
+{
+    assert_non_null(msg);
+    for (size_t i = io->n; i-- > 0;)
+        if (!io->t[i].dead && io->t[i].f == msg) return &io->t[i];
+    fail_msg("the chat used a message the io never made (or one already freed)");
+    return NULL;
+}
+
+static void *io_new(void *ctx, const char *json, size_t n)
+{
+    fio *io = ctx;
+    if (io->fail_new) return NULL;
+    ws_frame *f = ws_frame_new(WS_OP_TEXT, json, n);
+    assert_non_null(f);
+    /* The frame as a client would read it: whole, final, unmasked text. */
+    ws_header h;
+    int hl = ws_header_parse(f->data, f->len, &h);
+    assert_true(hl > 0);
+    assert_true(h.fin);
+    assert_false(h.rsv1 || h.rsv2 || h.rsv3);
+    assert_false(h.masked);
+    assert_int_equal(h.opcode, WS_OP_TEXT);
+    assert_int_equal((uint64_t)hl + h.len, f->len);
+    const char *text = (const char *)f->data + hl;
+    assert_true(utf8_valid((const uint8_t *)text, (size_t)h.len));
+    json_error_t e;
+    json_t *js = json_loadb(text, (size_t)h.len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &e);
+    if (!js) fail_msg("the chat sent invalid JSON (%s): %.*s", e.text, (int)h.len, text);
+    assert_true(json_is_object(js));
+    if (io->n == io->cap) {
+        io->cap = io->cap ? io->cap * 2 : 64;
+        io->t = realloc(io->t, io->cap * sizeof *io->t);
+        assert_non_null(io->t);
+    }
+    io->t[io->n++] = (ftrack){ f, text, (size_t)h.len, js, 1, 0, false };
+    io->news++;
+    return f;
+}
+
+static void io_send(void *ctx, void *conn, void *msg)
+{
+    fio *io = ctx;
+    fconn *fc = conn;
+    ftrack *t = track_of(io, msg);
+    if (t->chat_ref != 1) fail_msg("message sent after its release: %.*s", (int)t->len, t->text);
+    if (fc->gone) fail_msg("message sent to a connection that is gone: %.*s", (int)t->len, t->text);
+    ws_frame_ref(t->f);
+    t->sends++;
+    io->sends++;
+    if (fc->n == fc->cap) {
+        fc->cap = fc->cap ? fc->cap * 2 : 16;
+        fc->rx = realloc(fc->rx, fc->cap * sizeof *fc->rx);
+        assert_non_null(fc->rx);
+    }
+    fc->rx[fc->n++] = (size_t)(t - io->t);
+}
+
+static void io_release(void *ctx, void *msg)
+{
+    fio *io = ctx;
+    ftrack *t = track_of(io, msg);
+    if (t->chat_ref != 1) fail_msg("message released twice: %.*s", (int)t->len, t->text);
+    t->chat_ref = 0;
+    io->releases++;
+    if (t->sends == 0) t->dead = true;
+    ws_frame_unref(t->f);
+}
+
+/* Every frame made so far was released once, and each holds exactly one
+ * reference per connection that received it. */
+static void io_check(fio *io)
+{
+    assert_int_equal(io->news, io->releases);
+    for (size_t i = 0; i < io->n; i++) {
+        ftrack *t = &io->t[i];
+        if (t->dead) continue;
+        if (t->chat_ref) fail_msg("message never released: %.*s", (int)t->len, t->text);
+        if (t->f->refs != t->sends)
+            fail_msg("frame holds %u references for %u recipients: %.*s", (unsigned)t->f->refs,
+                     t->sends, (int)t->len, t->text);
+    }
+}
+
+/* ---- fake store ops -------------------------------------------------------- */
+
+static char *dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    assert_non_null(p);
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static bool room_is(const srec *r, const char *room, size_t len)
+{
+    return r->room_len == len && memcmp(r->room, room, len) == 0;
+}
+
+static int fs_last_id(void *impl, const char *room, size_t room_len, uint64_t *out)
+{
+    fstore *fs = impl;
+    fs->last_id_calls++;
+    if (fs->fail_last_id) return -1;
+    uint64_t id = 0;
+    for (size_t i = 0; i < fs->npreset; i++)
+        if (strlen(fs->preset[i].room) == room_len && memcmp(fs->preset[i].room, room, room_len) == 0)
+            id = fs->preset[i].id;
+    for (size_t i = 0; i < fs->n; i++)
+        if (room_is(&fs->r[i], room, room_len) && fs->r[i].m.id > id) id = fs->r[i].m.id;
+    *out = id;
+    return 0;
+}
+
+static int fs_append(void *impl, const char *room, size_t room_len, const store_msg *m)
+{
+    fstore *fs = impl;
+    fs->append_calls++;
+    if (fs->fail_append) return -1;
+    uint64_t last;
+    fs_last_id(impl, room, room_len, &last);
+    fs->last_id_calls--;
+    if (m->id <= last) fail_msg("store got id %llu after %llu", (unsigned long long)m->id,
+                                (unsigned long long)last);
+    if (fs->n == fs->cap) {
+        fs->cap = fs->cap ? fs->cap * 2 : 16;
+        fs->r = realloc(fs->r, fs->cap * sizeof *fs->r);
+        assert_non_null(fs->r);
+    }
+    srec *r = &fs->r[fs->n++];
+    r->room = dupn(room, room_len);
+    r->room_len = room_len;
+    r->m = *m;
+    r->m.from_name = dupn(m->from_name, m->from_name_len);
+    r->m.to_name = m->to_name ? dupn(m->to_name, m->to_name_len) : NULL;
+    r->m.json = dupn(m->json, m->json_len);
+    return 0;
+}
+
+static bool visible(const srec *r, const char *viewer, size_t vlen)
+{
+    const store_msg *m = &r->m;
+    if (m->to_uid == 0) return true;
+    return (m->from_name_len == vlen && memcmp(m->from_name, viewer, vlen) == 0) ||
+           (m->to_name && m->to_name_len == vlen && memcmp(m->to_name, viewer, vlen) == 0);
+}
+
+/* As store.h says: the newest `limit` visible messages after after_id,
+ * oldest first. */
+static int fs_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
+                    unsigned limit, const char *viewer, size_t viewer_len,
+                    store_each_fn each, void *arg)
+{
+    fstore *fs = impl;
+    fs->range_calls++;
+    snprintf(fs->range_room, sizeof fs->range_room, "%.*s", (int)room_len, room);
+    fs->range_after = after_id;
+    fs->range_limit = limit;
+    snprintf(fs->range_viewer, sizeof fs->range_viewer, "%.*s", (int)viewer_len, viewer);
+    if (fs->fail_range) return -1;
+    size_t first = fs->n, taken = 0;
+    for (size_t i = fs->n; i-- > 0 && taken < limit;) {
+        srec *r = &fs->r[i];
+        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer, viewer_len)) {
+            first = i;
+            taken++;
+        }
+    }
+    for (size_t i = first; i < fs->n; i++) {
+        srec *r = &fs->r[i];
+        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer, viewer_len))
+            each(arg, r->m.json, r->m.json_len);
+    }
+    return 0;
+}
+
+static int fs_trim(void *impl, int64_t now) { return 0; }
+static int fs_commit(void *impl) { return 0; }
+static void fs_close(void *impl) {}
+
+static const store_ops fake_store_ops = {
+    fs_last_id, fs_append, fs_range, fs_trim, fs_commit, fs_close,
+};
+
+static void fstore_free(fstore *fs)
+{
+    for (size_t i = 0; i < fs->n; i++) {
+        free(fs->r[i].room);
+        free((char *)fs->r[i].m.from_name);
+        free((char *)fs->r[i].m.to_name);
+        free((char *)fs->r[i].m.json);
+    }
+    free(fs->r);
+}
+
+/* ---- the world: a chat, its fake io, connections --------------------------- */
+
+static chat_limits test_limits(void)
+{
+    /* the shipped defaults, but a bucket no ordinary test runs dry */
+    chat_limits l = { 32, 4096, 1e6, 1e6, 50, 1000 };
+    return l;
+}
+
+static world *w_open(void **state, const chat_limits *lim, uint32_t seed, bool with_store)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    *state = w;
+    chat_limits l = lim ? *lim : test_limits();
+    chat_io io = { &w->io, io_new, io_send, io_release };
+    w->st.ops = &fake_store_ops;
+    w->st.impl = &w->fs;
+    w->c = chat_new(&l, &io, seed, with_store ? &w->st : NULL);
+    assert_non_null(w->c);
+    w->now = T0;
+    return w;
+}
+
+static int w_teardown(void **state)
+{
+    world *w = *state;
+    if (!w) return 0;
+    for (size_t i = 0; i < w->nconns; i++)
+        if (!w->conns[i].gone) {
+            w->conns[i].gone = true;
+            chat_disconnect(w->c, w->users[i], w->now, 1);
+        }
+    chat_free(w->c);
+    io_check(&w->io);
+    for (size_t i = 0; i < w->nconns; i++) {
+        fconn *fc = &w->conns[i];
+        for (size_t k = 0; k < fc->n; k++) ws_frame_unref(w->io.t[fc->rx[k]].f);
+        free(fc->rx);
+    }
+    for (size_t i = 0; i < w->io.n; i++) json_decref(w->io.t[i].js);
+    free(w->io.t);
+    free(w->conns);
+    free(w->users);
+    fstore_free(&w->fs);
+    free(w);
+    *state = NULL;
+    return 0;
+}
+
+/* Opens a fake connection; returns its index. */
+static int w_conn(world *w)
+{
+    /* allocated once: the chat holds pointers to the connections */
+    if (!w->conns) {
+        w->conns = calloc(MAX_CONNS, sizeof *w->conns);
+        w->users = calloc(MAX_CONNS, sizeof *w->users);
+        assert_non_null(w->conns);
+        assert_non_null(w->users);
+    }
+    assert_true(w->nconns < MAX_CONNS);
+    int i = (int)w->nconns++;
+    w->users[i] = chat_connect(w->c, &w->conns[i]);
+    assert_non_null(w->users[i]);
+    return i;
+}
+
+static void w_sendn(world *w, int i, const char *json, size_t n)
+{
+    assert_false(w->conns[i].gone);
+    chat_text(w->c, w->users[i], json, n, w->now);
+}
+
+static void w_send(world *w, int i, const char *json) { w_sendn(w, i, json, strlen(json)); }
+
+static void w_sendf(world *w, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void w_sendf(world *w, int i, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof buf);
+    w_sendn(w, i, buf, (size_t)n);
+}
+
+/* Sends a JSON value built with jansson (for names and contents that are
+ * awkward to write as C literals). */
+static void w_send_json(world *w, int i, json_t *msg)
+{
+    assert_non_null(msg);
+    char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(s);
+    w_send(w, i, s);
+    free(s);
+    json_decref(msg);
+}
+
+static void w_disconnect(world *w, int i, int quiet)
+{
+    assert_false(w->conns[i].gone);
+    w->conns[i].gone = true;
+    chat_disconnect(w->c, w->users[i], w->now, quiet);
+    w->users[i] = NULL;
+}
+
+static size_t pending(world *w, int i) { return w->conns[i].n - w->conns[i].next; }
+
+/* The next message connection i received. */
+static ftrack *pop(world *w, int i)
+{
+    fconn *fc = &w->conns[i];
+    if (fc->next == fc->n) fail_msg("connection %d received nothing", i);
+    return &w->io.t[fc->rx[fc->next++]];
+}
+
+static void none(world *w, int i)
+{
+    if (pending(w, i)) {
+        ftrack *t = pop(w, i);
+        fail_msg("connection %d got an unexpected message: %.*s", i, (int)t->len, t->text);
+    }
+}
+
+static void none_all(world *w)
+{
+    for (size_t i = 0; i < w->nconns; i++) none(w, (int)i);
+}
+
+static void drain_all(world *w)
+{
+    for (size_t i = 0; i < w->nconns; i++) w->conns[i].next = w->conns[i].n;
+}
+
+static void expect_text(const ftrack *t, const char *want)
+{
+    if (t->len != strlen(want) || memcmp(t->text, want, t->len) != 0)
+        fail_msg("got  %.*s\nwant %s", (int)t->len, t->text, want);
+}
+
+/* The object's keys, in order, are exactly those of the comma list. */
+static void assert_keys(json_t *o, const char *keys)
+{
+    char buf[256];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", n ? "," : "", json_object_iter_key(it));
+    if (strcmp(buf, keys) != 0) fail_msg("keys %s, want %s", buf, keys);
+}
+
+static const char *str_of(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v)) fail_msg("\"%s\" is not a string", key);
+    return json_string_value(v);
+}
+
+static json_int_t int_of(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v)) fail_msg("\"%s\" is not an integer", key);
+    return json_integer_value(v);
+}
+
+static ftrack *pop_type(world *w, int i, const char *type)
+{
+    ftrack *t = pop(w, i);
+    if (strcmp(str_of(t->js, "type"), type) != 0)
+        fail_msg("connection %d: want a %s, got %.*s", i, type, (int)t->len, t->text);
+    return t;
+}
+
+/* An error to connection i, with the contract's shape, and nothing else to anyone. */
+static void expect_error(world *w, int i, const char *code)
+{
+    ftrack *t = pop_type(w, i, "error");
+    assert_keys(t->js, "type,code,message");
+    if (strcmp(str_of(t->js, "code"), code) != 0)
+        fail_msg("connection %d: want error %s, got %.*s", i, code, (int)t->len, t->text);
+    assert_true(strlen(str_of(t->js, "message")) > 0);
+    assert_int_equal(t->sends, 1);
+    none_all(w);
+}
+
+/* Logs connection i in (into room_json when not NULL: raw JSON of the
+ * room_id value) and drains what that sent to everyone. Returns its uid. */
+static uint32_t w_login_room(world *w, int i, const char *name, const char *room_json)
+{
+    json_t *m = json_pack("{s:s, s:s}", "type", "login", "name", name);
+    if (room_json) json_object_set_new(m, "room_id", json_loads(room_json, JSON_DECODE_ANY, NULL));
+    w_send_json(w, i, m);
+    pop_type(w, i, "user_list");
+    ftrack *t = pop_type(w, i, "login");
+    uint32_t uid = chat_user_uid(w->users[i]);
+    assert_int_equal(int_of(t->js, "uid"), uid);
+    drain_all(w);
+    return uid;
+}
+
+static uint32_t w_login(world *w, int i, const char *name) { return w_login_room(w, i, name, NULL); }
+
+/* A string of n copies of unit. */
+static char *rep(const char *unit, size_t n)
+{
+    size_t ul = strlen(unit);
+    char *s = malloc(ul * n + 1);
+    assert_non_null(s);
+    for (size_t k = 0; k < n; k++) memcpy(s + k * ul, unit, ul);
+    s[ul * n] = '\0';
+    return s;
+}
+
+/* ---- the seed session and the shape of messages ----------------------------- */
+
+static void test_seed_session(void **state)
+{
+    world *w = w_open(state, NULL, 783654164, false);
+    char want[512];
+    int a = w_conn(w), b = w_conn(w);
+
+    w->now = T0 - 60000;
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"gabriel\"}");
+    expect_text(pop(w, a), "{\"type\":\"user_list\",\"user_list\":[{\"uid\":783654164,\"name\":\"gabriel\"}]}");
+    expect_text(pop(w, a), "{\"type\":\"login\",\"uid\":783654164,\"name\":\"gabriel\",\"time\":\"2014-08-12 17:49:30\"}");
+    none_all(w);
+
+    w->now = T0;
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"mynick\"}");
+    /* the newcomer: the list (itself last), then the broadcast */
+    expect_text(pop(w, b), "{\"type\":\"user_list\",\"user_list\":[{\"uid\":783654164,\"name\":\"gabriel\"},"
+                           "{\"uid\":783654165,\"name\":\"mynick\"}]}");
+    ftrack *lb = pop(w, b), *la = pop(w, a);
+    snprintf(want, sizeof want, "{\"type\":\"login\",\"uid\":783654165,\"name\":\"mynick\",\"time\":\"2014-08-12 17:50:30\"}");
+    expect_text(lb, want);
+    assert_ptr_equal(la->f, lb->f);
+    none_all(w);
+    assert_int_equal(chat_user_uid(w->users[b]), 783654165);
+
+    w->now = T0 + 32000;
+    w_send(w, b, "{\"type\":\"say\",\"to_uid\":\"all\",\"content\":\"oi, pessoal !\"}");
+    ftrack *sa = pop(w, a), *sb = pop(w, b);
+    expect_text(sa, "{\"type\":\"say\",\"from_uid\":783654165,\"to_uid\":\"all\",\"content\":\"oi, pessoal !\","
+                    "\"time\":\"2014-08-12 17:51:02\"}");
+    assert_ptr_equal(sa->f, sb->f);
+    none_all(w);
+    assert_int_equal(chat_user_count(w->c), 2);
+    assert_int_equal(chat_room_count(w->c), 1);
+}
+
+static void test_key_order_of_every_message(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    w_send(w, b, "{\"name\":\"b\",\"room_id\":\"1\",\"type\":\"login\",\"extra\":[1,2]}");
+    ftrack *t = pop_type(w, b, "user_list");
+    assert_keys(t->js, "type,user_list");
+    json_t *list = json_object_get(t->js, "user_list");
+    assert_int_equal(json_array_size(list), 2);
+    for (size_t k = 0; k < 2; k++) assert_keys(json_array_get(list, k), "uid,name");
+    assert_keys(pop_type(w, b, "login")->js, "type,uid,name,time");
+    drain_all(w);
+    w_send(w, a, "{\"content\":\"x\",\"type\":\"say\"}");                  /* to_uid absent: all */
+    t = pop_type(w, b, "say");
+    assert_keys(t->js, "type,from_uid,to_uid,content,time");
+    assert_string_equal(str_of(t->js, "to_uid"), "all");
+    drain_all(w);
+    w_sendf(w, a, "{\"type\":\"say\",\"content\":\"x\",\"to_uid\":%u}", chat_user_uid(w->users[b]));
+    assert_keys(pop_type(w, b, "say")->js, "type,from_uid,to_uid,content,time");
+    drain_all(w);
+    w_disconnect(w, a, 0);
+    assert_keys(pop_type(w, b, "logout")->js, "type,uid,time");
+}
+
+static void test_user_list_in_join_order(void **state)
+{
+    world *w = w_open(state, NULL, 500, false);
+    const char *names[] = { "ana", "bia", "caio", "davi" };
+    int c[6];
+    for (int k = 0; k < 4; k++) {
+        c[k] = w_conn(w);
+        w_login(w, c[k], names[k]);
+    }
+    w_disconnect(w, c[1], 0);
+    drain_all(w);
+    c[4] = w_conn(w);
+    w_send(w, c[4], "{\"type\":\"login\",\"name\":\"eva\"}");
+    expect_text(pop(w, c[4]), "{\"type\":\"user_list\",\"user_list\":[{\"uid\":500,\"name\":\"ana\"},"
+                              "{\"uid\":502,\"name\":\"caio\"},{\"uid\":503,\"name\":\"davi\"},"
+                              "{\"uid\":504,\"name\":\"eva\"}]}");
+    drain_all(w);
+    /* the first to come back is last again */
+    c[5] = w_conn(w);
+    w_send(w, c[5], "{\"type\":\"login\",\"name\":\"bia\"}");
+    expect_text(pop(w, c[5]), "{\"type\":\"user_list\",\"user_list\":[{\"uid\":500,\"name\":\"ana\"},"
+                              "{\"uid\":502,\"name\":\"caio\"},{\"uid\":503,\"name\":\"davi\"},"
+                              "{\"uid\":504,\"name\":\"eva\"},{\"uid\":505,\"name\":\"bia\"}]}");
+}
+
+static void test_time_format(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    static const struct { uint64_t ms; const char *want; } cases[] = {
+        { T0 + 999, "2014-08-12 17:50:30" },
+        { T0 + 1000, "2014-08-12 17:50:31" },
+        { T0 + 1999, "2014-08-12 17:50:31" },
+        { T0 + 30 * 1000 + 1, "2014-08-12 17:51:00" },
+        { 1388631845000ULL, "2014-01-02 03:04:05" },            /* padded fields */
+        { 1388631845000ULL, "2014-01-02 03:04:05" },            /* same second again */
+        { 1704067199999ULL, "2023-12-31 23:59:59" },
+        { 1704067200000ULL, "2024-01-01 00:00:00" },
+        { 4102444800000ULL, "2100-01-01 00:00:00" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        w->now = cases[k].ms;
+        w_send(w, a, "{\"type\":\"say\",\"content\":\"t\"}");
+        ftrack *t = pop_type(w, a, "say");
+        if (strcmp(str_of(t->js, "time"), cases[k].want) != 0)
+            fail_msg("case %zu: time %s, want %s", k, str_of(t->js, "time"), cases[k].want);
+    }
+}
+
+static void test_time_is_local_time(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    /* a POSIX TZ string needs no tzdata: three hours west of UTC */
+    setenv("TZ", "BRT3", 1);
+    tzset();
+    w->now = T0 + 5000;
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"t\"}");
+    setenv("TZ", "UTC", 1);
+    tzset();
+    assert_string_equal(str_of(pop_type(w, a, "say")->js, "time"), "2014-08-12 14:50:35");
+    w->now = T0 + 6000;
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"t\"}");
+    assert_string_equal(str_of(pop_type(w, a, "say")->js, "time"), "2014-08-12 17:50:36");
+}
+
+static void test_uid_zero_until_login(void **state)
+{
+    world *w = w_open(state, NULL, 42, false);
+    int a = w_conn(w);
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(chat_user_count(w->c), 0);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"\"}");
+    expect_error(w, a, "bad_name");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(w_login(w, a, "x"), 42);
+    assert_int_equal(chat_user_count(w->c), 1);
+}
+
+/* ---- rooms -------------------------------------------------------------------- */
+
+static void test_rooms_isolate_messages(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w), d = w_conn(w);
+    w_login(w, a, "a");                                         /* room "1" */
+    w_login_room(w, b, "b", "1");                               /* the same room */
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\",\"room_id\":\"x\"}");
+    expect_text(pop(w, c), "{\"type\":\"user_list\",\"user_list\":[{\"uid\":3,\"name\":\"c\"}]}");
+    pop_type(w, c, "login");
+    none_all(w);                                                /* a and b heard nothing */
+    w_send(w, d, "{\"type\":\"login\",\"name\":\"d\",\"room_id\":\"x\"}");
+    json_t *list = json_object_get(pop_type(w, d, "user_list")->js, "user_list");
+    assert_int_equal(json_array_size(list), 2);
+    assert_int_equal(int_of(json_array_get(list, 0), "uid"), 3);
+    ftrack *lc = pop_type(w, c, "login"), *ld = pop_type(w, d, "login");
+    assert_ptr_equal(lc->f, ld->f);
+    assert_int_equal(lc->sends, 2);
+    none_all(w);
+    assert_int_equal(chat_room_count(w->c), 2);
+
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"in 1\"}");
+    assert_string_equal(str_of(pop_type(w, a, "say")->js, "content"), "in 1");
+    assert_string_equal(str_of(pop_type(w, b, "say")->js, "content"), "in 1");
+    none_all(w);
+    w_send(w, d, "{\"type\":\"say\",\"content\":\"in x\"}");
+    assert_string_equal(str_of(pop_type(w, c, "say")->js, "content"), "in x");
+    assert_string_equal(str_of(pop_type(w, d, "say")->js, "content"), "in x");
+    none_all(w);
+
+    w_disconnect(w, a, 0);
+    pop_type(w, b, "logout");
+    none_all(w);
+    w_disconnect(w, c, 0);
+    assert_int_equal(int_of(pop_type(w, d, "logout")->js, "uid"), 3);
+    none_all(w);
+}
+
+static void test_room_id_number_is_the_string(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w), d = w_conn(w), e = w_conn(w);
+    w_login_room(w, a, "a", "7");
+    w_login_room(w, b, "b", "\"7\"");
+    w_login_room(w, c, "c", "7.0");
+    w_login_room(w, d, "d", "1");       /* the default room is "1" */
+    w_login(w, e, "e");
+    assert_int_equal(chat_room_count(w->c), 2);
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"seven\"}");
+    pop_type(w, a, "say");
+    pop_type(w, b, "say");
+    pop_type(w, c, "say");
+    none_all(w);
+    w_send(w, e, "{\"type\":\"say\",\"content\":\"one\"}");
+    pop_type(w, d, "say");
+    pop_type(w, e, "say");
+    none_all(w);
+}
+
+/* A number n is the room "n" however the JSON writes n: a real of 1e15 or
+ * more printed with "%.17g" would make 1e17 the room "1e+17", apart from
+ * the integer's "100000000000000000", and -0.0 printed with "%.0f" the
+ * room "-0", apart from 0's. */
+static void test_room_id_equal_numbers_same_room(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    static const char *pairs[][2] = {
+        { "100000000000000000", "1e17" },
+        { "0", "-0.0" },
+        { "100", "1e2" },
+    };
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        int a = w_conn(w), b = w_conn(w);
+        w_login_room(w, a, "a", pairs[k][0]);
+        w_sendf(w, b, "{\"type\":\"login\",\"name\":\"b\",\"room_id\":%s}", pairs[k][1]);
+        json_t *list = json_object_get(pop_type(w, b, "user_list")->js, "user_list");
+        if (json_array_size(list) != 2)
+            fail_msg("room_id %s and %s are different rooms", pairs[k][0], pairs[k][1]);
+        drain_all(w);
+    }
+}
+
+static void test_room_id_bad_values(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    char *r65 = rep("r", 65), *r64 = rep("r", 64);
+    const char *bad[] = { "true", "false", "null", "{}", "[]", "[1]", "\"\"" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"login\",\"name\":\"a\",\"room_id\":%s}", bad[k]);
+        expect_error(w, a, "bad_json");
+    }
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"a\",\"room_id\":\"%s\"}", r65);
+    expect_error(w, a, "bad_json");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(chat_room_count(w->c), 0);
+    assert_int_equal(chat_user_count(w->c), 0);
+    /* 64 bytes is a room */
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"a\",\"room_id\":\"%s\"}", r64);
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    assert_int_equal(chat_room_count(w->c), 1);
+    free(r65);
+    free(r64);
+}
+
+static void test_room_lives_while_occupied(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    w_login_room(w, a, "a", "\"r\"");
+    w_login_room(w, b, "b", "\"r\"");
+    w_login(w, c, "c");
+    assert_int_equal(chat_room_count(w->c), 2);
+    w_disconnect(w, a, 0);
+    assert_int_equal(chat_room_count(w->c), 2);
+    w_disconnect(w, b, 0);
+    assert_int_equal(chat_room_count(w->c), 1);
+    assert_int_equal(chat_user_count(w->c), 1);
+    /* a new room of that name starts empty */
+    int d = w_conn(w);
+    w_send(w, d, "{\"type\":\"login\",\"name\":\"d\",\"room_id\":\"r\"}");
+    assert_int_equal(json_array_size(json_object_get(pop_type(w, d, "user_list")->js, "user_list")), 1);
+}
+
+/* ---- private messages ------------------------------------------------------------ */
+
+static void test_private_say_to_target_and_echo(void **state)
+{
+    world *w = w_open(state, NULL, 10, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    uint32_t ua = w_login(w, a, "a"), ub = w_login(w, b, "b");
+    w_login(w, c, "c");
+    char want[256];
+    snprintf(want, sizeof want, "{\"type\":\"say\",\"from_uid\":%u,\"to_uid\":%u,\"content\":\"psiu\","
+             "\"time\":\"2014-08-12 17:50:30\"}", ua, ub);
+    /* a number, then a numeric string: the message always carries a number */
+    const char *forms[] = { "%u", "\"%u\"", "%u.0" };
+    for (size_t k = 0; k < 3; k++) {
+        char to[32], msg[128];
+        snprintf(to, sizeof to, forms[k], ub);
+        snprintf(msg, sizeof msg, "{\"type\":\"say\",\"to_uid\":%s,\"content\":\"psiu\"}", to);
+        w_send(w, a, msg);
+        ftrack *tb = pop(w, b), *ta = pop(w, a);
+        expect_text(tb, want);
+        assert_ptr_equal(ta->f, tb->f);
+        assert_int_equal(tb->sends, 2);
+        none_all(w);
+    }
+}
+
+static void test_private_say_to_self_once(void **state)
+{
+    world *w = w_open(state, NULL, 10, false);
+    int a = w_conn(w), b = w_conn(w);
+    uint32_t ua = w_login(w, a, "a");
+    w_login(w, b, "b");
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"me\"}", ua);
+    ftrack *t = pop_type(w, a, "say");
+    assert_int_equal(int_of(t->js, "to_uid"), ua);
+    assert_int_equal(t->sends, 1);
+    none_all(w);
+}
+
+static void test_private_say_no_such_user(void **state)
+{
+    world *w = w_open(state, NULL, 10, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w), d = w_conn(w);
+    w_login(w, a, "a");
+    uint32_t ub = w_login(w, b, "b");
+    uint32_t uc = w_login_room(w, c, "c", "\"other\"");
+    uint32_t ud = w_login(w, d, "d");
+    w_disconnect(w, d, 0);
+    drain_all(w);
+    char s[3][16];
+    snprintf(s[0], 16, "%u", uc);               /* in another room */
+    snprintf(s[1], 16, "\"%u\"", uc);
+    snprintf(s[2], 16, "%u", ud);               /* gone */
+    const char *bad[] = { s[0], s[1], s[2], "999999", "\"999999\"", "0", "\"0\"", "-11", "\"-11\"",
+                          "\"abc\"", "\"11a\"", "\"\"", "\"ALL\"", "4294967296", "\"4294967296\"",
+                          "4294967307", "11.5", "1e300" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%s,\"content\":\"x\"}", bad[k]);
+        expect_error(w, a, "no_such_user");
+    }
+    /* values of no uid's type at all */
+    const char *wrong[] = { "true", "null", "{}", "[11]" };
+    for (size_t k = 0; k < sizeof wrong / sizeof wrong[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%s,\"content\":\"x\"}", wrong[k]);
+        expect_error(w, a, "bad_json");
+    }
+    /* and the connection still works */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", ub);
+    pop_type(w, a, "say");
+    pop_type(w, b, "say");
+    none_all(w);
+}
+
+/* ---- logout -------------------------------------------------------------------------- */
+
+static void test_logout_to_the_room_on_disconnect(void **state)
+{
+    world *w = w_open(state, NULL, 20, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w), x = w_conn(w);
+    w_login(w, a, "a");
+    uint32_t ub = w_login(w, b, "b");
+    w_login(w, c, "c");
+    w_login_room(w, x, "x", "2");
+    w->now = T0 + 61000;
+    w_disconnect(w, b, 0);
+    char want[128];
+    snprintf(want, sizeof want, "{\"type\":\"logout\",\"uid\":%u,\"time\":\"2014-08-12 17:51:31\"}", ub);
+    ftrack *ta = pop(w, a), *tc = pop(w, c);
+    expect_text(ta, want);
+    assert_ptr_equal(ta->f, tc->f);
+    assert_int_equal(ta->sends, 2);
+    none_all(w);
+    assert_int_equal(chat_user_count(w->c), 3);
+    /* b's uid is no longer a target */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", ub);
+    expect_error(w, a, "no_such_user");
+}
+
+static void test_quiet_disconnect_sends_nothing(void **state)
+{
+    world *w = w_open(state, NULL, 20, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    w_login(w, b, "b");
+    size_t news = w->io.news;
+    w_disconnect(w, b, 1);
+    w_disconnect(w, a, 1);
+    assert_int_equal(w->io.news, news);
+    none_all(w);
+    assert_int_equal(chat_user_count(w->c), 0);
+    assert_int_equal(chat_room_count(w->c), 0);
+}
+
+static void test_disconnect_before_login_or_alone(void **state)
+{
+    world *w = w_open(state, NULL, 20, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    w_login(w, a, "a");
+    w_send(w, b, "{\"type\":\"pong\"}");
+    w_disconnect(w, b, 0);                      /* never logged in: no logout */
+    none_all(w);
+    w_disconnect(w, a, 0);                      /* alone in its room: nobody to tell */
+    none_all(w);
+    assert_int_equal(chat_user_count(w->c), 0);
+    assert_int_equal(chat_room_count(w->c), 0);
+    /* and a later login finds an empty room */
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
+    assert_int_equal(json_array_size(json_object_get(pop_type(w, c, "user_list")->js, "user_list")), 1);
+}
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+static void test_error_bad_json(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, b, "b");
+    const char *bad[] = {
+        "", " ", "{", "}", "{\"type\":\"login\",\"name\":\"a\"", "{\"type\":\"login\",\"name\":\"a\"}}",
+        "{\"type\":\"login\",\"name\":\"a\"} x", "{type:\"login\"}", "{'type':'login'}",
+        "[]", "[{\"type\":\"login\",\"name\":\"a\"}]", "\"login\"", "42", "null", "true",
+        "{}", "{\"name\":\"a\"}", "{\"type\":null}", "{\"type\":5}", "{\"type\":[\"login\"]}",
+        "{\"type\":{}}", "{\"type\":\"login\\u0000\",\"name\":\"a\"}",
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_send(w, a, bad[k]);
+        if (pending(w, a) != 1) fail_msg("case %zu (%s): %zu replies", k, bad[k], pending(w, a));
+        expect_error(w, a, "bad_json");
+    }
+    chat_binary(w->c, w->users[a]);
+    expect_error(w, a, "bad_json");
+    chat_binary(w->c, w->users[b]);             /* logged in or not */
+    expect_error(w, b, "bad_json");
+    /* the connection stays usable */
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    w_login(w, a, "a");
+}
+
+static void test_error_unknown_type(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    const char *types[] = { "ping", "LOGIN", "Say", "", "logout", "user_list", "error", "history", " say" };
+    for (int pass = 0; pass < 2; pass++) {      /* before and after login */
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            w_sendf(w, a, "{\"type\":\"%s\",\"name\":\"a\",\"content\":\"x\"}", types[k]);
+            expect_error(w, a, "unknown_type");
+        }
+        if (!pass) {
+            w_login(w, a, "a");
+            w_login(w, b, "b");
+        }
+    }
+}
+
+static void test_pong_is_ignored(void **state)
+{
+    chat_limits l = test_limits();
+    l.rate = 1;
+    l.burst = 1;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w);
+    for (int k = 0; k < 50; k++) w_send(w, a, "{\"type\":\"pong\"}");
+    none_all(w);
+    /* nor did those use the one token */
+    w_login(w, a, "a");
+    for (int k = 0; k < 50; k++) w_send(w, a, "{\"type\":\"pong\",\"extra\":1}");
+    none_all(w);
+}
+
+static void test_error_not_logged_in(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, b, "b");
+    w_send(w, a, "{\"type\":\"say\",\"to_uid\":\"all\",\"content\":\"oi, pessoal !\"}");
+    expect_error(w, a, "not_logged_in");
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", chat_user_uid(w->users[b]));
+    expect_error(w, a, "not_logged_in");
+    w_send(w, a, "{\"type\":\"say\"}");
+    expect_error(w, a, "not_logged_in");
+    /* a refused login leaves it out */
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"  \"}");
+    expect_error(w, a, "bad_name");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+    expect_error(w, a, "not_logged_in");
+}
+
+static void test_error_already_logged_in(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    uint32_t ua = w_login(w, a, "first");
+    w_login(w, b, "b");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"second\"}");
+    expect_error(w, a, "already_logged_in");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"third\",\"room_id\":\"elsewhere\"}");
+    expect_error(w, a, "already_logged_in");
+    assert_int_equal(chat_user_uid(w->users[a]), ua);
+    assert_int_equal(chat_user_count(w->c), 2);
+    assert_int_equal(chat_room_count(w->c), 1);
+    /* still in its room, under its first name */
+    int c = w_conn(w);
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
+    json_t *list = json_object_get(pop_type(w, c, "user_list")->js, "user_list");
+    assert_string_equal(str_of(json_array_get(list, 0), "name"), "first");
+}
+
+static void test_error_bad_name(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, b, "b");
+    char *n33 = rep("n", 33);
+    const char *bad[] = { "{\"type\":\"login\"}", "{\"type\":\"login\",\"name\":null}",
+                          "{\"type\":\"login\",\"name\":5}", "{\"type\":\"login\",\"name\":[\"a\"]}",
+                          "{\"type\":\"login\",\"name\":{}}", "{\"type\":\"login\",\"name\":true}",
+                          "{\"type\":\"login\",\"name\":\"\"}", "{\"type\":\"login\",\"name\":\"   \"}",
+                          "{\"type\":\"login\",\"name\":\" \\t\\r\\n \"}",
+                          "{\"type\":\"login\",\"name\":\"\\u00a0\\u3000\"}" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_send(w, a, bad[k]);
+        expect_error(w, a, "bad_name");
+    }
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"%s\"}", n33);
+    expect_error(w, a, "bad_name");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(chat_user_count(w->c), 1);
+    free(n33);
+}
+
+static void test_error_bad_content(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    uint32_t ub = w_login(w, b, "b");
+    const char *bad[] = { "", ",\"content\":null", ",\"content\":5", ",\"content\":[\"x\"]",
+                          ",\"content\":{}", ",\"content\":true", ",\"content\":\"\"" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"say\"%s}", bad[k]);
+        expect_error(w, a, "bad_content");
+        w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u%s}", ub, bad[k]);
+        expect_error(w, a, "bad_content");
+    }
+    char *c4097 = rep("c", 4097);
+    w_send_json(w, a, json_pack("{s:s, s:s}", "type", "say", "content", c4097));
+    expect_error(w, a, "bad_content");
+    free(c4097);
+}
+
+static void test_errors_only_to_the_offender(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    w_login(w, a, "a");
+    w_login(w, b, "b");
+    w_send(w, c, "{\"type\":\"say\",\"content\":\"x\"}");
+    expect_error(w, c, "not_logged_in");        /* expect_error checks a and b got nothing */
+    w_send(w, a, "nope");
+    expect_error(w, a, "bad_json");
+    assert_int_equal(w->io.t[w->io.n - 1].sends, 1);
+}
+
+/* ---- escaping and limits ------------------------------------------------------------- */
+
+static void test_html_escaping_of_name_and_content(void **state)
+{
+    world *w = w_open(state, NULL, 30, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "x");
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"<b>&\\\"O'Neil\\\"</b>\"}");
+    ftrack *t = pop_type(w, b, "user_list");
+    expect_text(t, "{\"type\":\"user_list\",\"user_list\":[{\"uid\":30,\"name\":\"x\"},"
+                   "{\"uid\":31,\"name\":\"&lt;b&gt;&amp;&quot;O&#039;Neil&quot;&lt;/b&gt;\"}]}");
+    t = pop_type(w, b, "login");
+    assert_string_equal(str_of(t->js, "name"), "&lt;b&gt;&amp;&quot;O&#039;Neil&quot;&lt;/b&gt;");
+    drain_all(w);
+    w_send(w, b, "{\"type\":\"say\",\"content\":\"a & b < c > d \\\" e ' f\"}");
+    assert_string_equal(str_of(pop_type(w, a, "say")->js, "content"),
+                        "a &amp; b &lt; c &gt; d &quot; e &#039; f");
+    drain_all(w);
+    /* a third client sees the escaped name in its list too */
+    int c = w_conn(w);
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
+    json_t *list = json_object_get(pop_type(w, c, "user_list")->js, "user_list");
+    assert_string_equal(str_of(json_array_get(list, 1), "name"), "&lt;b&gt;&amp;&quot;O&#039;Neil&quot;&lt;/b&gt;");
+    drain_all(w);
+    /* escaping is not undone: an entity is escaped again */
+    w_send(w, c, "{\"type\":\"say\",\"content\":\"&amp; &#039;\"}");
+    assert_string_equal(str_of(pop_type(w, c, "say")->js, "content"), "&amp;amp; &amp;#039;");
+}
+
+static void test_line_breaks_get_br(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    static const struct { const char *json, *want; } cases[] = {
+        { "a\\nb", "a<br />\nb" },
+        { "a\\r\\nb", "a<br />\r\nb" },
+        { "a\\n\\rb", "a<br />\n\rb" },
+        { "a\\rb", "a<br />\rb" },
+        { "a\\n\\nb", "a<br />\n<br />\nb" },
+        { "a\\r\\n\\r\\nb", "a<br />\r\n<br />\r\nb" },
+        { "\\n", "<br />\n" },
+        { "<\\n>", "&lt;<br />\n&gt;" },
+        { "x\\u2028y\\ty", "x\xE2\x80\xA8y\ty" },       /* not line breaks for nl2br */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"say\",\"content\":\"%s\"}", cases[k].json);
+        const char *got = str_of(pop_type(w, a, "say")->js, "content");
+        if (strcmp(got, cases[k].want) != 0) fail_msg("case %zu: content \"%s\"", k, got);
+    }
+}
+
+static void test_content_json_round_trip(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    /* characters that must be escaped in JSON (the decoder in io_new checks
+     * the frame is valid JSON) and others that must pass unchanged */
+    const char in[] = "{\"type\":\"say\",\"content\":\"q\\\\b\\/s \\u0000\\u0001\\u001f\\u007f\\b\\f\\t"
+                      "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\\ud83d\\ude00\"}";
+    const char want[] = "q\\b/s \0\x01\x1f\x7f\b\f\t\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF0\x9F\x98\x80";
+    w_send(w, a, in);
+    json_t *content = json_object_get(pop_type(w, a, "say")->js, "content");
+    assert_int_equal(json_string_length(content), sizeof want - 1);
+    assert_memory_equal(json_string_value(content), want, sizeof want - 1);
+}
+
+static void test_name_is_trimmed(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    static const struct { const char *json, *want; } cases[] = {
+        { "\"  mynick  \"", "mynick" },
+        { "\"\\t\\r\\n mynick\\n\"", "mynick" },
+        { "\"\\u00a0\\u3000my nick\\u2003\\ufeff\"", "my nick" },
+        { "\" a  b \"", "a  b" },
+        { "\"a\\u00a0b\"", "a\xC2\xA0" "b" },          /* inner space kept */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int a = w_conn(w);
+        w_sendf(w, a, "{\"type\":\"login\",\"name\":%s}", cases[k].json);
+        json_t *list = json_object_get(pop_type(w, a, "user_list")->js, "user_list");
+        const char *in_list = str_of(json_array_get(list, json_array_size(list) - 1), "name");
+        if (strcmp(in_list, cases[k].want) != 0) fail_msg("case %zu: name \"%s\"", k, in_list);
+        assert_string_equal(str_of(pop_type(w, a, "login")->js, "name"), cases[k].want);
+        drain_all(w);
+    }
+}
+
+/* A name of n units (each one code point) between optional spaces. */
+static void login_name(world *w, int i, const char *unit, size_t n, const char *pad)
+{
+    char *core = rep(unit, n);
+    char *name = malloc(strlen(core) + 2 * strlen(pad) + 1);
+    assert_non_null(name);
+    sprintf(name, "%s%s%s", pad, core, pad);
+    w_send_json(w, i, json_pack("{s:s, s:s}", "type", "login", "name", name));
+    free(core);
+    free(name);
+}
+
+static void test_name_limit_in_code_points(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    static const struct { const char *unit, *sent; } units[] = {
+        { "n", "n" },
+        { "\xC3\xA9", "\xC3\xA9" },                    /* 2 bytes */
+        { "\xE2\x82\xAC", "\xE2\x82\xAC" },            /* 3 bytes */
+        { "\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80" },    /* 4 bytes */
+        { "&", "&amp;" },                              /* escaping comes after counting */
+        { "'", "&#039;" },
+    };
+    for (size_t k = 0; k < sizeof units / sizeof units[0]; k++) {
+        for (int padded = 0; padded < 2; padded++) {
+            const char *pad = padded ? " \xE3\x80\x80 " : "";
+            int a = w_conn(w);
+            login_name(w, a, units[k].unit, 33, pad);
+            expect_error(w, a, "bad_name");
+            login_name(w, a, units[k].unit, 32, pad);
+            ftrack *t = pop_type(w, a, "user_list");
+            pop_type(w, a, "login");
+            char *want = rep(units[k].sent, 32);
+            json_t *list = json_object_get(t->js, "user_list");
+            assert_string_equal(str_of(json_array_get(list, json_array_size(list) - 1), "name"), want);
+            free(want);
+            drain_all(w);
+        }
+    }
+}
+
+static void test_name_limit_is_configurable(void **state)
+{
+    chat_limits l = test_limits();
+    l.max_name = 3;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w);
+    login_name(w, a, "\xF0\x9F\x98\x80", 4, "");
+    expect_error(w, a, "bad_name");
+    login_name(w, a, "\xF0\x9F\x98\x80", 3, "  ");
+    pop_type(w, a, "user_list");
+}
+
+static void test_name_control_characters(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    const char *bad[] = { "a\\u0000b", "a\\u0001b", "a\\tb", "a\\nb", "a\\rb", "a\\u001bb", "a\\u001fb",
+                          "a\\u007fb", "a\\u0080b", "a\\u0085b", "a\\u009fb", "bob\\u0007",
+                          "\\u0000bob", "bob\\u007f", "\\u0008" };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w_sendf(w, a, "{\"type\":\"login\",\"name\":\"%s\"}", bad[k]);
+        if (pending(w, a) != 1 || strcmp(str_of(w->io.t[w->conns[a].rx[w->conns[a].next]].js, "type"), "error"))
+            fail_msg("name \"%s\" was accepted", bad[k]);
+        expect_error(w, a, "bad_name");
+    }
+    /* just above and below: U+00A0 is a space, U+00A1 a sign */
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\\u00a1\\u00a0b\"}");
+    pop_type(w, a, "user_list");
+    assert_string_equal(str_of(pop_type(w, a, "login")->js, "name"), "a\xC2\xA1\xC2\xA0" "b");
+}
+
+static void test_content_limit_in_code_points(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    static const char *units[] = { "c", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "<", "\n" };
+    for (size_t k = 0; k < sizeof units / sizeof units[0]; k++) {
+        char *big = rep(units[k], 4097), *max = rep(units[k], 4096);
+        w_send_json(w, a, json_pack("{s:s, s:s}", "type", "say", "content", big));
+        expect_error(w, a, "bad_content");
+        w_send_json(w, a, json_pack("{s:s, s:s}", "type", "say", "content", max));
+        pop_type(w, a, "say");
+        none_all(w);
+        free(big);
+        free(max);
+    }
+    /* content is not trimmed: a single space is one code point */
+    w_send(w, a, "{\"type\":\"say\",\"content\":\" \"}");
+    assert_string_equal(str_of(pop_type(w, a, "say")->js, "content"), " ");
+}
+
+static void test_content_limit_is_configurable(void **state)
+{
+    chat_limits l = test_limits();
+    l.max_content = 5;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\"}");
+    expect_error(w, a, "bad_content");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\"}");
+    pop_type(w, a, "say");
+}
+
+/* ---- rate limit ------------------------------------------------------------------------- */
+
+/* Sends a say at time t; true when it was delivered, false when refused
+ * with rate_limited (and then nobody else heard anything). */
+static bool say_at(world *w, int i, uint64_t t)
+{
+    w->now = t;
+    w_send(w, i, "{\"type\":\"say\",\"content\":\"r\"}");
+    ftrack *m = pop(w, i);
+    const char *type = str_of(m->js, "type");
+    if (strcmp(type, "error") == 0) {
+        assert_string_equal(str_of(m->js, "code"), "rate_limited");
+        none_all(w);
+        return false;
+    }
+    assert_string_equal(type, "say");
+    drain_all(w);
+    return true;
+}
+
+static void test_rate_limit_token_bucket(void **state)
+{
+    chat_limits l = test_limits();
+    l.rate = 4;         /* a token every 250 ms: exact in binary */
+    l.burst = 4;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w->now = T0;
+    w_login(w, a, "a");                         /* a login takes a token too */
+    w_login(w, b, "b");
+    assert_true(say_at(w, a, T0));
+    assert_true(say_at(w, a, T0));
+    assert_true(say_at(w, a, T0));
+    assert_false(say_at(w, a, T0));
+    assert_false(say_at(w, a, T0 + 125));       /* half a token */
+    assert_true(say_at(w, a, T0 + 250));        /* refused tries cost nothing */
+    assert_false(say_at(w, a, T0 + 250));
+    assert_false(say_at(w, a, T0 + 375));
+    assert_true(say_at(w, a, T0 + 500));
+    assert_true(say_at(w, a, T0 + 1000));       /* 2 tokens saved up */
+    assert_true(say_at(w, a, T0 + 1000));
+    assert_false(say_at(w, a, T0 + 1000));
+    /* a long pause fills the bucket to the burst, not beyond */
+    for (int k = 0; k < 4; k++) assert_true(say_at(w, a, T0 + 3600 * 1000));
+    assert_false(say_at(w, a, T0 + 3600 * 1000));
+    /* other kinds of message draw on the same bucket */
+    w_send(w, a, "{\"type\":\"nope\"}");
+    expect_error(w, a, "rate_limited");
+    /* the other user is not affected */
+    assert_true(say_at(w, b, T0 + 3600 * 1000));
+}
+
+static void test_rate_limit_before_login(void **state)
+{
+    chat_limits l = test_limits();
+    l.rate = 1;
+    l.burst = 2;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"\"}");
+    expect_error(w, a, "bad_name");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"\"}");
+    expect_error(w, a, "bad_name");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\"}");
+    expect_error(w, a, "rate_limited");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    w->now += 1000;
+    w_login(w, a, "a");
+}
+
+static void test_default_limits_allow_20_per_second(void **state)
+{
+    server_config cfg;
+    config_defaults(&cfg);
+    world *w = w_open(state, &cfg.chat, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    /* a burst of 20 at once, then 20 a second for a minute */
+    for (int k = 0; k < 20; k++) assert_true(say_at(w, a, T0));
+    for (int k = 0; k < 20 * 60; k++) assert_true(say_at(w, a, T0 + 1000 + (uint64_t)k * 50));
+    assert_true(cfg.chat.max_name >= 32 && cfg.chat.max_content >= 4096);
+}
+
+/* ---- uids -------------------------------------------------------------------------------- */
+
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void check_unique(world *w, size_t *idx, size_t n)
+{
+    uint32_t *u = malloc(n * sizeof *u);
+    assert_non_null(u);
+    for (size_t k = 0; k < n; k++) {
+        u[k] = chat_user_uid(w->users[idx[k]]);
+        assert_true(u[k] > 0);
+    }
+    qsort(u, n, sizeof *u, cmp_u32);
+    for (size_t k = 1; k < n; k++)
+        if (u[k] == u[k - 1]) fail_msg("uid %u given twice", u[k]);
+    free(u);
+}
+
+static void test_unique_uids_many_logins(void **state)
+{
+    world *w = w_open(state, NULL, 0xFFFFFC00u, false);        /* wraps past 2^32 */
+    size_t live[2048], nlive = 0;
+    char name[32], room[32];
+    for (int k = 0; k < 1000; k++) {
+        int a = w_conn(w);
+        snprintf(name, sizeof name, "user%d", k);
+        snprintf(room, sizeof room, "%d", k % 10);
+        uint32_t uid = w_login_room(w, a, name, room);
+        assert_true(uid > 0);
+        live[nlive++] = (size_t)a;
+    }
+    assert_int_equal(chat_user_count(w->c), 1000);
+    assert_int_equal(chat_room_count(w->c), 10);
+    check_unique(w, live, nlive);
+    /* half leave, 500 more come */
+    size_t kept = 0;
+    for (size_t k = 0; k < nlive; k++) {
+        if (k % 2) w_disconnect(w, (int)live[k], 1);
+        else live[kept++] = live[k];
+    }
+    nlive = kept;
+    for (int k = 0; k < 500; k++) {
+        int a = w_conn(w);
+        snprintf(room, sizeof room, "%d", k % 7);
+        w_login_room(w, a, "again", room);
+        live[nlive++] = (size_t)a;
+    }
+    assert_int_equal(chat_user_count(w->c), 1000);
+    check_unique(w, live, nlive);
+    /* a room's list holds its live members only */
+    int z = w_conn(w);
+    w_send(w, z, "{\"type\":\"login\",\"name\":\"z\",\"room_id\":0}");
+    json_t *list = json_object_get(pop_type(w, z, "user_list")->js, "user_list");
+    assert_true(json_array_size(list) > 50);
+}
+
+static void test_uid_seed_and_wrap(void **state)
+{
+    world *w = w_open(state, NULL, 0, false);
+    int a = w_conn(w);
+    assert_int_equal(w_login(w, a, "a"), 1);            /* seed 0: uids are positive */
+    w_teardown(state);
+    w = w_open(state, NULL, UINT32_MAX, false);
+    int b = w_conn(w), c = w_conn(w);
+    assert_int_equal(w_login(w, b, "b"), UINT32_MAX);
+    assert_int_equal(w_login(w, c, "c"), 1);            /* 0 is skipped */
+}
+
+/* ---- shared frames ----------------------------------------------------------------------- */
+
+static void test_broadcast_is_one_frame(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    enum { N = 50 };
+    int c[N];
+    for (int k = 0; k < N; k++) {
+        c[k] = w_conn(w);
+        w_login(w, c[k], "u");
+    }
+    int other = w_conn(w);
+    w_login_room(w, other, "o", "\"elsewhere\"");
+
+    size_t news = w->io.news;
+    w_send(w, c[7], "{\"type\":\"say\",\"content\":\"to all fifty\"}");
+    assert_int_equal(w->io.news, news + 1);
+    ws_frame *f = pop_type(w, c[0], "say")->f;
+    for (int k = 1; k < N; k++) assert_ptr_equal(pop_type(w, c[k], "say")->f, f);
+    assert_int_equal(f->refs, N);                       /* the chat kept none */
+    none_all(w);
+
+    /* the login broadcast: one frame for the room, one list for the newcomer */
+    int late = w_conn(w);
+    news = w->io.news;
+    w_send(w, late, "{\"type\":\"login\",\"name\":\"late\"}");
+    assert_int_equal(w->io.news, news + 2);
+    pop_type(w, late, "user_list");
+    f = pop_type(w, late, "login")->f;
+    for (int k = 0; k < N; k++) assert_ptr_equal(pop_type(w, c[k], "login")->f, f);
+    assert_int_equal(f->refs, N + 1);
+    none_all(w);
+
+    /* and the logout */
+    news = w->io.news;
+    w_disconnect(w, c[3], 0);
+    assert_int_equal(w->io.news, news + 1);
+    f = pop_type(w, late, "logout")->f;
+    for (int k = 0; k < N; k++)
+        if (k != 3) assert_ptr_equal(pop_type(w, c[k], "logout")->f, f);
+    assert_int_equal(f->refs, N);
+    none_all(w);
+}
+
+static void test_frames_released_once(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    w_login(w, a, "a");
+    uint32_t ub = w_login(w, b, "b");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", ub);
+    w_send(w, c, "{\"type\":\"say\",\"content\":\"x\"}");
+    w_send(w, c, "garbage");
+    w_disconnect(w, b, 0);
+    io_check(&w->io);
+    assert_true(w->io.news >= 9);
+    /* errors and user lists are frames like the others */
+    for (size_t k = 0; k < w->io.n; k++) assert_int_equal(w->io.t[k].chat_ref, 0);
+}
+
+static void test_no_frame_when_out_of_memory(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    w->io.fail_new = true;
+    size_t sends = w->io.sends, releases = w->io.releases;
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+    w_send(w, a, "nope");
+    w_disconnect(w, a, 0);
+    assert_int_equal(w->io.sends, sends);
+    assert_int_equal(w->io.releases, releases);
+    w->io.fail_new = false;
+    /* the chat carries on once memory is back */
+    w_send(w, b, "{\"type\":\"say\",\"content\":\"y\"}");
+    pop_type(w, b, "say");
+}
+
+/* ---- with a store ------------------------------------------------------------------------ */
+
+static void say_n(world *w, int i, int n, const char *fmt)
+{
+    for (int k = 0; k < n; k++) {
+        char content[64];
+        snprintf(content, sizeof content, fmt, k);
+        w_send_json(w, i, json_pack("{s:s, s:s}", "type", "say", "content", content));
+    }
+    drain_all(w);
+}
+
+static void test_store_ids_per_room(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    uint32_t ua = w_login(w, a, "a");
+    uint32_t ub = w_login(w, b, "b");
+    w_login_room(w, c, "c", "\"two\"");
+    for (int k = 1; k <= 3; k++) {
+        w->now = T0 + (uint64_t)k * 1500;
+        w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+        ftrack *t = pop_type(w, a, "say");
+        assert_keys(t->js, "type,from_uid,to_uid,content,time,id");
+        assert_int_equal(int_of(t->js, "id"), k);
+        assert_ptr_equal(pop_type(w, b, "say")->f, t->f);
+        /* stored before delivery, exactly as sent */
+        srec *r = &w->fs.r[w->fs.n - 1];
+        assert_int_equal(r->m.id, k);
+        assert_int_equal(r->m.ts, (int64_t)(w->now / 1000));
+        assert_int_equal(r->m.from_uid, ua);
+        assert_int_equal(r->m.to_uid, 0);
+        assert_string_equal(r->room, "1");
+        assert_string_equal(r->m.from_name, "a");
+        assert_int_equal(r->m.json_len, t->len);
+        assert_memory_equal(r->m.json, t->text, t->len);
+    }
+    w_send(w, c, "{\"type\":\"say\",\"content\":\"x\"}");
+    assert_int_equal(int_of(pop_type(w, c, "say")->js, "id"), 1);
+    /* a private message takes the room's next id and names both parties */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"p\"}", ub);
+    ftrack *t = pop_type(w, b, "say");
+    assert_int_equal(int_of(t->js, "id"), 4);
+    srec *r = &w->fs.r[w->fs.n - 1];
+    assert_int_equal(r->m.to_uid, ub);
+    assert_string_equal(r->m.to_name, "b");
+    assert_int_equal(r->m.to_name_len, 1);
+    assert_memory_equal(r->m.json, t->text, t->len);
+    w_send(w, c, "{\"type\":\"say\",\"content\":\"x\"}");
+    assert_int_equal(int_of(pop_type(w, c, "say")->js, "id"), 2);
+    assert_int_equal(w->fs.append_calls, 6);
+    drain_all(w);
+}
+
+static void test_store_ids_continue_from_last_id(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    w->fs.preset[w->fs.npreset].room = "1";
+    w->fs.preset[w->fs.npreset++].id = 41;
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+    assert_int_equal(int_of(pop_type(w, a, "say")->js, "id"), 42);
+    /* the room empties and is made again: ids go on, never reused */
+    w_disconnect(w, a, 0);
+    assert_int_equal(chat_room_count(w->c), 0);
+    int b = w_conn(w);
+    w_login(w, b, "b");
+    w_send(w, b, "{\"type\":\"say\",\"content\":\"x\"}");
+    assert_int_equal(int_of(pop_type(w, b, "say")->js, "id"), 43);
+    assert_int_equal(w->fs.last_id_calls, 2);
+}
+
+static void test_store_history_after_login(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    /* an empty room: no history message at all */
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\"}");
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    none_all(w);
+    assert_int_equal(w->fs.range_calls, 1);
+    const char *sent[3];
+    size_t sent_len[3];
+    for (int k = 0; k < 3; k++) {
+        w_sendf(w, a, "{\"type\":\"say\",\"content\":\"m%d\"}", k);
+        ftrack *t = pop_type(w, a, "say");
+        sent[k] = t->text;
+        sent_len[k] = t->len;
+    }
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
+    pop_type(w, b, "user_list");
+    pop_type(w, b, "login");
+    ftrack *h = pop_type(w, b, "history");   /* after the list and the broadcast */
+    pop_type(w, a, "login");
+    none_all(w);
+    assert_keys(h->js, "type,messages");
+    char want[1024];
+    int n = snprintf(want, sizeof want, "{\"type\":\"history\",\"messages\":[%.*s,%.*s,%.*s]}",
+                     (int)sent_len[0], sent[0], (int)sent_len[1], sent[1], (int)sent_len[2], sent[2]);
+    assert_true(n > 0 && (size_t)n < sizeof want);
+    expect_text(h, want);
+    assert_int_equal(h->sends, 1);
+    assert_string_equal(w->fs.range_room, "1");
+    assert_int_equal(w->fs.range_after, 0);
+    assert_int_equal(w->fs.range_limit, 50);
+    assert_string_equal(w->fs.range_viewer, "b");
+}
+
+static void test_store_history_limit(void **state)
+{
+    chat_limits l = test_limits();
+    l.history = 2;
+    world *w = w_open(state, &l, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    say_n(w, a, 5, "m%d");
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
+    pop_type(w, b, "user_list");
+    pop_type(w, b, "login");
+    json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
+    assert_int_equal(w->fs.range_limit, 2);
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_string_equal(str_of(json_array_get(msgs, 0), "content"), "m3");
+    assert_string_equal(str_of(json_array_get(msgs, 1), "content"), "m4");
+    assert_int_equal(int_of(json_array_get(msgs, 1), "id"), 5);
+    /* history 0: none at all */
+    w_teardown(state);
+    l.history = 0;
+    w = w_open(state, &l, 1, true);
+    a = w_conn(w);
+    b = w_conn(w);
+    w_login(w, a, "a");
+    say_n(w, a, 2, "m%d");
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
+    pop_type(w, b, "user_list");
+    pop_type(w, b, "login");
+    none(w, b);
+}
+
+static void test_store_resume_after_last_id(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    say_n(w, a, 6, "m%d");                      /* ids 1..6 */
+    int b = w_conn(w);
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\",\"last_id\":4}");
+    pop_type(w, b, "user_list");
+    pop_type(w, b, "login");
+    json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
+    assert_int_equal(w->fs.range_after, 4);
+    assert_int_equal(w->fs.range_limit, 1000);
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_int_equal(int_of(json_array_get(msgs, 0), "id"), 5);
+    assert_int_equal(int_of(json_array_get(msgs, 1), "id"), 6);
+    drain_all(w);
+    /* nothing new: an empty history still answers the resume */
+    int c = w_conn(w);
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\",\"last_id\":6}");
+    pop_type(w, c, "user_list");
+    pop_type(w, c, "login");
+    expect_text(pop(w, c), "{\"type\":\"history\",\"messages\":[]}");
+    drain_all(w);
+    /* last_id 0: everything */
+    int d = w_conn(w);
+    w_send(w, d, "{\"type\":\"login\",\"name\":\"d\",\"last_id\":0}");
+    pop_type(w, d, "user_list");
+    pop_type(w, d, "login");
+    assert_int_equal(json_array_size(json_object_get(pop_type(w, d, "history")->js, "messages")), 6);
+    assert_int_equal(w->fs.range_after, 0);
+    assert_int_equal(w->fs.range_limit, 1000);
+    drain_all(w);
+    /* not a resume: the ordinary history */
+    const char *not_resume[] = { "\"4\"", "-1", "null", "4.5" };
+    for (size_t k = 0; k < sizeof not_resume / sizeof not_resume[0]; k++) {
+        int e = w_conn(w);
+        w_sendf(w, e, "{\"type\":\"login\",\"name\":\"e\",\"last_id\":%s}", not_resume[k]);
+        pop_type(w, e, "user_list");
+        pop_type(w, e, "login");
+        pop_type(w, e, "history");
+        assert_int_equal(w->fs.range_after, 0);
+        assert_int_equal(w->fs.range_limit, 50);
+        drain_all(w);
+    }
+}
+
+static void test_store_resume_cap(void **state)
+{
+    chat_limits l = test_limits();
+    l.resume_cap = 3;
+    l.history = 1;
+    world *w = w_open(state, &l, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    say_n(w, a, 8, "m%d");                      /* ids 1..8 */
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\",\"last_id\":2}");
+    pop_type(w, b, "user_list");
+    pop_type(w, b, "login");
+    json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
+    assert_int_equal(w->fs.range_limit, 3);
+    assert_int_equal(w->fs.range_after, 2);
+    assert_int_equal(json_array_size(msgs), 3);
+    for (size_t k = 0; k < 3; k++) assert_int_equal(int_of(json_array_get(msgs, k), "id"), 6 + k);
+}
+
+static void test_store_private_replay_by_name(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "al&ce");
+    uint32_t ub = w_login(w, b, "bob");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"public\"}");
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"secret\"}", ub);
+    w_send(w, b, "{\"type\":\"say\",\"content\":\"public 2\"}");
+    drain_all(w);
+    srec *r = &w->fs.r[1];
+    assert_string_equal(r->m.from_name, "al&amp;ce");  /* names as sent */
+    assert_string_equal(r->m.to_name, "bob");
+    w_disconnect(w, a, 0);
+    w_disconnect(w, b, 0);
+    /* new connections, new uids: the names carry the private message over */
+    static const struct { const char *name, *viewer; size_t n; } who[] = {
+        { "bob", "bob", 3 }, { "al&ce", "al&amp;ce", 3 }, { "carol", "carol", 2 }, { " bob ", "bob", 3 },
+    };
+    for (size_t k = 0; k < sizeof who / sizeof who[0]; k++) {
+        int c = w_conn(w);
+        w_send_json(w, c, json_pack("{s:s, s:s}", "type", "login", "name", who[k].name));
+        pop_type(w, c, "user_list");
+        pop_type(w, c, "login");
+        json_t *msgs = json_object_get(pop_type(w, c, "history")->js, "messages");
+        assert_string_equal(w->fs.range_viewer, who[k].viewer);
+        if (json_array_size(msgs) != who[k].n) fail_msg("%s sees %zu messages", who[k].name, json_array_size(msgs));
+        bool secret = false;
+        for (size_t m = 0; m < json_array_size(msgs); m++)
+            secret |= strcmp(str_of(json_array_get(msgs, m), "content"), "secret") == 0;
+        assert_int_equal(secret, who[k].n == 3);
+        w_disconnect(w, c, 1);
+        drain_all(w);
+    }
+}
+
+static void test_store_failures(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    w_login(w, a, "a");
+    w_login(w, b, "b");
+    /* a message that cannot be stored is not delivered */
+    w->fs.fail_append = true;
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"lost\"}");
+    expect_error(w, a, "internal");
+    w->fs.fail_append = false;
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"kept\"}");
+    assert_true(int_of(pop_type(w, b, "say")->js, "id") >= 1);
+    drain_all(w);
+    /* a room whose last id is unknown cannot be opened */
+    int c = w_conn(w);
+    w->fs.fail_last_id = true;
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\",\"room_id\":\"new\"}");
+    expect_error(w, c, "internal");
+    assert_int_equal(chat_user_uid(w->users[c]), 0);
+    assert_int_equal(chat_room_count(w->c), 1);
+    w->fs.fail_last_id = false;
+    /* a history that cannot be read: logged in, told so */
+    w->fs.fail_range = true;
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
+    pop_type(w, c, "user_list");
+    pop_type(w, c, "login");
+    pop_type(w, a, "login");
+    pop_type(w, b, "login");
+    expect_error(w, c, "internal");
+    assert_true(chat_user_uid(w->users[c]) > 0);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, w_teardown)
+
+int main(void)
+{
+    /* the contract's times are local; these tests write them in UTC */
+    setenv("TZ", "UTC", 1);
+    tzset();
+    const struct CMUnitTest tests[] = {
+        T(test_seed_session),
+        T(test_key_order_of_every_message),
+        T(test_user_list_in_join_order),
+        T(test_time_format),
+        T(test_time_is_local_time),
+        T(test_uid_zero_until_login),
+        T(test_rooms_isolate_messages),
+        T(test_room_id_number_is_the_string),
+        T(test_room_id_equal_numbers_same_room),
+        T(test_room_id_bad_values),
+        T(test_room_lives_while_occupied),
+        T(test_private_say_to_target_and_echo),
+        T(test_private_say_to_self_once),
+        T(test_private_say_no_such_user),
+        T(test_logout_to_the_room_on_disconnect),
+        T(test_quiet_disconnect_sends_nothing),
+        T(test_disconnect_before_login_or_alone),
+        T(test_error_bad_json),
+        T(test_error_unknown_type),
+        T(test_pong_is_ignored),
+        T(test_error_not_logged_in),
+        T(test_error_already_logged_in),
+        T(test_error_bad_name),
+        T(test_error_bad_content),
+        T(test_errors_only_to_the_offender),
+        T(test_html_escaping_of_name_and_content),
+        T(test_line_breaks_get_br),
+        T(test_content_json_round_trip),
+        T(test_name_is_trimmed),
+        T(test_name_limit_in_code_points),
+        T(test_name_limit_is_configurable),
+        T(test_name_control_characters),
+        T(test_content_limit_in_code_points),
+        T(test_content_limit_is_configurable),
+        T(test_rate_limit_token_bucket),
+        T(test_rate_limit_before_login),
+        T(test_default_limits_allow_20_per_second),
+        T(test_unique_uids_many_logins),
+        T(test_uid_seed_and_wrap),
+        T(test_broadcast_is_one_frame),
+        T(test_frames_released_once),
+        T(test_no_frame_when_out_of_memory),
+        T(test_store_ids_per_room),
+        T(test_store_ids_continue_from_last_id),
+        T(test_store_history_after_login),
+        T(test_store_history_limit),
+        T(test_store_resume_after_last_id),
+        T(test_store_resume_cap),
+        T(test_store_private_replay_by_name),
+        T(test_store_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
