@@ -51,7 +51,7 @@ integration:
 
 browser:
 	cd tests/browser && npm ci --no-audit --no-fund --silent && \
-	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela node --test
+	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela npm test --silent
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

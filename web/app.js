@@ -33,7 +33,7 @@
     users: $('users'), usersClose: $('users-close'), userList: $('user-list'),
     userCount: $('user-count'), meName: $('me-name'), changeName: $('change-name'),
     backdrop: $('backdrop'),
-    logScroll: $('log-scroll'), empty: $('empty'), jump: $('jump'),
+    chat: $('chat'), logScroll: $('log-scroll'), empty: $('empty'), jump: $('jump'),
     composer: $('composer'), message: $('message'), send: $('send'), counter: $('counter'),
     target: $('target'), targetName: $('target-name'), targetClear: $('target-clear'),
     login: $('login'), loginForm: $('login-form'), nick: $('nick'), loginRoom: $('login-room'),
@@ -56,7 +56,7 @@
     attempt: 0,            // reconnect attempt, for the backoff
     retryTimer: 0, retryAt: 0, tickTimer: 0, watchdog: 0,
     wsUrl: null,           // from /config.json, once it answered
-    rooms: new Map(),      // room -> {log, seen:Set, lastId, joinMark}
+    rooms: new Map(),      // room -> {log, seen:Set, lastId, joinMark, resumeFrom}
     unread: 0,
   };
 
@@ -134,14 +134,18 @@
     } catch (_) { /* none, or unreadable: start afresh */ }
   }
   let saveTimer = 0;
-  function saveTabMemory() {
+  function saveTabMemoryNow() {
     clearTimeout(saveTimer);
-    saveTimer = setTimeout(() => {
-      try {
-        sessionStorage.setItem(SS_NAMES, JSON.stringify([...state.names].slice(-MAX_NAMES)));
-        sessionStorage.setItem(SS_UIDS, JSON.stringify([...state.myUids].slice(-MAX_UIDS)));
-      } catch (_) { /* full or unavailable */ }
-    }, 200);
+    saveTimer = 0;
+    try {
+      sessionStorage.setItem(SS_NAMES, JSON.stringify([...state.names].slice(-MAX_NAMES)));
+      sessionStorage.setItem(SS_UIDS, JSON.stringify([...state.myUids].slice(-MAX_UIDS)));
+    } catch (_) { /* full or unavailable */ }
+  }
+  /* Grouped: a user_list names many at once. What is still pending is
+   * written on pagehide, so a quick reload loses no name. */
+  function saveTabMemory() {
+    if (!saveTimer) saveTimer = setTimeout(saveTabMemoryNow, 200);
   }
   function learnName(uid, name) {
     state.names.delete(uid); // re-insert: the most recent stay when trimming
@@ -223,7 +227,7 @@
       log.dataset.room = room;
       log.hidden = true;
       el.logScroll.appendChild(log);
-      r = { log, seen: new Set(), lastId: null, joinMark: null };
+      r = { log, seen: new Set(), lastId: null, joinMark: null, resumeFrom: null, joinedBefore: false };
       state.rooms.set(room, r);
     }
     return r;
@@ -355,7 +359,7 @@
       // started again (a restart without its data): forget the old ids.
       const key = String(msg.id);
       const n = Number(msg.id);
-      if (history && room.seen.has(key)) return;
+      if (history && room.seen.has(key)) return null;
       if (!history && Number.isFinite(n) && room.lastId != null && n <= room.lastId && !room.seen.has(key)) {
         room.seen.clear();
         room.lastId = null;
@@ -443,6 +447,7 @@
       state.unread++;
       document.title = `(${state.unread}) #${state.room} · tagarela`;
     }
+    return row;
   }
 
   /* ---------- the user list ---------- */
@@ -643,6 +648,7 @@
     const msg = { type: 'login', name: state.name, room_id: state.room };
     const r = state.rooms.get(state.room);
     if (r && r.lastId != null) msg.last_id = r.lastId;
+    roomState(state.room).resumeFrom = msg.last_id ?? null;
     sendRaw(msg);
   }
 
@@ -676,7 +682,7 @@
     // The new client is last in the list: that is us.
     const me = list.length ? list[list.length - 1] : null;
     state.selfUid = me ? uidKey(me.uid) : null;
-    if (state.selfUid) { state.myUids.add(state.selfUid); saveTabMemory(); }
+    if (state.selfUid) { state.myUids.add(state.selfUid); saveTabMemoryNow(); }
     const wasReconnect = state.everOnline;
     state.online = true;
     state.everOnline = true;
@@ -698,8 +704,10 @@
     const name = decodeServerText(msg.name);
     learnName(uid, name);
     if (uid === state.selfUid) {
-      const mark = addNotice('join', `You joined #${state.room} as ${name}`, msg.time, { force: true });
-      roomState(state.room).joinMark = mark;
+      const room = roomState(state.room);
+      const text = room.joinedBefore ? `Back in #${state.room} as ${name}` : `You joined #${state.room} as ${name}`;
+      room.joinMark = addNotice('join', text, msg.time, { force: true });
+      room.joinedBefore = true;
       return;
     }
     state.users.set(uid, name);
@@ -718,11 +726,30 @@
     addNotice('leave', `${name} left`, msg.time);
   }
 
+  /** Replayed messages: the room's recent talk after a first join, or what
+   *  was missed after a reconnect. A divider above them says which. */
   function onHistory(msg) {
     const list = Array.isArray(msg.messages) ? msg.messages : [];
+    const room = roomState(state.room);
+    const log = room.log;
+    const resumed = room.resumeFrom != null;
+    let first = null;
+    let shown = 0;
     for (const m of list) {
-      if (m && typeof m === 'object' && (m.type === 'say' || m.type == null)) renderSay(m, { history: true });
+      if (!m || typeof m !== 'object' || !(m.type === 'say' || m.type == null)) continue;
+      const row = renderSay(m, { history: true });
+      if (row) { first = first || row; shown++; }
     }
+    if (!first) return;
+    const d = document.createElement('div');
+    d.className = 'divider divider-history';
+    d.setAttribute('role', 'separator');
+    const label = document.createElement('span');
+    label.textContent = resumed
+      ? `${shown} ${shown === 1 ? 'message' : 'messages'} while you were away`
+      : 'Earlier messages';
+    d.appendChild(label);
+    log.insertBefore(d, first);
   }
 
   const LOGIN_FATAL = new Set(['bad_name', 'bad_json']);
@@ -799,6 +826,7 @@
   }
 
   function showLogin(error) {
+    if (narrow.matches && el.app.classList.contains('users-open')) setUsersOpen(false);
     el.app.dataset.view = 'login';
     el.login.hidden = false;
     el.topbar.inert = true;
@@ -833,11 +861,18 @@
   /* ---------- people panel ---------- */
 
   const narrow = window.matchMedia('(max-width: 760px)');
-  function setUsersOpen(open) {
+  /* On a narrow screen the list is a drawer over the chat: while it is open
+   * the chat behind it is inert (Tab stays in the drawer) and focus moves
+   * into it; Escape, the close button or the backdrop close it. */
+  function setUsersOpen(open, { focus = false } = {}) {
+    const drawer = open && narrow.matches;
     el.app.classList.toggle('users-open', open);
     el.app.classList.toggle('users-closed', !open);
     el.usersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
-    el.backdrop.hidden = !(open && narrow.matches);
+    el.backdrop.hidden = !drawer;
+    el.chat.inert = drawer;
+    el.topbar.inert = drawer || !el.login.hidden;
+    if (drawer && focus) (el.userList.querySelector('button.user') || el.usersClose).focus();
   }
 
   /* ---------- wiring ---------- */
@@ -906,7 +941,7 @@
   });
   el.targetClear.addEventListener('click', () => { setTarget(null); el.message.focus(); });
 
-  el.usersToggle.addEventListener('click', () => setUsersOpen(!el.app.classList.contains('users-open')));
+  el.usersToggle.addEventListener('click', () => setUsersOpen(!el.app.classList.contains('users-open'), { focus: true }));
   el.usersClose.addEventListener('click', () => { setUsersOpen(false); el.usersToggle.focus(); });
   el.backdrop.addEventListener('click', () => setUsersOpen(false));
   document.addEventListener('keydown', (e) => {
@@ -927,6 +962,7 @@
     }
   });
 
+  window.addEventListener('pagehide', () => { if (saveTimer) saveTabMemoryNow(); });
   window.addEventListener('popstate', () => { switchRoom(roomFromUrl(), { push: false }); });
 
   /* ---------- start ---------- */

@@ -1,264 +1,31 @@
-// Browser tests of the chat page against the real server binary.
+// Browser tests of the chat page against the real server binary: login,
+// the user list, public and private messages, literal HTML, errors, links,
+// reconnects, rooms, screenshots.
 //
 //   cd tests/browser && npm ci && npm test
 //
-// Environment:
-//   TAGARELA_BIN    server binary (default: <repo>/build/tagarela)
-//   CHROMIUM_PATH   browser (default: /usr/bin/chromium)
-//
-// The server is started with ports 0 and the ports it prints are parsed;
-// screenshots go to tests/browser/artifacts/.
+// Environment: TAGARELA_BIN, CHROMIUM_PATH (see lib.mjs). The server is
+// started with ports 0 and the ports it prints are parsed; screenshots go
+// to tests/browser/artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  ctx, setUp, tearDown, restartServer, baseUrl, openPage, DESKTOP, PHONE, RECONNECT_WAIT,
+  login as loginAs, waitIn, waitOnline, waitUsers, waitMessage, hasText, duplicateIds,
+  countText, decodeWire, say, shot,
+} from './lib.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..', '..');
-const BIN = process.env.TAGARELA_BIN || path.join(REPO, 'build', 'tagarela');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ARTIFACTS = path.join(HERE, 'artifacts');
 const ROOM = 'lobby';
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const WAIT = 10_000;
+const people = {};      // name -> {context, page, dialogs, errors, console, received, sent}
 
-/* ---------- the server ---------- */
-
-/** Starts `tagarela serve` and resolves once it printed both listeners. */
-function startServer({ wsPort = 0, httpPort = 0, dataDir }) {
-  const args = ['serve', '--ws', `127.0.0.1:${wsPort}`, '--http', `127.0.0.1:${httpPort}`, '--data', dataDir];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  const exited = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => resolve({ code, signal }));
-    proc.on('error', (err) => resolve({ code: null, signal: null, error: err }));
-  });
-  proc.stderr.on('data', (d) => log.push(`[stderr] ${d}`));
-  const ports = {};
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`server did not print its listeners within ${WAIT} ms:\n${log.join('')}`));
-    }, WAIT);
-    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
-      log.push(`[stdout] ${line}\n`);
-      const m = /^(ws|http) listening on 127\.0\.0\.1:(\d+)$/.exec(line.trim());
-      if (m) ports[m[1]] = Number(m[2]);
-      if (ports.ws && ports.http) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    exited.then(({ code, signal, error }) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited before it was ready (code ${code}, signal ${signal}${error ? `, ${error.message}` : ''}) ` +
-        `running ${BIN} ${args.join(' ')}:\n${log.join('')}`));
-    });
-  });
-  return ready.then(() => {
-    const srv = { proc, exited, log, wsPort: ports.ws, httpPort: ports.http, stopping: false, died: null };
-    exited.then((r) => { if (!srv.stopping) srv.died = r; });
-    return srv;
-  });
-}
-
-/** What went wrong with the server, if it died on its own: for error messages. */
-function serverTrouble() {
-  if (!server || !server.died) return '';
-  const { code, signal } = server.died;
-  return `\nTHE SERVER DIED on its own (exit code ${code}, signal ${signal}); its output:\n${server.log.join('').slice(-4000)}`;
-}
-
-async function stopServer(srv, signal = 'SIGTERM') {
-  if (!srv || srv.proc.exitCode !== null || srv.proc.signalCode !== null) return srv && srv.exited;
-  srv.stopping = true;
-  srv.proc.kill(signal);
-  const timer = setTimeout(() => srv.proc.kill('SIGKILL'), 5000);
-  const result = await srv.exited;
-  clearTimeout(timer);
-  return result;
-}
-
-/* ---------- pages ---------- */
-
-let browser;
-let server;
-let dataDir;
-const people = {};      // name -> {context, page, dialogs, errors}
-const everyone = [];    // all pages ever opened, for the final checks
-
-async function openPage(viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  const entry = { context, page, dialogs: [], errors: [], received: [], sent: [] };
-  page.on('dialog', (d) => { entry.dialogs.push(`${d.type()}: ${d.message()}`); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => entry.errors.push(String(e)));
-  // What went over the page's WebSockets, to check the page against the wire.
-  const parse = (f) => { try { return JSON.parse(f.payload); } catch (_) { return null; } };
-  page.on('websocket', (ws) => {
-    ws.on('framereceived', (f) => { const m = parse(f); if (m) entry.received.push(m); });
-    ws.on('framesent', (f) => { const m = parse(f); if (m) entry.sent.push(m); });
-  });
-  everyone.push(entry);
-  return entry;
-}
-
-function baseUrl() {
-  return `http://127.0.0.1:${server.httpPort}`;
-}
-
-/** Waits for fn(arg) to be truthy in the page; on time-out, says what the page showed. */
-async function waitIn(page, what, fn, arg, timeout = WAIT) {
-  try {
-    return await page.waitForFunction(fn, arg, { timeout, polling: 50 });
-  } catch (err) {
-    const seen = await describe(page).catch(() => '(page gone)');
-    throw new Error(`timed out waiting for ${what}\n${seen}${serverTrouble()}`);
-  }
-}
-
-async function describe(page) {
-  return page.evaluate(() => {
-    const log = document.querySelector('.log:not([hidden])');
-    return [
-      `url: ${location.href}; page state: ${JSON.stringify(window.tagarela && window.tagarela.state)}`,
-      `logs: ${[...document.querySelectorAll('.log')].map((l) => `#${l.dataset.room}${l.hidden ? ' (hidden)' : ''}: ${l.children.length}`).join(', ')}`,
-      `status: ${document.getElementById('status').dataset.state} (${document.getElementById('status-text').textContent})`,
-      `users: ${[...document.querySelectorAll('#user-list .user-name')].map((e) => e.textContent).join(' | ')}`,
-      `log:\n  ${log ? [...log.children].map((e) => e.textContent).join('\n  ') : '(none)'}`,
-    ].join('\n');
-  });
-}
-
-async function waitOnline(page) {
-  await waitIn(page, 'the page to be online', () => document.getElementById('status').dataset.state === 'online');
-}
-
-async function login(name, viewport, screenshot) {
-  const entry = await openPage(viewport);
-  const { page } = entry;
-  try {
-    await page.goto(`${baseUrl()}/?room_id=${ROOM}`);
-  } catch (err) {
-    throw new Error(`${err.message}${serverTrouble()}`);
-  }
-  await page.locator('#nick').waitFor({ state: 'visible' });
-  if (screenshot) await shot(page, screenshot);
-  assert.equal(await page.locator('#login-room').inputValue(), ROOM, 'the room field comes from ?room_id=');
-  await page.locator('#nick').fill(name);
-  await page.locator('#nick').press('Enter');
-  await waitOnline(page);
-  assert.equal(await page.locator('#login').isVisible(), false, 'the login form goes away');
+async function login(name, viewport = DESKTOP, screenshot) {
+  const entry = await loginAs(name, { room: ROOM, viewport, screenshot });
   people[name] = entry;
   return entry;
 }
 
-function userNames(page) {
-  return page.$$eval('#user-list .user-name', (els) => els.map((e) => e.textContent));
-}
-
-async function waitUsers(page, names) {
-  const want = [...names].sort();
-  await waitIn(page, `user list = ${JSON.stringify(want)}`, (w) => {
-    const got = [...document.querySelectorAll('#user-list .user-name')].map((e) => e.textContent).sort();
-    return JSON.stringify(got) === JSON.stringify(w) &&
-      document.getElementById('user-count').textContent === String(w.length);
-  }, want);
-}
-
-/** Waits for a message whose text is exactly `text` in the visible log; returns facts about it. */
-async function waitMessage(page, text) {
-  await waitIn(page, `message ${JSON.stringify(text)}`, (t) =>
-    [...document.querySelectorAll('.log:not([hidden]) .msg .text')].some((e) => e.textContent === t), text);
-  return page.evaluate((t) => {
-    const body = [...document.querySelectorAll('.log:not([hidden]) .msg .text')].filter((e) => e.textContent === t).pop();
-    const row = body.closest('.msg');
-    const time = row.querySelector('time');
-    return {
-      author: row.querySelector('.author').textContent,
-      private: row.classList.contains('private'),
-      badge: row.querySelector('.badge-private')?.textContent ?? null,
-      time: time?.textContent ?? null,
-      timeTitle: time?.title ?? null,
-      html: body.innerHTML,
-      links: [...body.querySelectorAll('a')].map((a) => ({
-        href: a.getAttribute('href'), text: a.textContent, target: a.target, rel: a.rel,
-      })),
-    };
-  }, text);
-}
-
-function hasText(page, text) {
-  return page.evaluate((t) => [...document.querySelectorAll('.log:not([hidden]) .msg .text')].some((e) => e.textContent.includes(t)), text);
-}
-
-/** Message ids shown more than once in any room's log. */
-function duplicateIds(page) {
-  return page.evaluate(() => {
-    const dups = [];
-    for (const log of document.querySelectorAll('.log')) {
-      const seen = new Set();
-      for (const m of log.querySelectorAll('.msg[data-id]')) {
-        if (seen.has(m.dataset.id)) dups.push(`#${log.dataset.room}:${m.dataset.id}`);
-        seen.add(m.dataset.id);
-      }
-    }
-    return dups;
-  });
-}
-
-/** How many times a message with exactly this text is in the visible log. */
-function countText(page, text) {
-  return page.evaluate((t) => [...document.querySelectorAll('.log:not([hidden]) .msg .text')]
-    .filter((e) => e.textContent === t).length, text);
-}
-
-/** The server's escaping, to compare wire content with what a page shows. */
-function decodeWire(s) {
-  const ent = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#039;': "'" };
-  return s.replace(/<br \/>/g, '').replace(/&(amp|lt|gt|quot|#039);/g, (m) => ent[m]);
-}
-
-async function say(page, text) {
-  const box = page.locator('#message');
-  await box.fill(text);
-  await box.press('Enter');
-  await waitIn(page, 'the composer to empty after sending', () => document.getElementById('message').value === '');
-}
-
-async function shot(page, name) {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const file = path.join(ARTIFACTS, name);
-  await page.screenshot({ path: file });
-  return file;
-}
-
-/* ---------- setup ---------- */
-
-before(async () => {
-  assert.ok(fs.existsSync(BIN), `server binary not found at ${BIN} (build it, or set TAGARELA_BIN)`);
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tagarela-browser-'));
-  server = await startServer({ dataDir });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close().catch(() => {});
-  await stopServer(server).catch(() => {});
-  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
-});
+before(() => setUp());
+after(() => tearDown());
 
 /* ---------- scenarios ---------- */
 
@@ -466,7 +233,7 @@ test('HTML and script in a name and a message are shown literally and run nothin
   await waitIn(people.Ana.page, 'the leave notice', (n) =>
     [...document.querySelectorAll('.log:not([hidden]) .notice-leave')].some((e) => e.textContent.includes(`${n} left`)), evilName);
   await waitUsers(people.Ana.page, ['Ana', 'Bruno', 'Carla']);
-  for (const e of everyone) assert.deepEqual(e.dialogs, [], 'no dialog was opened');
+  for (const e of ctx.everyone) assert.deepEqual(e.dialogs, [], 'no dialog was opened');
 });
 
 test('server errors are shown inline and the connection stays', async () => {
@@ -489,20 +256,17 @@ test('server errors are shown inline and the connection stays', async () => {
 
 test('after a server restart every page reconnects and logs in by itself', async () => {
   const names = ['Ana', 'Bruno', 'Carla'];
-  const { wsPort, httpPort } = server;
-  const result = await stopServer(server, 'SIGTERM');
-  assert.equal(result.signal, null, `server died of ${result.signal}`);
-  assert.equal(result.code, 0, 'the server exits 0 on SIGTERM');
+  await restartServer('SIGTERM', {
+    whileDown: async () => {
+      for (const n of names) {
+        await waitIn(people[n].page, 'the reconnecting state', () =>
+          document.getElementById('status').dataset.state === 'reconnecting');
+      }
+      await shot(people.Carla.page, 'reconnecting.png');
+    },
+  });
   for (const n of names) {
-    await waitIn(people[n].page, 'the reconnecting state', () =>
-      document.getElementById('status').dataset.state === 'reconnecting');
-  }
-  await shot(people.Carla.page, 'reconnecting.png');
-  server = await startServer({ wsPort, httpPort, dataDir });
-  assert.equal(server.wsPort, wsPort, 'the new server uses the same ws port');
-  assert.equal(server.httpPort, httpPort, 'the new server uses the same http port');
-  for (const n of names) {
-    await waitOnline(people[n].page);
+    await waitOnline(people[n].page, RECONNECT_WAIT);
     await waitUsers(people[n].page, names);
   }
   assert.ok(await people.Ana.page.locator('.notice-info', { hasText: 'Connection lost' }).count() >= 1);
@@ -541,7 +305,8 @@ test('a reload logs in again with the remembered nickname', async () => {
   const replay = people.Bruno.received.filter((m) => m.type === 'history').pop();
   if (replay && replay.messages.length) {
     const facts = await bruno.evaluate(() => ({
-      unknown: [...document.querySelectorAll('.log:not([hidden]) .author.unknown')].map((e) => e.textContent),
+      unknown: [...document.querySelectorAll('.log:not([hidden]) .author.unknown')].map((e) =>
+        `${e.textContent}: ${e.closest('.msg').querySelector('.text').textContent} (id ${e.closest('.msg').dataset.id})`),
       mine: [...document.querySelectorAll('.log:not([hidden]) .msg.mine .text')].map((e) => e.textContent),
     }));
     assert.deepEqual(facts.unknown, [], 'every replayed sender is named');
@@ -596,9 +361,67 @@ test('switching rooms logs in to the other room and updates the URL', async (t) 
   assert.equal(await carla.locator('#room-input').inputValue(), 'lobby');
 });
 
-test('no page showed a dialog or threw', async () => {
-  for (const e of everyone) {
+test('the page can be used by keyboard alone, on a desktop and on a phone', async () => {
+  const room = 'keys';
+  const lia = await loginAs('Lia', { room });
+  const kim = await openPage();
+  const { page } = kim;
+  await page.goto(`${baseUrl()}/?room_id=${room}`);
+  await page.locator('#nick').waitFor({ state: 'visible' });
+  const focused = () => page.evaluate(() => {
+    const a = document.activeElement;
+    return { id: a.id, user: a.matches('button.user') ? a.querySelector('.user-name').textContent : null,
+      inUsers: !!a.closest('#users'), tag: a.tagName };
+  });
+  assert.equal((await focused()).id, 'nick', 'the nickname field has the focus');
+  await page.keyboard.type('Kim');
+  await page.keyboard.press('Enter');
+  await waitOnline(page);
+  await waitUsers(page, ['Kim', 'Lia']);
+  assert.equal((await focused()).id, 'message', 'then the message box has it');
+
+  // Tab reaches the people list; Enter on a person starts a private message.
+  let f;
+  for (let i = 0; i < 12 && !(f = await focused()).user; i++) await page.keyboard.press('Tab');
+  assert.equal(f.user, 'Lia', 'Tab reaches the other person in the list');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.locator('#target-name').textContent(), 'Lia');
+  assert.equal((await focused()).id, 'message', 'back to the message box');
+  await page.keyboard.type('hi Lia, only you see this');
+  await page.keyboard.press('Enter');
+  assert.equal((await waitMessage(lia.page, 'hi Lia, only you see this')).private, true);
+  await page.keyboard.press('Escape');
+  assert.equal(await page.locator('#target').isVisible(), false, 'Escape goes back to everyone');
+
+  // On a phone the list is a drawer: it takes the focus, Tab stays in it, Escape closes it.
+  await page.setViewportSize(PHONE);
+  await waitIn(page, 'the drawer to close', () => document.getElementById('users-toggle').getAttribute('aria-expanded') === 'false');
+  await page.locator('#users-toggle').focus();
+  await page.keyboard.press('Enter');
+  await waitIn(page, 'the drawer to open', () => getComputedStyle(document.getElementById('users')).visibility === 'visible');
+  assert.equal((await focused()).user, 'Lia', 'the focus moves into the drawer');
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press('Tab');
+    const g = await focused();
+    assert.ok(g.inUsers || g.tag === 'BODY', `Tab stays in the drawer (got ${JSON.stringify(g)})`);
+  }
+  await page.keyboard.press('Escape');
+  assert.equal(await page.locator('#users-toggle').getAttribute('aria-expanded'), 'false');
+  assert.equal((await focused()).id, 'users-toggle', 'the focus goes back to the toggle');
+  await page.keyboard.press('Enter');
+  await waitIn(page, 'the drawer to open again', () => document.activeElement.matches('#users button.user'));
+  await page.keyboard.press('Enter');
+  assert.equal(await page.locator('#target-name').textContent(), 'Lia', 'a person chosen from the drawer');
+  assert.equal(await page.locator('#users-toggle').getAttribute('aria-expanded'), 'false', 'the drawer closes');
+  assert.equal((await focused()).id, 'message');
+  await kim.context.close();
+  await lia.context.close();
+});
+
+test('no page showed a dialog, threw, or wrote an error or warning to its console', async () => {
+  for (const e of ctx.everyone) {
     assert.deepEqual(e.dialogs, [], 'dialogs');
     assert.deepEqual(e.errors, [], 'uncaught page errors');
+    assert.deepEqual(e.console, [], 'console errors and warnings');
   }
 });
