@@ -1,12 +1,32 @@
 /* store_sqlite.c -- chat history in SQLite: WAL journal, prepared
- * statements, and appends grouped into one transaction per loop turn (the
- * server commits before it writes that turn's output to any socket). */
+ * statements, appends grouped into one transaction per loop turn (the
+ * server commits before it writes that turn's output to any socket), and
+ * checkpoints on a thread of their own. */
 #include "store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* WAL pages (4 KiB) after which a checkpoint is asked for, as SQLite's
+ * own automatic checkpoint would; ten times that and the writer does it
+ * itself, so the WAL stays bounded even if the thread falls behind. */
+#define CHECKPOINT_PAGES 1000
+#define CHECKPOINT_FORCE_PAGES (10 * CHECKPOINT_PAGES)
+
+/* A checkpoint writes the WAL back and fsyncs: tens of milliseconds the
+ * event loop must not wait for. This thread does it on its own
+ * connection while the loop goes on appending. */
+typedef struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool started, wanted, stop;
+    char path[4096];
+} checkpointer;
 
 typedef struct sqlite_store {
     sqlite3 *db;
@@ -14,6 +34,7 @@ typedef struct sqlite_store {
     int in_tx;
     sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range;
     sqlite3_stmt *st_trim_count, *st_trim_age;
+    checkpointer ck;
 } sqlite_store;
 
 static const char schema[] =
@@ -27,6 +48,72 @@ static const char schema[] =
     "  from_name TEXT, to_name TEXT, json TEXT NOT NULL,"
     "  PRIMARY KEY (room, id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);";
+
+static void *checkpoint_main(void *arg)
+{
+    checkpointer *ck = arg;
+    sqlite3 *db = NULL;
+    /* A connection sees the WAL only once it has read the database. */
+    if (sqlite3_open_v2(ck->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        db = NULL;
+    }
+    pthread_mutex_lock(&ck->lock);
+    for (;;) {
+        while (!ck->wanted && !ck->stop) pthread_cond_wait(&ck->wake, &ck->lock);
+        if (ck->stop) break;
+        ck->wanted = false;
+        pthread_mutex_unlock(&ck->lock);
+        /* PASSIVE: copies what it can without waiting for anyone. */
+        if (db) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&ck->lock);
+    }
+    pthread_mutex_unlock(&ck->lock);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Runs after each commit on the loop's connection (it replaces SQLite's
+ * automatic checkpoint). */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    checkpointer *ck = arg;
+    if (pages >= CHECKPOINT_FORCE_PAGES || !ck->started) {
+        if (pages >= CHECKPOINT_PAGES)
+            sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&ck->lock);
+        ck->wanted = true;
+        pthread_cond_signal(&ck->wake);
+        pthread_mutex_unlock(&ck->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void checkpointer_start(checkpointer *ck, sqlite3 *db, const char *path)
+{
+    pthread_mutex_init(&ck->lock, NULL);
+    pthread_cond_init(&ck->wake, NULL);
+    snprintf(ck->path, sizeof ck->path, "%s", path);
+    ck->started = pthread_create(&ck->thread, NULL, checkpoint_main, ck) == 0;
+    sqlite3_wal_hook(db, on_wal_commit, ck);
+}
+
+static void checkpointer_stop(checkpointer *ck)
+{
+    if (!ck->started) return;
+    pthread_mutex_lock(&ck->lock);
+    ck->stop = true;
+    pthread_cond_signal(&ck->wake);
+    pthread_mutex_unlock(&ck->lock);
+    pthread_join(ck->thread, NULL);
+    pthread_cond_destroy(&ck->wake);
+    pthread_mutex_destroy(&ck->lock);
+    ck->started = false;
+}
 
 static int exec(sqlite_store *s, const char *sql)
 {
@@ -133,6 +220,7 @@ static void sq_close(void *impl)
     sqlite_store *s = impl;
     if (!s) return;
     sq_commit(s);
+    checkpointer_stop(&s->ck);
     sqlite3_stmt *all[] = { s->st_last_id, s->st_set_last, s->st_insert, s->st_range,
                             s->st_trim_count, s->st_trim_age };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
@@ -210,6 +298,7 @@ int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
         sq_close(s);
         return -1;
     }
+    checkpointer_start(&s->ck, s->db, path);
     out->ops = &sqlite_ops;
     out->impl = s;
     return 0;

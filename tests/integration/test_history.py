@@ -188,6 +188,27 @@ async def test_count_retention_bounds_the_database(make_server):
     await close_all([a, b])
 
 
+@async_test(timeout=120)
+async def test_the_wal_is_checkpointed_while_serving(make_server):
+    """Checkpoints run beside the loop (on their own thread): 24 MB of
+    messages must not leave a 24 MB write-ahead log behind."""
+    srv = make_server("--rate", "100000", "--burst", "100000", "--max-content", "4096")
+    a = await Client.connect(srv.ws_port)
+    await a.login("ana")
+    body = "x" * 4000
+    for burst in range(30):
+        for i in range(200):
+            await a.say("%d %s" % (i, body))
+        for i in range(200):
+            await a.expect("say", timeout=10)
+    await asyncio.sleep(1.0)
+    wal = srv.datadir / "tagarela.db-wal"
+    size = wal.stat().st_size if wal.exists() else 0
+    assert size < 16 * 1024 * 1024, "WAL is %d bytes: never checkpointed" % size
+    assert len(db_rows(srv)) == 6000
+    await close_all([a])
+
+
 @async_test(timeout=60)
 async def test_age_retention_forgets_old_messages(make_server):
     srv = make_server("--keep-days", "0.00002")    # about 1.7 s
