@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # connections' loop (1) and loops on threads around the hub (2).
 THREAD_SHAPES ?= 1 2
 
-.PHONY: all deps test-deps build run test suite unit integration browser check-asan bench clean
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan bench bench-capture clean
 
 all: build
 
@@ -37,7 +37,7 @@ check-asan: test-deps
 	  CMAKE_ARGS="-DTAGARELA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
 # The whole suite against the build in $(BUILD): units, integration, browser.
-suite: build unit integration browser
+suite: build unit integration capture browser
 
 unit:
 	cd $(BUILD) && ctest --output-on-failure
@@ -49,9 +49,20 @@ integration:
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration || exit 1; \
 	done
 
+capture:
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) -m pytest -q -p no:cacheprovider tests/capture
+
 browser:
 	cd tests/browser && npm ci --no-audit --no-fund --silent && \
 	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela npm test --silent
+
+# The servers side by side (tagarela, uWebSockets.js, Node ws): bench/results/.
+bench: build
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/run.sh
+
+# tagarela capture against tcpdump and tshark on a generated 300 MB pcap.
+bench-capture: build test-deps
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/capture/run.py
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -4,9 +4,11 @@
  * capture_*.c files, all of it in one cap_ctx. */
 #include "capture.h"
 #include "capture_ctx.h"
+#include "capture_file.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pcap/pcap.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,15 +19,21 @@
 #define DEFAULT_PORT 7272
 #define DEFAULT_SNAPLEN 262144
 #define OUT_BUF (256 * 1024)
+#define FILE_BUF (1024 * 1024)
 
-/* Set by SIGINT/SIGTERM and polled by the packet loop: the one piece of
- * process-wide state, since a signal handler can reach nothing else. */
+/* Set by SIGINT/SIGTERM and polled by the packet loop, and the handle
+ * whose wait the signal must interrupt: the one piece of process-wide
+ * state, since a signal handler can reach nothing else. */
 static volatile sig_atomic_t stop_requested;
+static pcap_t *volatile signal_handle;
 
 static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+    /* A live read waits in poll(), which libpcap restarts after EINTR:
+     * pcap_breakloop() (safe in a signal handler) makes it return. */
+    if (signal_handle) pcap_breakloop(signal_handle);
 }
 
 static const char usage[] =
@@ -37,7 +45,7 @@ static const char usage[] =
     "  -s SNAPLEN      bytes kept per packet (default 262144); with -r, packets\n"
     "                  are cut as if they had been captured with it\n"
     "  -p PORT         the WebSocket server port (default 7272); the filter is\n"
-    "                  'tcp port PORT' unless an expression is given\n"
+    "                  'tcp port PORT' (VLAN-tagged too) unless an expression is given\n"
     "  -X              show payloads in hex and ASCII too\n"
     "  --json          one JSON object per line on stdout (summary on stderr)\n"
     "  --color=WHEN    never, always or auto (default: auto, when stdout is a tty)\n"
@@ -161,11 +169,9 @@ static int parse_options(int argc, char **argv, cap_opts *o)
         }
     }
     if (o->iface && o->read_file) return usage_error("%s", "use -i or -r, not both");
-    if (optind < argc) o->filter = join_args(argc - optind, argv + optind);
-    else {
-        char buf[32];
-        snprintf(buf, sizeof buf, "tcp port %u", o->port ? o->port : DEFAULT_PORT);
-        o->filter = strdup(buf);
+    if (optind < argc) {
+        o->filter = join_args(argc - optind, argv + optind);
+        if (!o->filter) return usage_error("%s", "out of memory");
     }
     if (!o->port && optind >= argc) o->port = DEFAULT_PORT;
     return 0;
@@ -210,36 +216,116 @@ static pcap_t *open_live(const cap_opts *o, char *err)
     return p;
 }
 
-static int open_capture(cap_ctx *c, pcap_t **pp, pcap_dumper_t **dp)
+/* Where the packets come from: libpcap (live, pcapng, stdin), or our own
+ * reader for classic pcap files (capture_file.h), which libpcap then only
+ * serves with a "dead" handle to compile the filter and write -w. */
+typedef struct cap_input {
+    pcap_t *p;
+    pcap_dumper_t *dp;
+    bool own;
+    cap_file file;
+    struct bpf_program prog;    /* the filter, applied here when own */
+    int lt;
+} cap_input;
+
+/* A file libpcap reads (pcapng, stdin): opened here so that stdio reads it
+ * in large blocks rather than 4 KiB ones. */
+static pcap_t *open_libpcap_file(cap_ctx *c, const char *path, char *err)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        snprintf(err, PCAP_ERRBUF_SIZE, "%s", strerror(errno));
+        return NULL;
+    }
+    c->file_buf = malloc(FILE_BUF);
+    if (c->file_buf) setvbuf(f, c->file_buf, _IOFBF, FILE_BUF);
+    pcap_t *p = pcap_fopen_offline(f, err);
+    if (!p) fclose(f);
+    return p;
+}
+
+static pcap_t *open_source(cap_ctx *c, cap_input *in, char *err)
+{
+    const char *path = c->opt.read_file;
+    if (!path) return open_live(&c->opt, err);
+    if (strcmp(path, "-")) {
+        int r = cap_file_open(&in->file, path, err, PCAP_ERRBUF_SIZE);
+        if (r < 0) return NULL;
+        if (r > 0 && (in->file.dlt == DLT_NULL || in->file.dlt == DLT_LOOP)) {
+            /* BPF code for these tests the address family of every OS when
+             * libpcap knows it reads a file, of this one only otherwise. */
+            cap_file_close(&in->file);
+            r = 0;
+        }
+        if (r > 0) {
+            pcap_t *p = pcap_open_dead_with_tstamp_precision(
+                in->file.dlt, in->file.snaplen ? (int)in->file.snaplen : DEFAULT_SNAPLEN,
+                PCAP_TSTAMP_PRECISION_MICRO);
+            if (!p) {
+                cap_file_close(&in->file);
+                snprintf(err, PCAP_ERRBUF_SIZE, "out of memory");
+                return NULL;
+            }
+            in->own = true;
+            return p;
+        }
+    }
+    return open_libpcap_file(c, path, err);
+}
+
+static int set_filter(cap_ctx *c, cap_input *in)
+{
+    cap_opts *o = &c->opt;
+    if (!o->filter) {
+        /* 'tcp port 7272' alone misses frames with VLAN tags (one, or two
+         * for QinQ), which only Ethernet has. */
+        char buf[128];
+        unsigned port = o->port;
+        if (in->lt == DLT_EN10MB)
+            snprintf(buf, sizeof buf, "tcp port %u or (vlan and (tcp port %u or "
+                     "(vlan and tcp port %u)))", port, port, port);
+        else
+            snprintf(buf, sizeof buf, "tcp port %u", port);
+        if (!(o->filter = strdup(buf))) {
+            fprintf(stderr, "tagarela capture: out of memory\n");
+            return 1;
+        }
+    }
+    if (pcap_compile(in->p, &in->prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+        fprintf(stderr, "tagarela capture: bad filter '%s': %s\n", o->filter,
+                pcap_geterr(in->p));
+        return 2;
+    }
+    if (in->own) return 0;      /* applied packet by packet */
+    int rc = pcap_setfilter(in->p, &in->prog);
+    pcap_freecode(&in->prog);
+    if (rc < 0) {
+        fprintf(stderr, "tagarela capture: cannot set the filter: %s\n", pcap_geterr(in->p));
+        return 1;
+    }
+    return 0;
+}
+
+static int open_capture(cap_ctx *c, cap_input *in)
 {
     char err[PCAP_ERRBUF_SIZE] = "";
-    const cap_opts *o = &c->opt;
-    pcap_t *p = o->read_file ? pcap_open_offline(o->read_file, err) : open_live(o, err);
-    if (!p) {
+    cap_opts *o = &c->opt;
+    in->p = open_source(c, in, err);
+    if (!in->p) {
         fprintf(stderr, "tagarela capture: %s%s%s\n", o->read_file ? o->read_file : "",
                 o->read_file ? ": " : "", err);
         return 1;
     }
-    *pp = p;
-    int lt = pcap_datalink(p);
+    int lt = in->lt = pcap_datalink(in->p);
     if (!cap_pkt_linktype_ok(lt)) {
         fprintf(stderr, "tagarela capture: unsupported link type %s (%d)\n",
                 pcap_datalink_val_to_name(lt) ? pcap_datalink_val_to_name(lt) : "?", lt);
         return 1;
     }
-    struct bpf_program prog;
-    if (pcap_compile(p, &prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
-        fprintf(stderr, "tagarela capture: bad filter '%s': %s\n", o->filter, pcap_geterr(p));
-        return 2;
-    }
-    int rc = pcap_setfilter(p, &prog);
-    pcap_freecode(&prog);
-    if (rc < 0) {
-        fprintf(stderr, "tagarela capture: cannot set the filter: %s\n", pcap_geterr(p));
-        return 1;
-    }
-    if (o->write_file && !(*dp = pcap_dump_open(p, o->write_file))) {
-        fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(p));
+    int rc = set_filter(c, in);
+    if (rc) return rc;
+    if (o->write_file && !(in->dp = pcap_dump_open(in->p, o->write_file))) {
+        fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(in->p));
         return 1;
     }
     if (!o->quiet) {
@@ -249,18 +335,33 @@ static int open_capture(cap_ctx *c, pcap_t **pp, pcap_dumper_t **dp)
                     ltn ? ltn : "?", o->filter);
         else
             fprintf(stderr, "listening on %s, link-type %s, snapshot length %d bytes, filter: %s\n",
-                    o->iface ? o->iface : "any", ltn ? ltn : "?", pcap_snapshot(p), o->filter);
+                    o->iface ? o->iface : "any", ltn ? ltn : "?", pcap_snapshot(in->p), o->filter);
     }
     return 0;
 }
 
+static void close_capture(cap_input *in)
+{
+    if (in->dp) pcap_dump_close(in->dp);
+    if (in->own) {
+        pcap_freecode(&in->prog);
+        cap_file_close(&in->file);
+    }
+    if (in->p) pcap_close(in->p);   /* closes a file libpcap read */
+}
+
 /* ---- the loop ---- */
+
+/* What -s does to a packet read from a file. */
+static uint32_t cut(const cap_ctx *c, uint32_t caplen)
+{
+    uint32_t s = (uint32_t)c->opt.snaplen;
+    return c->opt.read_file && s && caplen > s ? s : caplen;
+}
 
 static void one_packet(cap_ctx *c, int lt, const struct pcap_pkthdr *h, const uint8_t *data)
 {
-    uint32_t caplen = h->caplen;
-    if (c->opt.read_file && c->opt.snaplen && caplen > (uint32_t)c->opt.snaplen)
-        caplen = (uint32_t)c->opt.snaplen;
+    uint32_t caplen = cut(c, h->caplen);
     c->st.packets++;
     c->st.bytes += caplen;
     c->now_sec = h->ts.tv_sec;
@@ -276,40 +377,88 @@ static void one_packet(cap_ctx *c, int lt, const struct pcap_pkthdr *h, const ui
     }
 }
 
-static int run_loop(cap_ctx *c, pcap_t *p, pcap_dumper_t *dp)
+/* Saves a packet for -w, cut as it was decoded. */
+static void dump(cap_ctx *c, cap_input *in, const struct pcap_pkthdr *h, const uint8_t *data)
 {
-    int lt = pcap_datalink(p);
+    struct pcap_pkthdr hc = *h;
+    hc.caplen = cut(c, hc.caplen);
+    pcap_dump((u_char *)in->dp, &hc, data);
+}
+
+/* The memory a packet's flow lives in is what decoding a large file waits
+ * for most: it is fetched while the packets before it are decoded, the
+ * hash bucket PREFETCH_BUCKET packets ahead, the flow PREFETCH_FLOW ahead
+ * (its bucket has arrived by then). */
+#define PREFETCH_FLOW 1
+#define PREFETCH_BUCKET 4
+
+static void prefetch_one(cap_ctx *c, cap_input *in, size_t k, bool flow)
+{
+    struct pcap_pkthdr h;
+    const uint8_t *data;
+    cap_pkt pkt;
+    if (cap_file_peek(&in->file, k - 1, &h, &data) &&
+        cap_pkt_decode(in->lt, data, cut(c, h.caplen), h.len, &pkt) == CAP_PKT_OK)
+        cap_prefetch(c, &pkt, flow);
+}
+
+static void prefetch_ahead(cap_ctx *c, cap_input *in)
+{
+    prefetch_one(c, in, PREFETCH_FLOW, true);
+    prefetch_one(c, in, PREFETCH_BUCKET, false);
+}
+
+static int run_own(cap_ctx *c, cap_input *in)
+{
+    char err[256];
     long long n = 0;
-    int status = 0;
+    while (!stop_requested && !c->out.w.failed) {
+        struct pcap_pkthdr h;
+        const uint8_t *data;
+        int rc = cap_file_next(&in->file, &h, &data, err, sizeof err);
+        if (rc == 0) break;
+        if (rc < 0) {
+            cap_wbuf_flush(&c->out.w);
+            fprintf(stderr, "tagarela capture: %s: %s\n", c->opt.read_file, err);
+            return 1;
+        }
+        struct pcap_pkthdr hf = h;
+        hf.caplen = cut(c, h.caplen);
+        if (!pcap_offline_filter(&in->prog, &hf, data)) continue;
+        prefetch_ahead(c, in);
+        if (in->dp) dump(c, in, &h, data);
+        one_packet(c, in->lt, &h, data);
+        if (c->opt.count && ++n >= c->opt.count) break;
+    }
+    return 0;
+}
+
+static int run_libpcap(cap_ctx *c, cap_input *in)
+{
+    long long n = 0;
     while (!stop_requested && !c->out.w.failed) {
         struct pcap_pkthdr *h;
         const u_char *data;
-        int rc = pcap_next_ex(p, &h, &data);
+        int rc = pcap_next_ex(in->p, &h, &data);
         if (rc == 0) {                  /* live timeout: nothing came */
             if (c->out.live) cap_wbuf_flush(&c->out.w);
             continue;
         }
-        if (rc == PCAP_ERROR_BREAK) break;  /* end of the file */
+        if (rc == PCAP_ERROR_BREAK) break;  /* end of the file, or Ctrl-C */
         if (rc < 0) {
             cap_wbuf_flush(&c->out.w);
-            fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(p));
-            status = 1;
-            break;
+            fprintf(stderr, "tagarela capture: %s\n", pcap_geterr(in->p));
+            return 1;
         }
-        if (dp) {
-            struct pcap_pkthdr hc = *h;
-            if (c->opt.read_file && c->opt.snaplen && hc.caplen > (uint32_t)c->opt.snaplen)
-                hc.caplen = (uint32_t)c->opt.snaplen;
-            pcap_dump((u_char *)dp, &hc, data);
-        }
-        one_packet(c, lt, h, data);
+        if (in->dp) dump(c, in, h, data);
+        one_packet(c, in->lt, h, data);
         if (c->out.live) {
             cap_wbuf_flush(&c->out.w);
-            if (dp) pcap_dump_flush(dp);
+            if (in->dp) pcap_dump_flush(in->dp);
         }
         if (c->opt.count && ++n >= c->opt.count) break;
     }
-    return status;
+    return 0;
 }
 
 static void install_signals(void)
@@ -329,6 +478,7 @@ static void print_summary(cap_ctx *c, pcap_t *p)
     struct pcap_stat ps;
     if (!c->opt.read_file && p && pcap_stats(p, &ps) == 0)
         c->st.kernel_drops = ps.ps_drop + ps.ps_ifdrop;
+    cap_wbuf_flush(&c->out.w);     /* the events come before the summary */
     if (c->out.w.failed) return;
     if (c->opt.json) {
         cap_wbuf e;
@@ -357,24 +507,30 @@ int capture_main(int argc, char **argv)
     c.out.color = !c.opt.json && (c.opt.color == CAP_COLOR_ALWAYS ||
                                   (c.opt.color == CAP_COLOR_AUTO && isatty(1)));
     c.out.live = !c.opt.read_file;
+    /* Flows come and go with their zlib windows: memory given back to the
+     * system at every free of the heap's top would be faulted in again. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     fflush(stdout);
     if (cap_wbuf_init(&c.out.w, 1, OUT_BUF) || cap_ctx_init(&c)) {
         fprintf(stderr, "tagarela capture: out of memory\n");
         free(c.opt.filter);
         return 1;
     }
-    pcap_t *p = NULL;
-    pcap_dumper_t *dp = NULL;
+    cap_input in;
+    memset(&in, 0, sizeof in);
+    in.file.fd = -1;
     install_signals();
-    rc = open_capture(&c, &p, &dp);
+    rc = open_capture(&c, &in);
     if (rc == 0) {
-        rc = run_loop(&c, p, dp);
+        signal_handle = in.own ? NULL : in.p;
+        rc = in.own ? run_own(&c, &in) : run_libpcap(&c, &in);
+        signal_handle = NULL;
         cap_finish(&c);
-        print_summary(&c, p);
+        print_summary(&c, in.own ? NULL : in.p);
         if (c.out.w.failed && rc == 0) rc = 1;
     }
-    if (dp) pcap_dump_close(dp);
-    if (p) pcap_close(p);
+    close_capture(&in);
+    free(c.file_buf);
     cap_wbuf_free(&c.out.w);
     cap_ctx_free(&c);
     free(c.opt.filter);

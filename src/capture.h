@@ -3,7 +3,8 @@
  * Reads packets live (libpcap) or from a pcap/pcapng file, puts each TCP
  * direction back in order, follows the HTTP upgrade and decodes the
  * WebSocket frames (unmasked, joined, inflated), and prints them as text or
- * as one JSON object per line. See docs/capture.md for the details. */
+ * as one JSON object per line. The README's capture section describes the
+ * views and the --json contract. */
 #ifndef TAGARELA_CAPTURE_H
 #define TAGARELA_CAPTURE_H
 

@@ -106,6 +106,7 @@ struct cap_flow {
     cap_key key;
     uint64_t hash;
     double last;                /* capture time of the last packet */
+    double lru;                 /* when it last moved to the LRU list's head */
     uint8_t client;             /* which key side (0: a, 1: b) is the client */
     bool closed, midstream, fin[2];
     bool upgrade_pending;       /* a WebSocket upgrade request awaits its response */
@@ -142,12 +143,16 @@ typedef struct cap_ctx {
     cap_buf scratch;            /* one frame unmasked in place */
     cap_buf inflated;           /* one message inflated */
     cap_name *names;            /* text view only */
+    char *file_buf;             /* stdio buffer of a -r file libpcap reads */
 } cap_ctx;
 
 /* capture_flow.c */
 int cap_ctx_init(cap_ctx *c);
 void cap_ctx_free(cap_ctx *c);
 void cap_packet(cap_ctx *c, const cap_pkt *p);
+/* Starts loading from memory what cap_packet() will need for a packet a
+ * little ahead: its hash bucket (flow false), then its flow (flow true). */
+void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow);
 void cap_sweep(cap_ctx *c, cap_flow *keep);
 void cap_finish(cap_ctx *c);
 void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define CLOSED_LINGER 10.0      /* seconds of capture time */
+#define LRU_STEP 1.0            /* seconds: how exact the LRU order is */
 #define MIN_BUCKETS 1024
 
 /* ---- buffers charged to the memory budget ---- */
@@ -44,11 +45,33 @@ int cap_buf_append(cap_ctx *c, cap_buf *b, const uint8_t *p, size_t n)
 
 int cap_ctx_init(cap_ctx *c)
 {
+    /* The table grows with the flows (see grow_table): a small one stays
+     * in the cache, and a lookup is one bucket load per packet. */
     c->nbuckets = MIN_BUCKETS;
-    while (c->nbuckets < c->opt.max_flows / 2 && c->nbuckets < (1u << 20)) c->nbuckets *= 2;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     c->mem.limit = c->opt.max_mem;
     return c->buckets ? 0 : -1;
+}
+
+/* Doubles the hash table once there are more flows than buckets. On
+ * failure the table stays as it is: slower, still right. */
+static void grow_table(cap_ctx *c)
+{
+    size_t n = c->nbuckets * 2;
+    cap_flow **b = calloc(n, sizeof *b);
+    if (!b) return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        cap_flow *f = c->buckets[i], *next;
+        for (; f; f = next) {
+            next = f->hnext;
+            cap_flow **slot = &b[f->hash & (n - 1)];
+            f->hnext = *slot;
+            *slot = f;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
 }
 
 /* ---- lists ---- */
@@ -101,11 +124,24 @@ static void make_key(const cap_pkt *p, cap_key *k, int *side)
     k->pb = *side ? p->sport : p->dport;
 }
 
+_Static_assert(sizeof(cap_key) == 40, "key_hash and key_eq read the key as five words");
+
+/* The key is 40 bytes with no padding left uninitialised (make_key clears
+ * it): five words to compare, which memcmp() does more slowly. */
+static bool key_eq(const cap_key *a, const cap_key *b)
+{
+    uint64_t x[5], y[5], d = 0;
+    memcpy(x, a, sizeof x);
+    memcpy(y, b, sizeof y);
+    for (int i = 0; i < 5; i++) d |= x[i] ^ y[i];
+    return d == 0;
+}
+
 static cap_flow *lookup(cap_ctx *c, const cap_key *k, uint64_t h, cap_flow ***slot)
 {
     cap_flow **pp = &c->buckets[h & (c->nbuckets - 1)];
     for (; *pp; pp = &(*pp)->hnext)
-        if ((*pp)->hash == h && !memcmp(&(*pp)->key, k, sizeof *k)) break;
+        if ((*pp)->hash == h && key_eq(&(*pp)->key, k)) break;
     *slot = pp;
     return *pp;
 }
@@ -361,7 +397,24 @@ static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, int *side)
     if (!f) return NULL;
     *slot = f;
     list_push(&c->open, f);
+    f->lru = c->now;
+    if (c->open.n + c->done.n > c->nbuckets && c->nbuckets < (1u << 22)) grow_table(c);
     return f;
+}
+
+void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow)
+{
+    cap_key k;
+    int side;
+    make_key(p, &k, &side);
+    cap_flow **b = &c->buckets[key_hash(&k) & (c->nbuckets - 1)];
+    if (!flow) {
+        __builtin_prefetch(b);
+        return;
+    }
+    const char *f = (const char *)*b;
+    if (!f) return;
+    for (size_t i = 0; i < sizeof(cap_flow); i += 64) __builtin_prefetch(f + i);
 }
 
 static void on_syn(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
@@ -410,6 +463,18 @@ static void on_payload(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
                        p->payload, p->payload_len, &k);
 }
 
+/* Both FINs seen: the connection closes once nothing is missing before
+ * either FIN, or once the peer acknowledged a FIN whose data is still
+ * incomplete (what is missing then was never captured). */
+static bool close_ready(const cap_flow *f)
+{
+    for (int d = 0; d < 2; d++) {
+        const cap_stream *s = &f->d[d].st;
+        if (!cap_stream_complete(s) && !cap_stream_end_acked(s)) return false;
+    }
+    return true;
+}
+
 void cap_packet(cap_ctx *c, const cap_pkt *p)
 {
     int side;
@@ -417,8 +482,13 @@ void cap_packet(cap_ctx *c, const cap_pkt *p)
     if (!f) return;
     f->last = c->now;
     if (f->closed) return;      /* late packets of a finished connection */
-    list_remove(&c->open, f);
-    list_push(&c->open, f);
+    if (c->now - f->lru >= LRU_STEP && c->open.head != f) {
+        /* The LRU order is kept to LRU_STEP: moving the flow on every
+         * packet would touch two other flows' memory each time. */
+        list_remove(&c->open, f);
+        list_push(&c->open, f);
+        f->lru = c->now;
+    }
     int dir = side == f->client ? 0 : 1;
     if (p->flags & CAP_TH_SYN) on_syn(c, f, dir, p);
     if (p->truncated) on_truncated(c, f, dir);
@@ -427,19 +497,31 @@ void cap_packet(cap_ctx *c, const cap_pkt *p)
         SINK(k, c, f, !dir);
         cap_stream_ack(&f->d[!dir].st, &c->mem, p->ack, &k);
     }
+    uint32_t end = p->seq + p->wire_len + ((p->flags & CAP_TH_SYN) ? 1 : 0);
     if (p->flags & CAP_TH_RST) {
+        cap_stream_end(&f->d[dir].st, end);
         flow_close(c, f, dir, "rst");
-    } else if (p->flags & CAP_TH_FIN) {
-        f->fin[dir] = true;
-        if (f->fin[!dir]) flow_close(c, f, dir, "fin");
+    } else {
+        if (p->flags & CAP_TH_FIN) {
+            f->fin[dir] = true;
+            cap_stream_end(&f->d[dir].st, end);
+        }
+        if (f->fin[0] && f->fin[1] && close_ready(f)) flow_close(c, f, dir, "fin");
     }
     cap_sweep(c, f);
 }
 
-/* End of the capture: what is still waiting is delivered, holes reported. */
+/* End of the capture: what is still waiting is delivered, holes reported;
+ * connections whose two FINs were seen are closed. */
 void cap_finish(cap_ctx *c)
 {
-    for (cap_flow *f = c->open.head; f; f = f->next) {
+    cap_flow *next;
+    for (cap_flow *f = c->open.head; f; f = next) {
+        next = f->next;
+        if (f->fin[0] && f->fin[1]) {
+            flow_close(c, f, 0, "fin");
+            continue;
+        }
         flush_dirs(c, f);
         account_stream(c, f);
     }

@@ -48,7 +48,7 @@ void cap_wbuf_slow(cap_wbuf *w, size_t need)
     cap_wbuf_flush(w);
 }
 
-void cap_put(cap_wbuf *w, const void *p, size_t n)
+void cap_put_slow(cap_wbuf *w, const void *p, size_t n)
 {
     const char *s = p;
     while (n > 0) {
@@ -119,7 +119,8 @@ size_t cap_utf8_seq(const uint8_t *p, size_t n)
 }
 
 /* Nonzero when one of the 8 bytes needs attention: < 0x20, '"', '\\' or
- * >= 0x80. Exact as a yes/no answer, which is all it is used for. */
+ * >= 0x80. Exact as a yes/no answer and for the lowest byte it flags (a
+ * borrow only ever flags bytes above a flagged one). */
 static inline uint64_t word_special(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
@@ -188,11 +189,18 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
             if (end - p >= 8) {
                 uint64_t x;
                 memcpy(&x, p, 8);
-                if (!word_special(x)) {
-                    memcpy(o, p, 8);
+                uint64_t sp = word_special(x);
+                /* Copy all 8, keep those before the first special byte:
+                 * the lowest flag of word_special() is always exact. */
+                memcpy(o, p, 8);
+                if (!sp) {
                     o += 8, p += 8;
                     continue;
                 }
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                size_t k = (size_t)__builtin_ctzll(sp) / 8;
+                o += k, p += k;
+#endif
             }
             uint8_t ch = *p;
             if (ch >= 0x20 && ch != '"' && ch != '\\' && ch < 0x80) {
@@ -213,10 +221,14 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
 
 /* ---- the --json view ---- */
 
-static void put_ts(cap_ctx *c)
+/* {"event":"...","ts":...,"src":"...","dst":"..." -- the keys every object
+ * has, the event first as the contract writes them. */
+static void put_head(cap_ctx *c, cap_flow *f, int dir, const char *event, size_t elen)
 {
     cap_wbuf *w = &c->out.w;
-    CAP_PUTL(w, "{\"ts\":");
+    CAP_PUTL(w, "{\"event\":\"");
+    cap_put(w, event, elen);
+    CAP_PUTL(w, "\",\"ts\":");
     cap_put_u64(w, (uint64_t)c->now_sec);
     char frac[7];
     uint32_t u = c->now_usec;
@@ -226,18 +238,10 @@ static void put_ts(cap_ctx *c)
     }
     frac[0] = '.';
     cap_put(w, frac, 7);
-}
-
-static void put_head(cap_ctx *c, cap_flow *f, int dir, const char *event, size_t elen)
-{
-    cap_wbuf *w = &c->out.w;
-    put_ts(c);
     CAP_PUTL(w, ",\"src\":\"");
     cap_put(w, f->addr[dir], f->addr_len[dir]);
     CAP_PUTL(w, "\",\"dst\":\"");
     cap_put(w, f->addr[!dir], f->addr_len[!dir]);
-    CAP_PUTL(w, "\",\"event\":\"");
-    cap_put(w, event, elen);
     cap_put(w, "\"", 1);
 }
 

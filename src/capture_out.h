@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { CAP_COLOR_NEVER, CAP_COLOR_ALWAYS, CAP_COLOR_AUTO };
 
@@ -80,7 +81,18 @@ static inline char *cap_wbuf_room(cap_wbuf *w, size_t n)
     return w->buf + w->len;
 }
 
-void cap_put(cap_wbuf *w, const void *p, size_t n);
+void cap_put_slow(cap_wbuf *w, const void *p, size_t n);
+
+/* Appends n bytes (any n: the buffer is flushed as often as needed). */
+static inline void cap_put(cap_wbuf *w, const void *p, size_t n)
+{
+    if (w->cap - w->len >= n) {
+        memcpy(w->buf + w->len, p, n);
+        w->len += n;
+    } else {
+        cap_put_slow(w, p, n);
+    }
+}
 static inline void cap_puts(cap_wbuf *w, const char *s, size_t n) { cap_put(w, s, n); }
 #define CAP_PUTL(w, lit) cap_put((w), (lit), sizeof(lit) - 1)
 void cap_put_u64(cap_wbuf *w, uint64_t v);

@@ -159,7 +159,10 @@ static cap_pkt_status ipv6(const uint8_t *p, uint32_t cap, cap_pkt *out, ip_info
 /* p: the TCP header; cap: captured bytes from there; wire: its wire length. */
 static cap_pkt_status tcp(const uint8_t *p, uint32_t cap, uint32_t wire, cap_pkt *out)
 {
-    if (cap < 20) return CAP_PKT_SHORT;
+    /* Ports, sequence numbers and flags are in the first 14 bytes: with
+     * those the packet belongs to a flow even when the snaplen cut the
+     * rest of the header (then its payload counts as cut). */
+    if (cap < 14) return CAP_PKT_SHORT;
     uint32_t hl = (uint32_t)(p[12] >> 4) * 4;
     if (hl < 20 || wire < hl) return CAP_PKT_BAD;
     out->sport = rd16(p);

@@ -126,19 +126,30 @@ static bool grow_out(cap_ctx *c)
     return true;
 }
 
+/* Past max_message, output is inflated into a throwaway buffer so that the
+ * shared window stays right for the next messages; past this much more,
+ * the message is given up (a decompression bomb). */
+#define MAX_DISCARD (256ULL << 20)
+
 /* Inflates input into c->inflated. Returns NULL or what went wrong;
- * *end is set when the sender closed the deflate stream (BFINAL). */
-static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, bool *end)
+ * *end is set when the sender closed the deflate stream (BFINAL), *dropped
+ * counts the bytes beyond the size limit. */
+static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, bool *end,
+                         uint64_t *dropped)
 {
+    uint8_t sink[16384];
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
     while (!*end) {
-        if (!grow_out(c)) return "inflated message over the size limit";
         cap_buf *b = &c->inflated;
-        z->next_out = b->p + b->len;
-        z->avail_out = (uInt)(b->cap - b->len);
+        bool discard = !grow_out(c);
+        if (discard && *dropped > MAX_DISCARD) return "inflated message far over the size limit";
+        z->next_out = discard ? sink : b->p + b->len;
+        z->avail_out = discard ? (uInt)sizeof sink : (uInt)(b->cap - b->len);
+        uInt room = z->avail_out;
         int rc = inflate(z, Z_SYNC_FLUSH);
-        b->len = b->cap - z->avail_out;
+        if (discard) *dropped += room - z->avail_out;
+        else b->len = b->cap - z->avail_out;
         if (rc == Z_STREAM_END) *end = true;
         else if (rc == Z_BUF_ERROR) break;      /* no progress: input used up */
         else if (rc != Z_OK) return z->msg ? z->msg : "inflate failed";
@@ -147,19 +158,37 @@ static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, b
     return NULL;
 }
 
-static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n)
+static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n,
+                               uint64_t *dropped)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xFF, 0xFF};    /* RFC 7692 7.2.2 */
     c->inflated.len = 0;
+    *dropped = 0;
     if (w->z_lost) return "deflate context lost earlier (gap or error): not inflated";
     if (!z_ready(c, w)) return "out of memory for inflate";
     z_stream *z = (z_stream *)w->z;
     bool end = false;
-    const char *err = z_run(c, z, p, n, &end);
-    if (!err && !end) err = z_run(c, z, tail, sizeof tail, &end);
+    const char *err;
+    uint8_t small[2048];
+    if (n <= sizeof small - sizeof tail) {
+        /* A chat message: one inflate() call for it and its tail. If the
+         * sender ended the deflate stream, the tail is left unread. */
+        memcpy(small, p, n);
+        memcpy(small + n, tail, sizeof tail);
+        err = z_run(c, z, small, n + sizeof tail, &end, dropped);
+    } else {
+        err = z_run(c, z, p, n, &end, dropped);
+        if (!err && !end) err = z_run(c, z, tail, sizeof tail, &end, dropped);
+    }
     if (err && !w->no_context) w->z_lost = true;
     if (w->no_context || end || err) inflateReset(z);
     return err;
+}
+
+/* Shared buffers that grew for one large message are not kept. */
+static void shrink(cap_ctx *c, cap_buf *b)
+{
+    if (b->cap > (1u << 20)) cap_buf_free(c, b);
 }
 
 /* ---- emitting frames ---- */
@@ -219,8 +248,9 @@ static void emit_message(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
                     .len = n, .as_text = op == WS_OP_TEXT, .msg_opcode = op,
                     .elided = elided, .error = err, .wire_len = n};
     if (rsv1 && w->deflate) {
+        uint64_t dropped = 0;
         const char *zerr = elided ? "message over the size limit: not inflated"
-                                  : inflate_msg(c, w, p, n);
+                                  : inflate_msg(c, w, p, n, &dropped);
         if (elided && !w->no_context) w->z_lost = true;
         if (zerr) {
             ev.as_text = false;
@@ -230,11 +260,18 @@ static void emit_message(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
             ev.len = c->inflated.len;
             ev.compressed = true;
             c->st.inflated++;
+            if (dropped) {
+                ev.elided = dropped;
+                if (!ev.error) ev.error = "inflated message over the size limit: cut";
+            }
         }
+    } else if (rsv1) {
+        ev.as_text = false;     /* compressed bytes that cannot be inflated */
     }
     count_frame(c, h->opcode);
     c->st.messages++;
     cap_emit(c, f, dir, &ev);
+    shrink(c, &c->inflated);
 }
 
 static void reset_message(cap_ctx *c, cap_ws *w)
@@ -329,18 +366,23 @@ static bool whole_frame(cap_ctx *c, cap_flow *f, int dir, const ws_header *h,
     if (h->len > c->opt.max_message) return false;
     if (kind == K_DATA && (!h->fin || h->opcode == WS_OP_CONT)) return false;
     size_t n = (size_t)h->len;
+    const uint8_t *data = n ? p : (const uint8_t *)"";
     cap_buf *s = &c->scratch;
-    s->len = 0;
-    if (cap_buf_append(c, s, p, n)) return false;
-    if (h->masked) ws_unmask(s->p, n, h->mask, 0);
+    if (h->masked && n) {
+        /* Unmasked in a copy: the packet buffer is read-only. */
+        s->len = 0;
+        if (cap_buf_append(c, s, p, n)) return false;
+        ws_unmask(s->p, n, h->mask, 0);
+        data = s->p;
+    }
     const char *err = header_problem(f, dir, h, w);
-    const uint8_t *data = s->p ? s->p : (const uint8_t *)"";
     if (kind == K_DATA) {
         reset_message(c, w);    /* one in progress was abandoned */
         emit_message(c, f, dir, h, data, n, 0, err);
     } else {
         emit_control(c, f, dir, h, data, n, 0, err);
     }
+    shrink(c, s);
     return true;
 }
 

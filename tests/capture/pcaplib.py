@@ -6,9 +6,8 @@ pcapng (SHB, IDB, EPB, SPB), the link types the decoder reads (Ethernet,
 Linux cooked v1/v2, BSD NULL/LOOP, raw IP), IPv4, IPv6 and TCP. Packets are
 rebuilt with correct lengths and checksums after they are edited.
 """
-import os
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 ETHERNET, NULL, RAW, LOOP, LINUX_SLL, LINUX_SLL2 = 1, 0, 101, 108, 113, 276
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10

@@ -94,16 +94,6 @@ async def pinger(ws):
     await pong
 
 
-def fragmented_extra(ws_parts):
-    async def extra(ws):
-        await ws.send(iter(ws_parts))
-        log("c2s", "text", "".join(ws_parts))
-        await send(ws, "c2s", json.dumps({"type": "fragments", "parts": ["um ", "dois ", "tres"]}))
-        await ws.recv()
-        await ws.recv()   # the server echoes raw messages? no: "raw" type is ignored
-    return extra
-
-
 async def run(scenario, host, port):
     sopts = {"compression": None}
     copts = {"compression": None}
