@@ -97,6 +97,7 @@ static void io_message_send(void *ctx, void *cp, void *msg)
     }
     xmsg m = { .c = c, .p = ws_frame_ref(msg), .kind = XM_SEND };
     xvec_push(&h->out[c->srv->id], m);
+    h->pending++;
 }
 
 static void io_message_release(void *ctx, void *msg)
@@ -201,12 +202,36 @@ static void hub_on_wake(uv_async_t *a)
     h->spare.len = 0;
 }
 
-/* Once per turn of the main loop: make this turn's messages durable, then
- * let them go out. A client never holds a message the history could lose. */
-void hub_end_turn(hub *h)
+void hub_commit(hub *h)
 {
     if (h->store.ops && h->store.ops->commit(h->store.impl) < 0)
         fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
+}
+
+/* Makes the messages durable, then lets them go out: a client never holds
+ * a message the history could lose. */
+static void hub_hand_over(hub *h)
+{
+    hub_commit(h);
+    h->pending = 0;
+    h->last_big_hand_over = uv_hrtime();
+    for (unsigned i = 0; i < h->n_servers; i++) {
+        if (h->out[i].len == 0) continue;
+        xqueue_put(&h->servers[i].inbox, &h->out[i]);
+        uv_async_send(&h->servers[i].wake);
+    }
+}
+
+static void on_hub_coalesce(uv_timer_t *t)
+{
+    hub_hand_over(t->data);
+}
+
+/* Once per turn of the main loop. With one thread the server's write
+ * decides when to commit; with more, the hand-over to the loops is
+ * coalesced as server_write() does for sockets. */
+void hub_end_turn(hub *h)
+{
     if (h->chat) {
         STAT_ADD(h->users, chat_user_count(h->chat) - STAT_GET(h->users));
         STAT_ADD(h->rooms, chat_room_count(h->chat) - STAT_GET(h->rooms));
@@ -215,11 +240,13 @@ void hub_end_turn(hub *h)
         server_flush(&h->servers[0]);
         return;
     }
-    for (unsigned i = 0; i < h->n_servers; i++) {
-        if (h->out[i].len == 0) continue;
-        xqueue_put(&h->servers[i].inbox, &h->out[i]);
-        uv_async_send(&h->servers[i].wake);
+    if (uv_is_active((uv_handle_t *)&h->coalesce)) return;
+    if (h->pending >= COALESCE_MIN_CONNS && !h->stopping &&
+        uv_hrtime() - h->last_big_hand_over < COALESCE_NS) {
+        uv_timer_start(&h->coalesce, on_hub_coalesce, 1, 0);
+        return;
     }
+    hub_hand_over(h);
 }
 
 void hub_send_conn(hub *h, server *s, int fd, int port)
@@ -236,7 +263,8 @@ void hub_post_all(hub *h, uint8_t kind)
     }
     for (unsigned i = 0; i < h->n_servers; i++)
         xvec_push(&h->out[i], (xmsg){ .kind = kind });
-    hub_end_turn(h);
+    uv_timer_stop(&h->coalesce);
+    hub_hand_over(h);
 }
 
 /* ---- a server thread's side --------------------------------------------- */
@@ -275,7 +303,7 @@ static void server_on_wake(uv_async_t *a)
  * chat, in one batch. */
 void server_flush(server *s)
 {
-    conn_flush_all(s);
+    server_write(s);
     if (s->threaded && s->to_hub.len) {
         xqueue_put(&s->hub->inbox, &s->to_hub);
         uv_async_send(&s->hub->wake);
@@ -299,6 +327,7 @@ static void close_hub_handles(hub *h)
 {
     uv_close((uv_handle_t *)&h->trim, NULL);
     uv_close((uv_handle_t *)&h->commit, NULL);
+    uv_close((uv_handle_t *)&h->coalesce, NULL);
     uv_close((uv_handle_t *)&h->sigint, NULL);
     uv_close((uv_handle_t *)&h->sigterm, NULL);
     if (h->threaded) uv_close((uv_handle_t *)&h->wake, NULL);
@@ -365,6 +394,8 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     if (!h->chat || !h->servers || !h->out) goto oom;
     for (unsigned i = 0; i < threads; i++)
         if (server_init(&h->servers[i], h, i, h->threaded) < 0) goto oom;
+    uv_timer_init(loop, &h->coalesce);
+    h->coalesce.data = h;
     if (h->threaded) {
         xqueue_init(&h->inbox);
         uv_async_init(loop, &h->wake, hub_on_wake);

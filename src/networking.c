@@ -31,6 +31,7 @@ static void mark_dirty(conn *c)
     c->dirty = true;
     c->dirty_next = c->srv->dirty;
     c->srv->dirty = c;
+    c->srv->n_dirty++;
 }
 
 static int queue_push(conn *c, ws_frame *f)
@@ -203,6 +204,7 @@ static void conn_flush(conn *c)
 
 void conn_flush_all(server *s)
 {
+    s->n_dirty = 0;
     while (s->dirty) {
         conn *c = s->dirty;
         s->dirty = c->dirty_next;

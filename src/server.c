@@ -63,6 +63,7 @@ void ip_release(hub *h, ip_count *ip)
 static void server_finish(server *s)
 {
     uv_close((uv_handle_t *)&s->sweep, NULL);
+    uv_close((uv_handle_t *)&s->coalesce, NULL);
     if (s->threaded) {
         uv_close((uv_handle_t *)&s->flush, NULL);
         uv_close((uv_handle_t *)&s->wake, NULL);
@@ -281,7 +282,7 @@ static void on_sweep(uv_timer_t *t)
         next = c->next;
         if (!c->closed) sweep_conn(s, c, now);
     }
-    conn_flush_all(s);
+    server_write(s);
 }
 
 static uint64_t sweep_interval(const server_config *cfg)
@@ -291,6 +292,40 @@ static uint64_t sweep_interval(const server_config *cfg)
     if (cfg->handshake_timeout_ms < m) m = cfg->handshake_timeout_ms;
     m /= 4;
     return m < 25 ? 25 : m > 1000 ? 1000 : m;
+}
+
+/* ---- coalescing writes ----------------------------------------------------- */
+
+/* A broadcast storm written turn by turn costs one system call per
+ * recipient per message, and on loopback the receiver's TCP work is
+ * charged to that call too. So when a turn would write to many
+ * connections and the last such write was less than a millisecond ago,
+ * the write waits for a timer (1 to 2 ms) and the frames of those turns go
+ * out in one writev per connection. A server that is not busy writes at
+ * once. */
+/* With one thread, the history's transaction is committed here, right
+ * before the writes: grouped like them, and never after them. */
+static void flush_now(server *s)
+{
+    if (!s->threaded) hub_commit(s->hub);
+    if (s->n_dirty >= COALESCE_MIN_CONNS) s->last_big_flush = uv_hrtime();
+    conn_flush_all(s);
+}
+
+static void on_coalesce(uv_timer_t *t)
+{
+    flush_now(t->data);
+}
+
+void server_write(server *s)
+{
+    if (uv_is_active((uv_handle_t *)&s->coalesce)) return;
+    if (s->n_dirty >= COALESCE_MIN_CONNS && !s->stopping &&
+        uv_hrtime() - s->last_big_flush < COALESCE_NS) {
+        uv_timer_start(&s->coalesce, on_coalesce, 1, 0);
+        return;
+    }
+    flush_now(s);
 }
 
 /* ---- retention and turns (main loop) ------------------------------------- */
@@ -401,6 +436,8 @@ static void start_server_handles(server *s)
     s->sweep.data = s;
     uint64_t every = sweep_interval(s->cfg);
     uv_timer_start(&s->sweep, on_sweep, every, every);
+    uv_timer_init(s->loop, &s->coalesce);
+    s->coalesce.data = s;
     if (s->threaded) {
         uv_check_init(s->loop, &s->flush);
         s->flush.data = s;

@@ -104,6 +104,9 @@ struct server {
     conn *conns;                    /* all connections */
     size_t n_conns;                 /* relaxed atomic: the hub balances on it */
     conn *dirty;                    /* connections to flush this turn */
+    size_t n_dirty;
+    uint64_t last_big_flush;        /* uv_hrtime() of the last write to many */
+    uv_timer_t coalesce;            /* a deferred write to many */
     uint8_t *readbuf;               /* one read buffer for the whole loop */
     bool readbuf_busy;
     bool stopping;
@@ -135,6 +138,9 @@ struct hub {
     uv_mutex_t ip_lock;             /* per_ip is shared by the loops */
     dict per_ip;                    /* address bytes -> ip_count */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
+    uv_timer_t coalesce;            /* a deferred hand-over to the loops */
+    size_t pending;                 /* deliveries waiting in out */
+    uint64_t last_big_hand_over;    /* uv_hrtime() */
     /* threaded only */
     uv_async_t wake;
     xqueue inbox;                   /* from the servers */
@@ -151,6 +157,7 @@ void server_adopt(server *s, int fd, int port);
 void server_stop(server *s);
 void server_abort_all(server *s);
 void server_flush(server *s);           /* end of a loop turn */
+void server_write(server *s);           /* the writes of a turn, maybe coalesced */
 ip_count *ip_acquire(hub *h, const struct sockaddr_storage *sa, unsigned *count);
 void ip_release(hub *h, ip_count *ip);
 
@@ -167,6 +174,12 @@ void hub_send_conn(hub *h, server *s, int fd, int port);   /* hand an accepted s
 void hub_post_all(hub *h, uint8_t kind);                   /* XM_STOP or XM_ABORT */
 void hub_server_done(hub *h, server *s);
 void hub_end_turn(hub *h);
+void hub_commit(hub *h);
+
+/* Coalescing (server.c): a turn that writes to at least this many
+ * connections within this long of the last such one waits for a timer. */
+#define COALESCE_MIN_CONNS 64
+#define COALESCE_NS 1000000
 int hub_start_threads(hub *h);
 void hub_join_threads(hub *h);
 

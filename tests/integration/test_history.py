@@ -243,13 +243,32 @@ async def chatter(port, name, stop, received):
         pass                    # the server is killed under us
 
 
+async def listener(port, name, stop, received):
+    c = await Client.connect(port)
+    await c.login(name)
+    try:
+        while not stop.is_set():
+            m = await c.recv(5)
+            if m["type"] == "say":
+                received[m["id"]] = m
+    except Exception:
+        pass
+
+
+# With 80 listeners every message goes to more connections than
+# COALESCE_MIN_CONNS: the writes (and the commits) are grouped over a
+# millisecond or two, and still nothing is written before it is committed.
+@pytest.mark.parametrize("listeners", [0, 80])
 @async_test(timeout=90)
-async def test_sigkill_loses_no_message_any_client_received(tmp_path):
+async def test_sigkill_loses_no_message_any_client_received(tmp_path, listeners):
     srv = Server(tmp_path / "s", ["--rate", "1000", "--burst", "1000"]).start()
     received = {}
     stop = asyncio.Event()
-    tasks = [asyncio.ensure_future(chatter(srv.ws_port, "c%d" % i, stop, received))
-             for i in range(4)]
+    tasks = [asyncio.ensure_future(listener(srv.ws_port, "l%d" % i, stop, received))
+             for i in range(listeners)]
+    await asyncio.sleep(0.5 + listeners / 100)
+    tasks += [asyncio.ensure_future(chatter(srv.ws_port, "c%d" % i, stop, received))
+              for i in range(4)]
     await asyncio.sleep(2.0)
     srv.proc.kill()              # SIGKILL: no chance to flush or close
     srv.proc.wait(5)
