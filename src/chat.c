@@ -264,17 +264,37 @@ static void send_user_list(chat *c, chat_user *u, room *r)
     send_to(c, u);
 }
 
-static void add_history_item(void *arg, const char *json, size_t n)
+typedef struct history_out {
+    sbuf *o;
+    bool names;
+} history_out;
+
+/* A say as it was sent; a client that asked for names gets the parties'
+ * names added after its last key (uids change with every connection, so a
+ * page could not name who said what before it came). */
+static void add_history_item(void *arg, const store_msg *m)
 {
-    sbuf *o = arg;
+    history_out *h = arg;
+    sbuf *o = h->o;
     if (o->p[o->len - 1] != '[') sbuf_putc(o, ',');
-    sbuf_put(o, json, n);
+    if (!h->names || !m->from_name || m->json_len < 2 || m->json[m->json_len - 1] != '}') {
+        sbuf_put(o, m->json, m->json_len);
+        return;
+    }
+    sbuf_put(o, m->json, m->json_len - 1);
+    sbuf_puts(o, ",\"from_name\":");
+    sbuf_json_str(o, m->from_name, m->from_name_len);
+    if (m->to_name) {
+        sbuf_puts(o, ",\"to_name\":");
+        sbuf_json_str(o, m->to_name, m->to_name_len);
+    }
+    sbuf_putc(o, '}');
 }
 
 /* The room's recent messages, or all those after last_id (up to a cap), for
  * a client that logs in. Sent when there is something to say, or always when
  * the client asked with last_id. */
-static void send_history(chat *c, chat_user *u, json_t *last_id)
+static void send_history(chat *c, chat_user *u, json_t *last_id, bool names)
 {
     if (!c->store) return;
     bool resume = json_is_integer(last_id) && json_integer_value(last_id) >= 0;
@@ -286,8 +306,9 @@ static void send_history(chat *c, chat_user *u, json_t *last_id)
     sbuf_puts(o, "{\"type\":\"history\",\"messages\":[");
     size_t empty = o->len;
     room *r = u->room;
+    history_out h = { o, names };
     if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit,
-                             u->name, u->name_len, add_history_item, o) < 0) {
+                             u->name, u->name_len, add_history_item, &h) < 0) {
         send_error(c, u, "internal", "history is unavailable");
         return;
     }
@@ -346,7 +367,8 @@ static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
     sbuf_puts(o, now_str(c, now_ms));
     sbuf_puts(o, "\"}");
     send_to_room(c, r);
-    send_history(c, u, json_object_get(msg, "last_id"));
+    send_history(c, u, json_object_get(msg, "last_id"),
+                 json_is_true(json_object_get(msg, "history_names")));
 }
 
 /* ---- say ------------------------------------------------------------- */

@@ -12,7 +12,7 @@ typedef struct store_msg {
     int64_t ts;                 /* unix seconds */
     uint32_t from_uid;
     uint32_t to_uid;            /* 0: the whole room */
-    const char *from_name;      /* the parties of a private message, as sent */
+    const char *from_name;      /* the sender, and the target of a private message, as sent */
     size_t from_name_len;
     const char *to_name;
     size_t to_name_len;
@@ -20,8 +20,10 @@ typedef struct store_msg {
     size_t json_len;
 } store_msg;
 
-/* Called per message, oldest first. */
-typedef void (*store_each_fn)(void *arg, const char *json, size_t n);
+/* Called per message, oldest first, with its json and the names of its
+ * parties (from_name is NULL for a public message stored by an older
+ * version; to_name is NULL for a public message). */
+typedef void (*store_each_fn)(void *arg, const store_msg *m);
 
 typedef struct store_ops {
     /* Highest id ever given in the room (0 for a new room). */

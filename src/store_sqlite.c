@@ -155,13 +155,9 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
     sqlite3_bind_int64(st, 3, m->ts);
     sqlite3_bind_int64(st, 4, m->from_uid);
     sqlite3_bind_int64(st, 5, m->to_uid);
-    if (m->to_uid) {
-        sqlite3_bind_text(st, 6, m->from_name, (int)m->from_name_len, SQLITE_STATIC);
-        sqlite3_bind_text(st, 7, m->to_name, (int)m->to_name_len, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(st, 6);
-        sqlite3_bind_null(st, 7);
-    }
+    sqlite3_bind_text(st, 6, m->from_name, (int)m->from_name_len, SQLITE_STATIC);
+    if (m->to_uid) sqlite3_bind_text(st, 7, m->to_name, (int)m->to_name_len, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 7);
     sqlite3_bind_text(st, 8, m->json, (int)m->json_len, SQLITE_STATIC);
     if (run(st) < 0) return -1;
     st = s->st_set_last;
@@ -188,8 +184,16 @@ static int sq_range(void *impl, const char *room, size_t room_len, uint64_t afte
     sqlite3_bind_text(st, 3, viewer, (int)viewer_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, limit);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        each(arg, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_msg m = {0};
+        m.json = (const char *)sqlite3_column_text(st, 0);
+        m.json_len = (size_t)sqlite3_column_bytes(st, 0);
+        m.from_name = (const char *)sqlite3_column_text(st, 1);
+        m.from_name_len = (size_t)sqlite3_column_bytes(st, 1);
+        m.to_name = (const char *)sqlite3_column_text(st, 2);
+        m.to_name_len = (size_t)sqlite3_column_bytes(st, 2);
+        each(arg, &m);
+    }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -247,7 +251,8 @@ static int prepare_all(sqlite_store *s)
                 "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,json) "
                 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)") ||
         prepare(s, &s->st_range,
-                "SELECT json FROM (SELECT id, json FROM messages WHERE room=?1 AND id>?2 "
+                "SELECT json, from_name, to_name FROM (SELECT id, json, from_name, to_name "
+                "FROM messages WHERE room=?1 AND id>?2 "
                 "AND (to_uid=0 OR from_name=?3 OR to_name=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
         prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1") ||
         prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2")

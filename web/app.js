@@ -648,6 +648,8 @@
     const msg = { type: 'login', name: state.name, room_id: state.room };
     const r = state.rooms.get(state.room);
     if (r && r.lastId != null) msg.last_id = r.lastId;
+    // Ask for the senders' names in history (uids change with every connection).
+    msg.history_names = true;
     roomState(state.room).resumeFrom = msg.last_id ?? null;
     sendRaw(msg);
   }

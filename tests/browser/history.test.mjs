@@ -283,13 +283,10 @@ test('a page held offline across a server restart gets what was said meanwhile',
 });
 
 // History frames carry the say messages as they were sent: uids, no names.
-// A page names a sender only by a uid it saw itself, so a sender who left,
-// or came back with a new uid (a reconnect, a restart), is shown to a
-// newcomer as "user <uid>". The page already reads "from_name" / "to_name"
-// on a history item; the server does not send them yet.
-test('a newcomer sees the names of senders who left or reconnected', {
-  todo: 'needs the server to add "from_name" (and "to_name") to history items',
-}, async () => {
+// A sender who left, or came back with a new uid (a reconnect, a restart),
+// would be "user <uid>" to a newcomer; the page asks for names in its login
+// ("history_names": true) and the server adds "from_name" / "to_name".
+test('a newcomer sees the names of senders who left or reconnected', async () => {
   const room = 'hist-names';
   const ana = await login('Ana', { room });
   const bruno = await login('Bruno', { room });

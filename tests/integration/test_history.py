@@ -154,6 +154,37 @@ async def test_private_messages_replayed_only_to_their_parties(server):
     await close_all([a, c, b2, a2])
 
 
+@async_test()
+async def test_history_names_on_request(server):
+    """"history_names": true in the login adds the parties' names after the
+    last key; without it the items are the messages exactly as sent."""
+    a = await Client.connect(server.ws_port)
+    b = await Client.connect(server.ws_port)
+    await a.login("<ana>")
+    await b.login("bia")
+    await a.expect("login")
+    public = (await post(a, ["oi"]))[0]
+    await b.expect("say")
+    await a.say("psst", to_uid=b.uid)
+    private = await a.expect("say")
+    await b.expect("say")
+    await close_all([a, b])
+    plain = await Client.connect(server.ws_port)
+    await plain.login("bia")
+    assert await recv_until_history(plain) == [public, private]
+    named = await Client.connect(server.ws_port)
+    await named.send({"type": "login", "name": "bia", "history_names": True})
+    await named.expect("user_list")
+    await named.expect("login")
+    msg = await named.expect("history")
+    items = msg["messages"]
+    assert list(items[0].keys()) == list(public.keys()) + ["from_name"]
+    assert items[0] == dict(public, from_name="&lt;ana&gt;")
+    assert list(items[1].keys()) == list(private.keys()) + ["from_name", "to_name"]
+    assert items[1] == dict(private, from_name="&lt;ana&gt;", to_name="bia")
+    await close_all([plain, named])
+
+
 @async_test(timeout=60)
 async def test_history_and_ids_survive_a_restart(tmp_path):
     srv = Server(tmp_path / "s").start()

@@ -268,7 +268,7 @@ static int fs_range(void *impl, const char *room, size_t room_len, uint64_t afte
     for (size_t i = first; i < fs->n; i++) {
         srec *r = &fs->r[i];
         if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer, viewer_len))
-            each(arg, r->m.json, r->m.json_len);
+            each(arg, &r->m);
     }
     return 0;
 }
