@@ -103,6 +103,16 @@ class Capture:
         self.sent = sent        # [{"dir": "c2s"|"s2c", "kind": ..., "text"|"hex": ...}]
 
 
+def collect(proc):
+    """The generator's (stdout, stderr). Never wait() on it: its output can
+    fill the pipe and block it."""
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
 def record_all(tmpdir, scenarios, attempts=3):
     """Records the scenarios in parallel; returns {scenario: Capture}. A
     scenario whose capture lost packets is recorded again, alone."""
@@ -122,20 +132,14 @@ def record_all(tmpdir, scenarios, attempts=3):
             job[5] = subprocess.Popen([PY, TRAFFIC, SHORT_SNAPLEN.get(sc, (sc,))[0], host,
                                        str(port)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            if attempt:
-                job[5].wait()   # alone this time
-        results = []
-        for job in jobs:
-            try:
-                results.append(job[5].communicate(timeout=60))
-            except subprocess.TimeoutExpired:
-                job[5].kill()
-                results.append(job[5].communicate())
+            if attempt:         # alone this time: read its output as it ends
+                job.append(collect(job[5]))
+        results = [job[6] if len(job) > 6 else collect(job[5]) for job in jobs]
         time.sleep(0.2)             # the last packets reach the files
         for job in jobs:
             job[4].interrupt()
         failed = []
-        for (sc, host, port, path, td, gen), (stdout, stderr) in zip(jobs, results):
+        for (sc, host, port, path, td, gen), (stdout, stderr) in zip([j[:6] for j in jobs], results):
             dropped = td.stop()
             if gen.returncode != 0:
                 pytest.fail(f"traffic.py {sc} failed: {stderr.decode(errors='replace')}",
