@@ -57,7 +57,7 @@ browser:
 	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela npm test --silent
 
 # The servers side by side (tagarela, uWebSockets.js, Node ws): bench/results/.
-bench: build
+bench: test-deps build
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/run.sh
 
 # tagarela capture against tcpdump and tshark on a generated 300 MB pcap.
