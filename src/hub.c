@@ -213,8 +213,8 @@ void hub_commit(hub *h)
 static void hub_hand_over(hub *h)
 {
     hub_commit(h);
+    if (h->pending >= COALESCE_MIN_CONNS) h->last_big_hand_over = uv_hrtime();
     h->pending = 0;
-    h->last_big_hand_over = uv_hrtime();
     for (unsigned i = 0; i < h->n_servers; i++) {
         if (h->out[i].len == 0) continue;
         xqueue_put(&h->servers[i].inbox, &h->out[i]);
