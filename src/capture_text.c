@@ -28,16 +28,18 @@ static void color(cap_ctx *c, int which)
 
 static void puts_(cap_ctx *c, const char *s) { cap_put(&c->out.w, s, strlen(s)); }
 
-static void printf_(cap_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void printf_(cap_ctx *c, const char *fmt, ...)
+static void wprintf_(cap_wbuf *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wprintf_(cap_wbuf *w, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (n > 0) cap_put(&c->out.w, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    if (n > 0) cap_put(w, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
+
+#define printf_(c, ...) wprintf_(&(c)->out.w, __VA_ARGS__)
 
 /* Shows bytes as text on one line: escapes for control characters, \xNN
  * for what is not UTF-8, cut after max bytes. */
@@ -328,17 +330,6 @@ void cap_text_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *e)
 }
 
 /* ---- the end-of-capture summary ---- */
-
-static void wprintf_(cap_wbuf *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void wprintf_(cap_wbuf *w, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) cap_put(w, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
 
 void cap_summary(cap_ctx *c, cap_wbuf *w)
 {

@@ -394,33 +394,6 @@ static void protocol_stop(cap_ctx *c, cap_flow *f, int dir, const char *why)
     cap_dir_stop(c, f, dir);
 }
 
-/* Reads a frame header, maybe split across segments. Returns the bytes of
- * p it used, with *h filled, or 0 when more are needed (all of p kept), or
- * -1 when the header is invalid. */
-static long read_header(cap_ws *w, const uint8_t *p, size_t n, ws_header *h)
-{
-    if (w->hdr_len == 0) {
-        int r = ws_header_parse(p, n, h);
-        if (r == 0) {
-            memcpy(w->hdr, p, n);       /* n < WS_MAX_HEADER here */
-            w->hdr_len = (uint8_t)n;
-        }
-        return r;
-    }
-    size_t take = WS_MAX_HEADER - w->hdr_len;
-    if (take > n) take = n;
-    memcpy(w->hdr + w->hdr_len, p, take);
-    int r = ws_header_parse(w->hdr, w->hdr_len + take, h);
-    if (r == 0) {
-        w->hdr_len += (uint8_t)take;
-        return 0;
-    }
-    if (r < 0) return -1;
-    long used = r - w->hdr_len;
-    w->hdr_len = 0;
-    return used;
-}
-
 void cap_ws_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
 {
     cap_dir *d = &f->d[dir];
@@ -428,7 +401,7 @@ void cap_ws_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
     while (n > 0 && d->app == CAP_APP_WS) {
         if (!w->in_frame) {
             ws_header h;
-            long used = read_header(w, p, n, &h);
+            long used = ws_header_assemble(w->hdr, &w->hdr_len, p, n, &h);
             if (used == 0) return;
             if (used < 0) {
                 protocol_stop(c, f, dir, "invalid frame header (64-bit length)");

@@ -240,13 +240,8 @@ void hub_end_turn(hub *h)
         server_flush(&h->servers[0]);
         return;
     }
-    if (uv_is_active((uv_handle_t *)&h->coalesce)) return;
-    if (h->pending >= COALESCE_MIN_CONNS && !h->stopping &&
-        uv_hrtime() - h->last_big_hand_over < COALESCE_NS) {
-        uv_timer_start(&h->coalesce, on_hub_coalesce, 1, 0);
-        return;
-    }
-    hub_hand_over(h);
+    if (!coalesce_wait(&h->coalesce, on_hub_coalesce, h->pending, h->last_big_hand_over, h->stopping))
+        hub_hand_over(h);
 }
 
 void hub_send_conn(hub *h, server *s, int fd, int port)

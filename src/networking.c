@@ -34,6 +34,7 @@ static void mark_dirty(conn *c)
     c->srv->n_dirty++;
 }
 
+/* Queues f with the reference the caller hands over. */
 static int queue_push(conn *c, ws_frame *f)
 {
     if (c->q_len == c->q_cap) {
@@ -46,7 +47,7 @@ static int queue_push(conn *c, ws_frame *f)
         c->q_cap = cap;
         c->q_head = 0;
     }
-    c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = ws_frame_ref(f);
+    c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = f;
     c->q_len++;
     c->queued += f->len;
     mark_dirty(c);
@@ -81,32 +82,40 @@ static void queue_free(conn *c)
     c->queued = 0;
 }
 
-void conn_send(conn *c, ws_frame *f)
+/* Queues f, taking the caller's reference; false when it was not queued
+ * (the reference is still the caller's). */
+static bool conn_take(conn *c, ws_frame *f)
 {
-    if (c->closed || c->overflow || c->state == CONN_CLOSING) return;
-    if (c->queued + f->len > c->srv->cfg->outbound_cap) {
+    if (c->closed || c->overflow || c->state == CONN_CLOSING) return false;
+    if (c->queued + f->len > c->srv->cfg->outbound_cap || queue_push(c, f) < 0) {
         /* Closed at the next flush, not here: the chat may be walking the
          * room this connection belongs to. */
         c->overflow = true;
         mark_dirty(c);
-        return;
+        return false;
     }
-    if (queue_push(c, f) < 0) {
-        c->overflow = true;
-        mark_dirty(c);
-    }
+    return true;
 }
 
+void conn_send(conn *c, ws_frame *f)
+{
+    if (!conn_take(c, ws_frame_ref(f))) ws_frame_unref(f);
+}
+
+/* A delivery from the hub carries its own reference, which becomes the
+ * queue's: no further atomic operation on the broadcast path. */
 void conn_send_owned(conn *c, ws_frame *f)
 {
-    conn_send(c, f);
-    ws_frame_unref(f);
+    if (!conn_take(c, f)) ws_frame_unref(f);
 }
 
 void conn_send_forced(conn *c, ws_frame *f)
 {
     if (c->closed) return;
-    if (queue_push(c, f) < 0) conn_abort(c);
+    if (queue_push(c, ws_frame_ref(f)) < 0) {
+        ws_frame_unref(f);
+        conn_abort(c);
+    }
 }
 
 /* ---- writing ---------------------------------------------------------- */

@@ -317,15 +317,18 @@ static void on_coalesce(uv_timer_t *t)
     flush_now(t->data);
 }
 
+bool coalesce_wait(uv_timer_t *t, uv_timer_cb cb, size_t fanout, uint64_t last_big, bool stopping)
+{
+    if (uv_is_active((uv_handle_t *)t)) return true;
+    if (fanout < COALESCE_MIN_CONNS || stopping || uv_hrtime() - last_big >= COALESCE_NS) return false;
+    uv_timer_start(t, cb, 1, 0);
+    return true;
+}
+
 void server_write(server *s)
 {
-    if (uv_is_active((uv_handle_t *)&s->coalesce)) return;
-    if (s->n_dirty >= COALESCE_MIN_CONNS && !s->stopping &&
-        uv_hrtime() - s->last_big_flush < COALESCE_NS) {
-        uv_timer_start(&s->coalesce, on_coalesce, 1, 0);
-        return;
-    }
-    flush_now(s);
+    if (!coalesce_wait(&s->coalesce, on_coalesce, s->n_dirty, s->last_big_flush, s->stopping))
+        flush_now(s);
 }
 
 /* ---- retention and turns (main loop) ------------------------------------- */

@@ -180,6 +180,8 @@ void hub_commit(hub *h);
  * connections within this long of the last such one waits for a timer. */
 #define COALESCE_MIN_CONNS 64
 #define COALESCE_NS 1000000
+/* True when the work waits for t (already, or from now on); false: do it now. */
+bool coalesce_wait(uv_timer_t *t, uv_timer_cb cb, size_t fanout, uint64_t last_big, bool stopping);
 int hub_start_threads(hub *h);
 void hub_join_threads(hub *h);
 

@@ -330,28 +330,27 @@ static int deliver_in_place(ws_reader *r, const ws_header *h, uint8_t *p,
     return deliver(h->opcode, p, k, cb, ud);
 }
 
-/* Reads a header from the saved partial bytes plus the input. Returns its
- * size counted in the input (0: need more, consumed all; -1: malformed). */
-static int read_header(ws_reader *r, const uint8_t *data, size_t n, ws_header *h)
+int ws_header_assemble(uint8_t buf[WS_MAX_HEADER], uint8_t *len,
+                       const uint8_t *data, size_t n, ws_header *h)
 {
-    if (r->hdr_len == 0) {
+    if (*len == 0) {
         int hs = ws_header_parse(data, n, h);
         if (hs == 0) {
-            memcpy(r->hdr, data, n);
-            r->hdr_len = (uint8_t)n;
+            memcpy(buf, data, n);       /* n < WS_MAX_HEADER here */
+            *len = (uint8_t)n;
         }
         return hs;
     }
-    size_t take = WS_MAX_HEADER - r->hdr_len;
+    size_t take = WS_MAX_HEADER - *len;
     if (take > n) take = n;
-    memcpy(r->hdr + r->hdr_len, data, take);
-    int hs = ws_header_parse(r->hdr, r->hdr_len + take, h);
+    memcpy(buf + *len, data, take);
+    int hs = ws_header_parse(buf, *len + take, h);
     if (hs <= 0) {
-        if (hs == 0) r->hdr_len += (uint8_t)take;
+        if (hs == 0) *len += (uint8_t)take;
         return hs;
     }
-    int from_input = hs - r->hdr_len;
-    r->hdr_len = 0;
+    int from_input = hs - *len;
+    *len = 0;
     return from_input;
 }
 
@@ -363,7 +362,7 @@ int ws_reader_feed(ws_reader *r, uint8_t *data, size_t n,
     while (i < n && rc == 0) {
         if (!r->in_frame) {
             ws_header h;
-            int hs = read_header(r, data + i, n - i, &h);
+            int hs = ws_header_assemble(r->hdr, &r->hdr_len, data + i, n - i, &h);
             if (hs < 0) return WS_CLOSE_PROTOCOL;
             if (hs == 0) {
                 i = n;

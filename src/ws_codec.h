@@ -52,6 +52,14 @@ static inline bool ws_is_control(uint8_t opcode) { return opcode & 0x8; }
  * role rules are applied here: see ws_header_check(). */
 int ws_header_parse(const uint8_t *buf, size_t n, ws_header *h);
 
+/* A header that may arrive split across reads: buf holds the *len bytes
+ * seen so far. Returns how many bytes of data complete it (buf is then
+ * empty again), 0 when more are needed (all of data kept in buf), or -1
+ * when it is malformed. The server's reader and the capture decoder share
+ * it. */
+int ws_header_assemble(uint8_t buf[WS_MAX_HEADER], uint8_t *len,
+                       const uint8_t *data, size_t n, ws_header *h);
+
 /* Rules a server applies to a client frame's header. Returns 0 or the close
  * code to fail the connection with. in_message: a fragmented data message is
  * in progress. allow_rsv1: permessage-deflate was negotiated. */
