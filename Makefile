@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # connections' loop (1) and loops on threads around the hub (2).
 THREAD_SHAPES ?= 1 2
 
-.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan bench bench-capture clean
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean
 
 all: build
 
@@ -56,6 +56,12 @@ browser:
 	cd tests/browser && npm ci --no-audit --no-fund --silent && \
 	  TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela npm test --silent
 
+# libFuzzer on the codec, the HTTP parser, the chat and the capture decoder
+# (clang, ASan + UBSan), FUZZ_SECONDS each (default 60): tests/fuzz/run.sh.
+fuzz:
+	@sh scripts/install-deps.sh --fuzz
+	@bash tests/fuzz/run.sh
+
 # The servers side by side (tagarela, uWebSockets.js, Node ws): bench/results/.
 bench: test-deps build
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/run.sh
@@ -65,4 +71,4 @@ bench-capture: build test-deps
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/capture/run.py
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

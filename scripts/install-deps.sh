@@ -8,10 +8,12 @@ BUILD="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-dev
 libhttp-parser-dev libsqlite3-dev libhiredis-dev libpcap-dev zlib1g-dev libcmocka-dev"
 TEST="python3 python3-websockets python3-pytest redis-server tcpdump tshark
 chromium gnuplot-nox"
+FUZZ="clang libclang-rt-14-dev"
 
 want="$BUILD"
 case "${1:-}" in
   --test) want="$BUILD $TEST" ;;
+  --fuzz) want="$BUILD $TEST $FUZZ" ;;
 esac
 
 missing=""

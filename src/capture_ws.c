@@ -339,7 +339,8 @@ static void end_frame(cap_ctx *c, cap_flow *f, int dir)
         if (h->fin) reset_message(c, w);
         return;
     }
-    const uint8_t *own = w->msg.p + w->frame_start;
+    /* No buffer yet when every fragment so far was empty. */
+    const uint8_t *own = w->msg.p ? w->msg.p + w->frame_start : (const uint8_t *)"";
     size_t own_len = w->msg.len - w->frame_start;
     if (!h->fin || w->msg_partial) {
         cap_event ev = {.type = CAP_EV_FRAME, .fin = h->fin, .rsv1 = h->rsv1,

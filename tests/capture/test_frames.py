@@ -255,6 +255,24 @@ def test_control_frames_between_fragments(tmp_path):
     assert evs[4]["text"] == "um dois tres"
 
 
+def test_empty_fragments(tmp_path):
+    """Fragments with no payload, first, in the middle and last (found by
+    fuzzing: an empty first fragment had no message buffer yet)."""
+    def body(c):
+        c.c2s(pl.ws_frame("", fin=False, mask=MASK) +
+              pl.ws_frame("oi", opcode=0, fin=False, mask=MASK) +
+              pl.ws_frame("", opcode=0, fin=False, mask=MASK) +
+              pl.ws_frame("", opcode=0, mask=MASK))
+        c.s2c(pl.ws_frame("", fin=False) + pl.ws_frame("", opcode=0))
+
+    evs = frames(decode(session(tmp_path / "empty.pcap", body)))
+    assert [(e["opcode"], e["fin"], e["length"]) for e in evs] == [
+        ("text", False, 0), ("continuation", False, 2), ("continuation", False, 0),
+        ("continuation", True, 0), ("text", False, 0), ("continuation", True, 0)]
+    assert [e.get("hex") for e in evs if not e["fin"]] == ["", b"oi".hex(), "", ""]
+    assert evs[3]["text"] == "oi" and evs[5]["text"] == ""
+
+
 def test_close_payloads(tmp_path):
     def body(c):
         c.c2s(pl.ws_frame(b"", opcode=8, mask=MASK))
