@@ -64,15 +64,35 @@ void cap_put_slow(cap_wbuf *w, const void *p, size_t n)
     }
 }
 
+/* Two digits at a time: numbers are on every line of --json. */
+static const char digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static size_t format_u64(char tmp[20], uint64_t v)
+{
+    int i = 20;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = digit_pairs[d + 1];
+        tmp[--i] = digit_pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--i] = digit_pairs[v * 2 + 1];
+        tmp[--i] = digit_pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
+    return (size_t)i;
+}
+
 void cap_put_u64(cap_wbuf *w, uint64_t v)
 {
     char tmp[20];
-    int i = 20;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    cap_put(w, tmp + i, (size_t)(20 - i));
+    size_t i = format_u64(tmp, v);
+    cap_put(w, tmp + i, 20 - i);
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -206,6 +226,11 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
             if (ch >= 0x20 && ch != '"' && ch != '\\' && ch < 0x80) {
                 *o++ = (char)ch;
                 p++;
+            } else if (ch == '"' || ch == '\\') {
+                /* JSON inside JSON: the common escape, kept inline. */
+                o[0] = '\\';
+                o[1] = (char)ch;
+                o += 2, p++;
             } else {
                 /* A sequence is validated against all that is left, so one
                  * split by the chunk border is still seen whole. */
@@ -229,7 +254,16 @@ static void put_head(cap_ctx *c, cap_flow *f, int dir, const char *event, size_t
     CAP_PUTL(w, "{\"event\":\"");
     cap_put(w, event, elen);
     CAP_PUTL(w, "\",\"ts\":");
-    cap_put_u64(w, (uint64_t)c->now_sec);
+    /* Packets come many to a second: its digits are kept. */
+    cap_out *out = &c->out;
+    if (!out->sec_len || out->sec != (uint64_t)c->now_sec) {
+        out->sec = (uint64_t)c->now_sec;
+        char tmp[20];
+        size_t i = format_u64(tmp, out->sec);
+        out->sec_len = (uint8_t)(20 - i);
+        memcpy(out->sec_str, tmp + i, out->sec_len);
+    }
+    cap_put(w, out->sec_str, out->sec_len);
     char frac[7];
     uint32_t u = c->now_usec;
     for (int i = 6; i >= 1; i--) {

@@ -26,6 +26,9 @@ typedef struct cap_out {
     cap_wbuf w;                 /* stdout */
     bool json, hex, color;
     bool live;                  /* flush after every packet */
+    uint64_t sec;               /* the last "ts" seconds written, and their digits */
+    char sec_str[20];
+    uint8_t sec_len;
 } cap_out;
 
 typedef enum cap_ev_type {
