@@ -57,20 +57,24 @@ static int queue_push(conn *c, ws_frame *f)
 /* Drops n written bytes from the front of the queue. */
 static void queue_consume(conn *c, size_t n)
 {
+    uint64_t frames = 0;
     c->queued -= n;
+    STAT_ADD(c->srv->stats.bytes_out, (uint64_t)n);
     while (n) {
         ws_frame *f = c->q[c->q_head];
         size_t left = f->len - c->q_off;
         if (n < left) {
             c->q_off += (uint32_t)n;
-            return;
+            break;
         }
         n -= left;
         ws_frame_unref(f);
         c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_len--;
         c->q_off = 0;
+        frames++;
     }
+    STAT_ADD(c->srv->stats.frames_out, frames);
 }
 
 static void queue_free(conn *c)
@@ -158,12 +162,13 @@ static void after_write(uv_write_t *req, int status)
     free(req);
     if (status == UV_ECANCELED) return;     /* closing: the queue goes with it */
     c->writing = false;
-    queue_consume(c, c->inflight);
-    c->inflight = 0;
-    if (status < 0) {
+    if (status < 0) {           /* nothing counted as sent; the queue goes at close */
+        c->inflight = 0;
         conn_abort(c);
         return;
     }
+    queue_consume(c, c->inflight);
+    c->inflight = 0;
     conn_flush(c);
 }
 
@@ -201,7 +206,6 @@ static void conn_flush(conn *c)
             conn_abort(c);
             return;
         }
-        STAT_ADD(c->srv->stats.bytes_out, (uint64_t)w);
         queue_consume(c, (size_t)w);
         if ((size_t)w < bytes) {
             start_write(c);

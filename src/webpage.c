@@ -1,5 +1,6 @@
 /* webpage.c -- what the web port answers to plain HTTP: the embedded page
- * (with ETag / 304), /config.json for the page, /stats for operators. */
+ * (with ETag / 304), /config.json for the page, /stats, /metrics and
+ * /healthz for operators. */
 #include "server.h"
 
 #include <string.h>
@@ -42,34 +43,102 @@ static void config_json(const server *s, sbuf *body)
     sbuf_puts(body, "}\n");
 }
 
-/* Sums every loop's counters; each is read as a whole, the sum is a
- * moment's picture. */
+/* A moment's picture of the counters, summed over the loops (each read
+ * as a whole). */
+typedef struct stats_sum {
+    server_stats t;
+    size_t conns, users, rooms;
+} stats_sum;
+
+static void stats_collect(const server *s, stats_sum *sum)
+{
+    hub *h = s->hub;
+    memset(sum, 0, sizeof *sum);
+    for (unsigned i = 0; i < h->n_servers; i++) {
+        server_stats *st = &h->servers[i].stats;
+        sum->conns += STAT_GET(h->servers[i].n_conns);
+        sum->t.accepted += STAT_GET(st->accepted);
+        sum->t.handshakes += STAT_GET(st->handshakes);
+        sum->t.messages_in += STAT_GET(st->messages_in);
+        sum->t.frames_out += STAT_GET(st->frames_out);
+        sum->t.bytes_out += STAT_GET(st->bytes_out);
+        sum->t.slow_closed += STAT_GET(st->slow_closed);
+    }
+    sum->users = STAT_GET(h->users);
+    sum->rooms = STAT_GET(h->rooms);
+}
+
 static void stats_json(const server *s, sbuf *body)
 {
     hub *h = s->hub;
-    server_stats t = {0};
-    size_t conns = 0;
-    for (unsigned i = 0; i < h->n_servers; i++) {
-        server_stats *st = &h->servers[i].stats;
-        conns += STAT_GET(h->servers[i].n_conns);
-        t.accepted += STAT_GET(st->accepted);
-        t.handshakes += STAT_GET(st->handshakes);
-        t.messages_in += STAT_GET(st->messages_in);
-        t.bytes_out += STAT_GET(st->bytes_out);
-        t.slow_closed += STAT_GET(st->slow_closed);
-    }
+    stats_sum m;
+    stats_collect(s, &m);
     sbuf_printf(body,
         "{\"connections\":%zu,\"users\":%zu,\"rooms\":%zu,\"threads\":%u,\"accepted\":%llu,"
         "\"handshakes\":%llu,\"messages_in\":%llu,\"bytes_out\":%llu,\"slow_closed\":%llu",
-        conns, STAT_GET(h->users), STAT_GET(h->rooms), h->n_servers,
-        (unsigned long long)t.accepted, (unsigned long long)t.handshakes,
-        (unsigned long long)t.messages_in, (unsigned long long)t.bytes_out,
-        (unsigned long long)t.slow_closed);
+        m.conns, m.users, m.rooms, h->n_servers,
+        (unsigned long long)m.t.accepted, (unsigned long long)m.t.handshakes,
+        (unsigned long long)m.t.messages_in, (unsigned long long)m.t.bytes_out,
+        (unsigned long long)m.t.slow_closed);
     /* Where the connections are: the balance of the loops. */
     sbuf_puts(body, ",\"connections_per_thread\":[");
     for (unsigned i = 0; i < h->n_servers; i++)
         sbuf_printf(body, "%s%zu", i ? "," : "", STAT_GET(h->servers[i].n_conns));
     sbuf_puts(body, "]}\n");
+}
+
+static void metric(sbuf *b, const char *name, const char *type, const char *help, unsigned long long v)
+{
+    sbuf_printf(b, "# HELP tagarela_%s %s\n# TYPE tagarela_%s %s\ntagarela_%s %llu\n",
+                name, help, name, type, name, v);
+}
+
+/* The same counters in Prometheus's text format, for scrapers. */
+static void metrics_text(const server *s, sbuf *b)
+{
+    hub *h = s->hub;
+    stats_sum m;
+    stats_collect(s, &m);
+    metric(b, "connections", "gauge", "Open TCP connections, WebSocket or HTTP.", m.conns);
+    metric(b, "users", "gauge", "Logged-in users.", m.users);
+    metric(b, "rooms", "gauge", "Rooms with at least one user.", m.rooms);
+    metric(b, "threads", "gauge", "Event loops serving connections.", h->n_servers);
+    metric(b, "accepted_total", "counter", "Connections accepted.", m.t.accepted);
+    metric(b, "handshakes_total", "counter", "WebSocket handshakes completed.", m.t.handshakes);
+    metric(b, "messages_in_total", "counter", "Messages received from clients.", m.t.messages_in);
+    metric(b, "frames_out_total", "counter", "Frames (and HTTP responses) written to clients.", m.t.frames_out);
+    metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.t.bytes_out);
+    metric(b, "slow_closed_total", "counter",
+           "Clients closed with 1008 for not reading their messages.", m.t.slow_closed);
+    sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
+                 "# TYPE tagarela_thread_connections gauge\n");
+    for (unsigned i = 0; i < h->n_servers; i++)
+        sbuf_printf(b, "tagarela_thread_connections{thread=\"%u\"} %zu\n", i,
+                    STAT_GET(h->servers[i].n_conns));
+}
+
+/* The answers made on request: the page's config and the operators'
+ * counters. False when path is none of them. */
+static bool answer_generated(const server *s, const char *path, size_t plen, sbuf *out, bool head)
+{
+    static const struct {
+        const char *path, *type;
+        void (*make)(const server *, sbuf *);
+    } generated[] = {
+        {"/config.json", "application/json", config_json},
+        {"/stats", "application/json", stats_json},
+        {"/metrics", "text/plain; version=0.0.4; charset=utf-8", metrics_text},
+    };
+    for (size_t i = 0; i < sizeof generated / sizeof generated[0]; i++) {
+        if (plen != strlen(generated[i].path) || memcmp(path, generated[i].path, plen) != 0) continue;
+        sbuf body;
+        sbuf_init(&body);
+        generated[i].make(s, &body);
+        respond(out, 200, generated[i].type, NULL, body.p, body.len, head);
+        sbuf_free(&body);
+        return true;
+    }
+    return false;
 }
 
 void webpage_answer(const http_req *r, const server *s, sbuf *out, bool *close_after)
@@ -86,20 +155,10 @@ void webpage_answer(const http_req *r, const server *s, sbuf *out, bool *close_a
     const char *q = memchr(url, '?', n);
     size_t plen = q ? (size_t)(q - url) : n;
 
-    if (plen == 12 && memcmp(url, "/config.json", 12) == 0) {
-        sbuf body;
-        sbuf_init(&body);
-        config_json(s, &body);
-        respond(out, 200, "application/json", NULL, body.p, body.len, head);
-        sbuf_free(&body);
-        return;
-    }
-    if (plen == 6 && memcmp(url, "/stats", 6) == 0) {
-        sbuf body;
-        sbuf_init(&body);
-        stats_json(s, &body);
-        respond(out, 200, "application/json", NULL, body.p, body.len, head);
-        sbuf_free(&body);
+    if (answer_generated(s, url, plen, out, head)) return;
+    /* Liveness for orchestrators: the web loop answered. */
+    if (plen == 8 && memcmp(url, "/healthz", 8) == 0) {
+        respond(out, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3, head);
         return;
     }
     /* An exact lookup in the embedded table: "..", "%2e" or a NUL can

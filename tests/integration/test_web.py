@@ -132,3 +132,54 @@ def test_page_and_ws_keepalive_sequence(server):
         c.send_raw(b"GET /nonexistent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         second = c.read_http_response()
         assert second.status == 404, second
+
+
+def metrics(port):
+    """GET /metrics: {sample name with labels: value}, {family: type}."""
+    resp = get(port, "/metrics")
+    assert resp.status == 200, resp
+    assert resp.header("Content-Type").startswith("text/plain; version=0.0.4"), resp
+    values, types = {}, {}
+    for line in resp.body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            name, v = line.rsplit(" ", 1)
+            values[name] = float(v)
+    for name in values:
+        assert name.split("{")[0] in types, "no TYPE for %s" % name
+    return values, types
+
+
+@async_test()
+async def test_metrics_follow_the_chat(server):
+    before, types = metrics(server.http_port)
+    assert types["tagarela_messages_in_total"] == "counter" and types["tagarela_users"] == "gauge"
+    assert before["tagarela_users"] == 0 and before["tagarela_rooms"] == 0
+    threads = int(before["tagarela_threads"])
+    assert threads >= 1
+    assert sorted(k for k in before if k.startswith("tagarela_thread_connections")) == \
+        sorted('tagarela_thread_connections{thread="%d"}' % i for i in range(threads))
+    a = await Client.connect(server.ws_port)
+    try:
+        await a.login("metrics")
+        await a.say("counted")
+        check_say(await a.recv(), from_uid=a.uid, content="counted")
+        after, _ = metrics(server.http_port)
+    finally:
+        await close_all([a])
+    assert after["tagarela_users"] == 1 and after["tagarela_rooms"] == 1
+    assert after["tagarela_handshakes_total"] - before["tagarela_handshakes_total"] == 1
+    assert after["tagarela_messages_in_total"] - before["tagarela_messages_in_total"] == 2
+    # user_list, login, say (and the first /metrics answer): all written by now.
+    assert after["tagarela_frames_out_total"] - before["tagarela_frames_out_total"] >= 4
+    assert after["tagarela_bytes_out_total"] > before["tagarela_bytes_out_total"]
+    assert after["tagarela_accepted_total"] - before["tagarela_accepted_total"] >= 2
+    per_thread = sum(v for k, v in after.items() if k.startswith("tagarela_thread_connections"))
+    assert per_thread == after["tagarela_connections"] >= 2
+
+
+def test_healthz(server):
+    resp = get(server.http_port, "/healthz")
+    assert resp.status == 200 and resp.body == b"ok\n", resp
