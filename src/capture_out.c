@@ -148,7 +148,9 @@ static inline uint64_t word_special(uint64_t x)
     return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
 }
 
-/* Escapes one byte that needs it; returns input bytes consumed. */
+/* Escapes a control character, or copies a valid UTF-8 sequence (U+FFFD
+ * for an invalid one); returns input bytes consumed. Quotes and
+ * backslashes are escaped inline by the caller. */
 static size_t escape_one(char **po, const uint8_t *p, size_t n, bool *clean)
 {
     char *o = *po;
@@ -168,8 +170,6 @@ static size_t escape_one(char **po, const uint8_t *p, size_t n, bool *clean)
     }
     const char *two = NULL;
     switch (ch) {
-    case '"': two = "\\\""; break;
-    case '\\': two = "\\\\"; break;
     case '\n': two = "\\n"; break;
     case '\r': two = "\\r"; break;
     case '\t': two = "\\t"; break;
@@ -179,14 +179,11 @@ static size_t escape_one(char **po, const uint8_t *p, size_t n, bool *clean)
     if (two) {
         memcpy(o, two, 2);
         *po = o + 2;
-    } else if (ch < 0x20) {
+    } else {
         memcpy(o, "\\u00", 4);
         o[4] = hexd[ch >> 4];
         o[5] = hexd[ch & 15];
         *po = o + 6;
-    } else {
-        *o = (char)ch;
-        *po = o + 1;
     }
     return used;
 }

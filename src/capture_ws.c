@@ -340,7 +340,8 @@ static void end_frame(cap_ctx *c, cap_flow *f, int dir)
         return;
     }
     /* No buffer yet when every fragment so far was empty. */
-    const uint8_t *own = w->msg.p ? w->msg.p + w->frame_start : (const uint8_t *)"";
+    const uint8_t *msg = w->msg.p ? w->msg.p : (const uint8_t *)"";
+    const uint8_t *own = msg + w->frame_start;
     size_t own_len = w->msg.len - w->frame_start;
     if (!h->fin || w->msg_partial) {
         cap_event ev = {.type = CAP_EV_FRAME, .fin = h->fin, .rsv1 = h->rsv1,
@@ -353,7 +354,7 @@ static void end_frame(cap_ctx *c, cap_flow *f, int dir)
         if (h->fin) reset_message(c, w);
         return;
     }
-    emit_message(c, f, dir, h, w->msg.p ? w->msg.p : (const uint8_t *)"", w->msg.len,
+    emit_message(c, f, dir, h, msg, w->msg.len,
                  w->msg_elided, err);
     reset_message(c, w);
 }

@@ -3,6 +3,7 @@
  * /healthz for operators. */
 #include "server.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "assets.h"
@@ -44,19 +45,23 @@ static void config_json(const server *s, sbuf *body)
 }
 
 /* A moment's picture of the counters, summed over the loops (each read
- * as a whole). */
+ * once, so the total of connections is the sum of the per-loop counts). */
 typedef struct stats_sum {
     server_stats t;
     size_t conns, users, rooms;
+    size_t *per_thread;         /* n_servers counts, or NULL when out of memory */
 } stats_sum;
 
 static void stats_collect(const server *s, stats_sum *sum)
 {
     hub *h = s->hub;
     memset(sum, 0, sizeof *sum);
+    sum->per_thread = calloc(h->n_servers, sizeof *sum->per_thread);
     for (unsigned i = 0; i < h->n_servers; i++) {
         server_stats *st = &h->servers[i].stats;
-        sum->conns += STAT_GET(h->servers[i].n_conns);
+        size_t conns = STAT_GET(h->servers[i].n_conns);
+        if (sum->per_thread) sum->per_thread[i] = conns;
+        sum->conns += conns;
         sum->t.accepted += STAT_GET(st->accepted);
         sum->t.handshakes += STAT_GET(st->handshakes);
         sum->t.messages_in += STAT_GET(st->messages_in);
@@ -81,10 +86,14 @@ static void stats_json(const server *s, sbuf *body)
         (unsigned long long)m.t.messages_in, (unsigned long long)m.t.bytes_out,
         (unsigned long long)m.t.slow_closed);
     /* Where the connections are: the balance of the loops. */
-    sbuf_puts(body, ",\"connections_per_thread\":[");
-    for (unsigned i = 0; i < h->n_servers; i++)
-        sbuf_printf(body, "%s%zu", i ? "," : "", STAT_GET(h->servers[i].n_conns));
-    sbuf_puts(body, "]}\n");
+    if (m.per_thread) {
+        sbuf_puts(body, ",\"connections_per_thread\":[");
+        for (unsigned i = 0; i < h->n_servers; i++)
+            sbuf_printf(body, "%s%zu", i ? "," : "", m.per_thread[i]);
+        sbuf_putc(body, ']');
+    }
+    sbuf_puts(body, "}\n");
+    free(m.per_thread);
 }
 
 static void metric(sbuf *b, const char *name, const char *type, const char *help, unsigned long long v)
@@ -110,11 +119,13 @@ static void metrics_text(const server *s, sbuf *b)
     metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.t.bytes_out);
     metric(b, "slow_closed_total", "counter",
            "Clients closed with 1008 for not reading their messages.", m.t.slow_closed);
-    sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
-                 "# TYPE tagarela_thread_connections gauge\n");
-    for (unsigned i = 0; i < h->n_servers; i++)
-        sbuf_printf(b, "tagarela_thread_connections{thread=\"%u\"} %zu\n", i,
-                    STAT_GET(h->servers[i].n_conns));
+    if (m.per_thread) {
+        sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
+                     "# TYPE tagarela_thread_connections gauge\n");
+        for (unsigned i = 0; i < h->n_servers; i++)
+            sbuf_printf(b, "tagarela_thread_connections{thread=\"%u\"} %zu\n", i, m.per_thread[i]);
+    }
+    free(m.per_thread);
 }
 
 /* The answers made on request: the page's config and the operators'
