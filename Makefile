@@ -22,11 +22,13 @@ deps:
 test-deps:
 	@sh scripts/install-deps.sh --test
 
-build: deps
+# Builds only: `make run` and `make test` install what is missing first.
+build:
 	@cmake -S . -B $(BUILD) $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-run: build
+run: deps
+	@$(MAKE) --no-print-directory build
 	./$(BUILD)/tagarela serve $(ARGS)
 
 test: test-deps

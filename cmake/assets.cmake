@@ -51,7 +51,7 @@ add_custom_command(
   VERBATIM)
 
 add_library(tagarela_assets STATIC "${TAGARELA_ASSETS_C}")
-target_include_directories(tagarela_assets PUBLIC "${TAGARELA_ASSETS_ROOT}/src")
+target_include_directories(tagarela_assets PUBLIC "${TAGARELA_ASSETS_ROOT}/src/serve")
 set_target_properties(tagarela_assets PROPERTIES
   C_STANDARD 11
   C_STANDARD_REQUIRED ON

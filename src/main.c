@@ -4,8 +4,8 @@
 
 #include "bench.h"
 #include "capture.h"
-#include "config.h"
-#include "server.h"
+#include "options.h"
+#include "serve_int.h"
 
 static void usage(FILE *out)
 {

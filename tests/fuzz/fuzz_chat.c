@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "chat.h"
-#include "config.h"
 #include "store.h"
 #include "utf8.h"
 
@@ -72,12 +71,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static store *st;
     if (!st) st = open_store();
-    server_config cfg;
-    config_defaults(&cfg);
-    cfg.chat.max_name = 8;
-    cfg.chat.max_content = 64;
+    chat_limits lim;
+    chat_limits_defaults(&lim);
+    lim.max_name = 8;
+    lim.max_content = 64;
     chat_io io = {NULL, msg_new, msg_send, msg_release};
-    chat *c = chat_new(&cfg.chat, &io, 1000, st);
+    chat *c = chat_new(&lim, &io, 1000, st);
     if (!c) abort();
     chat_user *users[SLOTS] = {0};
     uint64_t now = 1407865830000ULL;

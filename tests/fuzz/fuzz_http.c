@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "options.h"
 #include "http_req.h"
 #include "sbuf.h"
-#include "server.h"
+#include "serve_int.h"
 #include "ws_codec.h"
 
 static void check_answer(const http_req *r, const server_config *cfg, bool web_port)

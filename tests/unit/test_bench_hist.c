@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "bench_int.h"
+#include "loadgen_int.h"
 
 static void test_empty_is_zero(void **state)
 {

@@ -26,7 +26,6 @@
 #include <time.h>
 
 #include "chat.h"
-#include "config.h"
 #include "store.h"
 #include "utf8.h"
 #include "ws_codec.h"
@@ -1326,15 +1325,15 @@ static void test_rate_limit_before_login(void **state)
 
 static void test_default_limits_allow_20_per_second(void **state)
 {
-    server_config cfg;
-    config_defaults(&cfg);
-    world *w = w_open(state, &cfg.chat, 1, false);
+    chat_limits lim;
+    chat_limits_defaults(&lim);
+    world *w = w_open(state, &lim, 1, false);
     int a = w_conn(w);
     w_login(w, a, "a");
     /* a burst of 20 at once, then 20 a second for a minute */
     for (int k = 0; k < 20; k++) assert_true(say_at(w, a, T0));
     for (int k = 0; k < 20 * 60; k++) assert_true(say_at(w, a, T0 + 1000 + (uint64_t)k * 50));
-    assert_true(cfg.chat.max_name >= 32 && cfg.chat.max_content >= 4096);
+    assert_true(lim.max_name >= 32 && lim.max_content >= 4096);
 }
 
 /* ---- uids -------------------------------------------------------------------------------- */

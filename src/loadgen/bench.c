@@ -7,7 +7,7 @@
  * from /proc and prints the result as a table or as JSON. */
 #define _GNU_SOURCE             /* sched_getaffinity */
 #include "bench.h"
-#include "bench_int.h"
+#include "loadgen_int.h"
 #include "sbuf.h"
 
 #include <arpa/inet.h>

@@ -54,6 +54,8 @@ typedef struct store_limits {
     int64_t max_age;            /* seconds a message is kept (0: no limit) */
 } store_limits;
 
+void store_limits_defaults(store_limits *l);   /* 10000 a room, 30 days */
+
 /* Opens (creating if needed) <dir>/tagarela.db, checking that an existing
  * file is sound. On failure returns -1 and writes the reason into err. */
 int store_sqlite_open(store *s, const char *dir, const store_limits *limits,

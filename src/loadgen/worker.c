@@ -8,7 +8,7 @@
  * spans reads keeps just that much). Output is appended to a per-client
  * buffer and written once per loop turn; no allocation per message. */
 #define _GNU_SOURCE             /* memmem */
-#include "bench_int.h"
+#include "loadgen_int.h"
 #include "ws_codec.h"
 
 #include <errno.h>

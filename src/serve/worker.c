@@ -2,7 +2,7 @@
  * loop, which hands each socket to the least busy server loop), liveness
  * (pings, idle and handshake timeouts), retention passes, the threads, and
  * a clean shutdown on SIGINT / SIGTERM. */
-#include "server.h"
+#include "serve_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

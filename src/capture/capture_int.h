@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "capture_out.h"
-#include "capture_pkt.h"
-#include "capture_tcp.h"
+#include "out.h"
+#include "pkt.h"
+#include "tcp.h"
 #include "ws_codec.h"
 
 typedef struct cap_opts {

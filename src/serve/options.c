@@ -1,5 +1,5 @@
 /* config.c -- command line options of `tagarela serve`. */
-#include "config.h"
+#include "options.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -22,14 +22,8 @@ void config_defaults(server_config *cfg)
     cfg->handshake_timeout_ms = 10000;
     cfg->outbound_cap = 4 << 20;
     cfg->max_conns_per_ip = 4096;
-    cfg->chat.max_name = 32;
-    cfg->chat.max_content = 4096;
-    cfg->chat.rate = 50;
-    cfg->chat.burst = 100;
-    cfg->chat.history = 50;
-    cfg->chat.resume_cap = 1000;
-    cfg->retention.max_per_room = 10000;
-    cfg->retention.max_age = 30 * 86400;
+    chat_limits_defaults(&cfg->chat);
+    store_limits_defaults(&cfg->retention);
 }
 
 void config_usage(FILE *out)

@@ -1,6 +1,6 @@
 /* bench_util.c -- small pure parts of `tagarela bench`: the clock, the
  * log-linear latency histogram and the content of the messages it sends. */
-#include "bench_int.h"
+#include "loadgen_int.h"
 
 #include <string.h>
 #include <time.h>

@@ -6,7 +6,7 @@
  * message costs a bounded amount of memory whatever its size; http_parser
  * itself limits header size. Ordinary HTTP (the web page on the same port,
  * a 426) is followed through its bodies and shown in the text view only. */
-#include "capture_ctx.h"
+#include "capture_int.h"
 
 #include <http_parser.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * (magic, version, snaplen, link type), then per packet a 16-byte record
  * header (seconds, micro- or nanoseconds, captured and original lengths)
  * and the captured bytes, all in the writer's byte order. */
-#include "capture_file.h"
+#include "file.h"
 
 #include <errno.h>
 #include <fcntl.h>

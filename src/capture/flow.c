@@ -6,7 +6,7 @@
  * used ones when memory runs short, are evicted from its tail. Closed flows
  * linger briefly on a second list so that late ACKs and retransmissions are
  * recognised instead of starting a bogus flow. */
-#include "capture_ctx.h"
+#include "capture_int.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

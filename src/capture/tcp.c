@@ -4,7 +4,7 @@
  * The hot path is the in-order segment: it is handed to the sink straight
  * from the packet buffer, with no copy. Only segments that arrive ahead of a
  * hole are copied, into a sorted list that is drained as the hole fills. */
-#include "capture_tcp.h"
+#include "tcp.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  *
  * Speed matters less here than in the JSON view, so the chat messages are
  * parsed with jansson. */
-#include "capture_ctx.h"
+#include "capture_int.h"
 
 #include <jansson.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* handshake.c -- the server side of the WebSocket opening handshake
  * (RFC 6455 section 4.2) and the HTTP error responses. */
-#include "server.h"
+#include "serve_int.h"
 
 #include <string.h>
 

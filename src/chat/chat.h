@@ -25,6 +25,10 @@ typedef struct chat_limits {
     unsigned resume_cap;        /* most messages replayed after last_id */
 } chat_limits;
 
+/* The contract's limits: names of 32, contents of 4096 code points, a
+ * burst of 100 and 50 a second. */
+void chat_limits_defaults(chat_limits *l);
+
 typedef struct chat_io {
     void *ctx;
     /* A shareable message holding this JSON text; NULL when out of memory. */

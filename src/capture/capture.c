@@ -3,8 +3,8 @@
  * Ctrl-C, and the summary at exit. The decoding itself lives in the other
  * capture_*.c files, all of it in one cap_ctx. */
 #include "capture.h"
-#include "capture_ctx.h"
-#include "capture_file.h"
+#include "capture_int.h"
+#include "file.h"
 
 #include <errno.h>
 #include <getopt.h>

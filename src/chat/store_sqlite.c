@@ -275,6 +275,12 @@ static int check_integrity(sqlite_store *s, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+void store_limits_defaults(store_limits *l)
+{
+    l->max_per_room = 10000;
+    l->max_age = 30 * 86400;
+}
+
 int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
                       char *err, size_t errlen)
 {

@@ -2,7 +2,7 @@
  * capture command. Every length is checked against both what was captured
  * and what the headers claim, so a corrupt or cut packet is classified,
  * never read past. */
-#include "capture_pkt.h"
+#include "pkt.h"
 
 #include <pcap/dlt.h>
 #include <string.h>

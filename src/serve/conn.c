@@ -1,7 +1,7 @@
 /* networking.c -- a connection's life on the socket: reading, the HTTP
  * phase, the WebSocket phase, the output queue of shared buffers, flushing
  * once per loop turn, and the ways a connection ends. */
-#include "server.h"
+#include "serve_int.h"
 
 #include <stdlib.h>
 #include <string.h>

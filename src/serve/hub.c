@@ -12,7 +12,7 @@
  * A connection the chat knows is never freed behind the hub's back: its
  * server keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
-#include "server.h"
+#include "serve_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

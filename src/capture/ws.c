@@ -7,7 +7,7 @@
  * unmasked in a scratch buffer shared by all flows and printed at once.
  * Others are assembled in the direction's own buffers; the mask offset
  * carries from one segment to the next. */
-#include "capture_ctx.h"
+#include "capture_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -14,7 +14,7 @@
 #include <uv.h>
 
 #include "chat.h"
-#include "config.h"
+#include "options.h"
 #include "dict.h"
 #include "http_req.h"
 #include "sbuf.h"

@@ -53,6 +53,16 @@ struct chat {
     char time_str[20];
 };
 
+void chat_limits_defaults(chat_limits *l)
+{
+    l->max_name = 32;
+    l->max_content = 4096;
+    l->rate = 50;
+    l->burst = 100;
+    l->history = 50;
+    l->resume_cap = 1000;
+}
+
 chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st)
 {
     chat *c = calloc(1, sizeof *c);

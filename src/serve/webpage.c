@@ -1,7 +1,7 @@
 /* webpage.c -- what the web port answers to plain HTTP: the embedded page
  * (with ETag / 304), /config.json for the page, /stats, /metrics and
  * /healthz for operators. */
-#include "server.h"
+#include "serve_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * Output is hand-formatted into one large buffer that goes out with write(2)
  * when full (or after each packet of a live capture): no stdio, no jansson
  * on this path, because it runs once per frame of a multi-GB file. */
-#include "capture_ctx.h"
+#include "capture_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
