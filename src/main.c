@@ -4,8 +4,7 @@
 
 #include "bench.h"
 #include "capture.h"
-#include "options.h"
-#include "serve_int.h"
+#include "serve.h"
 
 static void usage(FILE *out)
 {
@@ -17,15 +16,6 @@ static void usage(FILE *out)
         "  tagarela capture [options]   show the chat on the wire in the clear (see tagarela capture --help)\n"
         "  tagarela bench [options] [URL]  load generator: logins, deliveries/s, latency (see tagarela bench --help)\n"
         "  tagarela --version\n", TAGARELA_VERSION);
-}
-
-static int serve_main(int argc, char **argv)
-{
-    server_config cfg;
-    config_defaults(&cfg);
-    int rc = config_parse(&cfg, argc, argv);
-    if (rc != 0) return rc > 0 ? 0 : 2;
-    return server_run(&cfg);
 }
 
 int main(int argc, char **argv)

@@ -5,9 +5,9 @@
  * send for T seconds (or hold, with --idle), then drain, then stop -- prints
  * a progress line once a second, reads the server's CPU time and memory
  * from /proc and prints the result as a table or as JSON. */
-#define _GNU_SOURCE             /* sched_getaffinity */
 #include "bench.h"
 #include "loadgen_int.h"
+#include "sys.h"
 #include "sbuf.h"
 
 #include <arpa/inet.h>
@@ -15,7 +15,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <netdb.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,7 +67,7 @@ void bench_fail(bench_run *r, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(r->error, sizeof r->error, fmt, ap);
         va_end(ap);
-        BENCH_STORE(r->failed, 1);
+        COUNTER_SET(r->failed, 1);
     }
     pthread_mutex_unlock(&r->lock);
 }
@@ -89,17 +88,10 @@ void bench_note_disconnect(bench_run *r, const char *fmt, ...)
 
 static int number(const char *opt, const char *arg, double lo, double hi, bool whole, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (errno || end == arg || *end || !isfinite(v) || v < lo || v > hi ||
-        (whole && v != floor(v))) {
-        fprintf(stderr, "tagarela bench: %s wants %s from %g to %g, not '%s'\n",
-                opt, whole ? "a whole number" : "a number", lo, hi, arg);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (parse_number(arg, lo, hi, whole, out) == 0) return 0;
+    fprintf(stderr, "tagarela bench: %s wants %s from %g to %g, not '%s'\n",
+            opt, whole ? "a whole number" : "a number", lo, hi, arg);
+    return -1;
 }
 
 static int parse_url(bench_opts *o, const char *url)
@@ -156,15 +148,6 @@ static int parse_url(bench_opts *o, const char *url)
     o->addr.sin_port = htons((uint16_t)o->port);
     o->loopback = (ntohl(o->addr.sin_addr.s_addr) >> 24) == 127;
     return 0;
-}
-
-static unsigned usable_cores(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
 }
 
 enum {
@@ -290,19 +273,12 @@ static int parse_opts(bench_opts *o, int argc, char **argv)
 
 static int raise_nofile(unsigned clients, unsigned threads)
 {
-    struct rlimit rl;
-    rlim_t need = (rlim_t)clients + 16 + 8 * (rlim_t)threads;  /* loops, std streams */
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur >= need) return 0;
-    struct rlimit more = {need, need};       /* works for root */
-    if (setrlimit(RLIMIT_NOFILE, &more) == 0) return 0;
+    uint64_t need = (uint64_t)clients + 16 + 8 * (uint64_t)threads;  /* loops, std streams */
+    uint64_t have = raise_fd_limit(need);
+    if (have >= need) return 0;
     fprintf(stderr, "tagarela bench: %u clients need %llu open files, the limit is %llu "
             "(raise it with ulimit -n)\n", clients, (unsigned long long)need,
-            (unsigned long long)rl.rlim_cur);
+            (unsigned long long)have);
     return -1;
 }
 
@@ -371,28 +347,28 @@ static void sum(bench_run *r, totals *t, int phase)
     t->all_in_phase = true;
     /* senders first: their counts only grow before the receivers' do */
     for (unsigned s = 0; s < o->senders && !o->idle; s++) {
-        uint64_t sent = BENCH_LOAD(r->snd[s].sent), rej = BENCH_LOAD(r->snd[s].rejected);
+        uint64_t sent = COUNTER_GET(r->snd[s].sent), rej = COUNTER_GET(r->snd[s].rejected);
         t->sent += sent;
-        t->echoed += BENCH_LOAD(r->snd[s].echoed);
+        t->echoed += COUNTER_GET(r->snd[s].echoed);
         t->rejected += rej;
         t->expected += (sent - rej) * bench_room_members(o, s % o->rooms);
     }
     for (unsigned i = 0; i < o->threads; i++) {
         bench_worker *w = &r->w[i];
-        t->started += BENCH_LOAD(w->started_n);
-        t->logged_in += BENCH_LOAD(w->logged_in);
-        uint64_t fc = BENCH_LOAD(w->first_connect_ns), ll = BENCH_LOAD(w->last_login_ns);
+        t->started += COUNTER_GET(w->started_n);
+        t->logged_in += COUNTER_GET(w->logged_in);
+        uint64_t fc = COUNTER_GET(w->first_connect_ns), ll = COUNTER_GET(w->last_login_ns);
         if (fc && (!t->first_connect || fc < t->first_connect)) t->first_connect = fc;
         if (ll > t->last_login) t->last_login = ll;
-        t->deliveries += BENCH_LOAD(w->deliveries);
-        t->unique += BENCH_LOAD(w->unique);
-        t->dups += BENCH_LOAD(w->dups);
-        t->gaps += BENCH_LOAD(w->gaps);
-        t->foreign += BENCH_LOAD(w->foreign);
-        t->rate_limited += BENCH_LOAD(w->err_rate_limited);
-        t->other += BENCH_LOAD(w->err_other);
-        t->disconnects += BENCH_LOAD(w->disconnects);
-        if (BENCH_LOAD(w->phase_seen) != phase) t->all_in_phase = false;
+        t->deliveries += COUNTER_GET(w->deliveries);
+        t->unique += COUNTER_GET(w->unique);
+        t->dups += COUNTER_GET(w->dups);
+        t->gaps += COUNTER_GET(w->gaps);
+        t->foreign += COUNTER_GET(w->foreign);
+        t->rate_limited += COUNTER_GET(w->err_rate_limited);
+        t->other += COUNTER_GET(w->err_other);
+        t->disconnects += COUNTER_GET(w->disconnects);
+        if (COUNTER_GET(w->phase_seen) != phase) t->all_in_phase = false;
     }
 }
 
@@ -641,7 +617,7 @@ static bool wait_until(bench_run *r, progress *pg, int phase, uint64_t until,
                        bool (*done)(bench_run *, void *), void *arg)
 {
     for (;;) {
-        if (BENCH_LOAD(r->failed)) return false;
+        if (COUNTER_GET(r->failed)) return false;
         if (done && done(r, arg)) return true;
         uint64_t now = bench_now_ns();
         if (now >= until) return false;
@@ -721,7 +697,7 @@ static int run_phases(bench_run *r, result *res, progress *pg)
     }
     uint64_t deadline = pg->t_begin + (uint64_t)(o->connect_timeout * 1e9);
     if (!wait_until(r, pg, PHASE_CONNECT, deadline, all_logged_in, NULL)) {
-        if (!BENCH_LOAD(r->failed)) {
+        if (!COUNTER_GET(r->failed)) {
             totals t;
             sum(r, &t, PHASE_CONNECT);
             bench_fail(r, "only %llu of %u clients logged in within %g s",
@@ -747,7 +723,7 @@ static int run_phases(bench_run *r, result *res, progress *pg)
     bench_set_phase(r, phase);
     pg->last = t;
     wait_until(r, pg, phase, t0 + (uint64_t)(o->duration * 1e9), NULL, NULL);
-    if (BENCH_LOAD(r->failed)) return -1;
+    if (COUNTER_GET(r->failed)) return -1;
     uint64_t t1 = bench_now_ns();
     double b1 = self_cpu(), s1 = o->server_pid ? proc_cpu(o->server_pid) : -1;
     res->rss = o->server_pid ? proc_rss(o->server_pid) : -1;
@@ -762,7 +738,7 @@ static int run_phases(bench_run *r, result *res, progress *pg)
         bench_set_phase(r, PHASE_DRAIN);
         res->settled = wait_until(r, pg, PHASE_DRAIN, t1 + (uint64_t)(o->drain * 1e9),
                                   settled, NULL);
-        if (BENCH_LOAD(r->failed)) return -1;
+        if (COUNTER_GET(r->failed)) return -1;
     }
     sum(r, &res->t, PHASE_DRAIN);
     merge_hist(r, &res->lat, false);

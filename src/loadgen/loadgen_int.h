@@ -17,10 +17,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define BENCH_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define BENCH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-/* Increment by the only writer: a plain add, no locked instruction. */
-#define BENCH_ADD(x, v) BENCH_STORE(x, BENCH_LOAD(x) + (v))
+#include "counters.h"
+#include "ws_codec.h"
 
 /* Bytes of a server message kept when it spans reads: the say frame's keys
  * before the content plus the fields at the content's start fit with room
@@ -103,7 +101,7 @@ typedef struct bench_client {
     uint32_t hs_len;
 
     /* a frame spanning reads */
-    uint8_t hdr[14];
+    uint8_t hdr[WS_MAX_HEADER];
     uint8_t hdr_len;
     bool in_frame;
     uint8_t f_op;

@@ -48,26 +48,26 @@ static uint64_t bucket_width(unsigned b)
 void bench_hist_add(bench_hist *h, uint64_t ns)
 {
     unsigned b = bench_hist_bucket(ns);
-    BENCH_ADD(h->b[b], 1);
-    BENCH_ADD(h->count, 1);
-    BENCH_ADD(h->sum, ns);
-    if (ns < BENCH_LOAD(h->min)) BENCH_STORE(h->min, ns);
-    if (ns > BENCH_LOAD(h->max)) BENCH_STORE(h->max, ns);
+    COUNTER_ADD(h->b[b], 1);
+    COUNTER_ADD(h->count, 1);
+    COUNTER_ADD(h->sum, ns);
+    if (ns < COUNTER_GET(h->min)) COUNTER_SET(h->min, ns);
+    if (ns > COUNTER_GET(h->max)) COUNTER_SET(h->max, ns);
 }
 
 void bench_hist_merge(bench_hist *into, const bench_hist *from)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < BENCH_HIST_N; i++) {
-        uint64_t v = BENCH_LOAD(from->b[i]);
+        uint64_t v = COUNTER_GET(from->b[i]);
         into->b[i] += v;
         n += v;
     }
     /* count is the buckets' sum, so quantiles stay consistent even when
      * the writer is halfway through an add */
     into->count += n;
-    into->sum += BENCH_LOAD(from->sum);
-    uint64_t mn = BENCH_LOAD(from->min), mx = BENCH_LOAD(from->max);
+    into->sum += COUNTER_GET(from->sum);
+    uint64_t mn = COUNTER_GET(from->min), mx = COUNTER_GET(from->max);
     if (n && mn < into->min) into->min = mn;
     if (n && mx > into->max) into->max = mx;
 }

@@ -197,7 +197,7 @@ static void note_gone(bench_client *c, const char *why)
                    c->state == CS_HANDSHAKE ? "during the handshake" :
                    "logging in", why);
     } else {
-        BENCH_ADD(w->disconnects, 1);
+        COUNTER_ADD(w->disconnects, 1);
         bench_note_disconnect(w->run, "client %u: %s", c->idx, why);
     }
 }
@@ -292,8 +292,8 @@ static void start_client(bench_worker *w, bench_client *c)
     c->state = CS_CONNECTING;
     c->t_start = bench_now_ns();
     w->connecting++;
-    BENCH_ADD(w->started_n, 1);
-    if (!BENCH_LOAD(w->first_connect_ns)) BENCH_STORE(w->first_connect_ns, c->t_start);
+    COUNTER_ADD(w->started_n, 1);
+    if (!COUNTER_GET(w->first_connect_ns)) COUNTER_SET(w->first_connect_ns, c->t_start);
     int r = uv_tcp_init_ex(&w->loop, &c->tcp, AF_INET);
     if (r) {
         w->connecting--;
@@ -319,7 +319,7 @@ static void start_client(bench_worker *w, bench_client *c)
 static void start_more(bench_worker *w)
 {
     const bench_opts *o = w->o;
-    if (w->phase != PHASE_CONNECT || BENCH_LOAD(w->run->failed)) return;
+    if (w->phase != PHASE_CONNECT || COUNTER_GET(w->run->failed)) return;
     if (o->connect_rate > 0) {
         uint64_t now = bench_now_ns();
         double per = o->connect_rate / o->threads;
@@ -426,7 +426,7 @@ static void send_say(bench_client *c, bench_sender *s)
     n += bench_content_write(msg + n, bench_now_ns(), c->idx, s->sent, o->nonce, o->size);
     msg[n++] = '"';
     msg[n++] = '}';
-    if (send_frame(c, WS_OP_TEXT, msg, n) == 0) BENCH_ADD(s->sent, 1);
+    if (send_frame(c, WS_OP_TEXT, msg, n) == 0) COUNTER_ADD(s->sent, 1);
 }
 
 /* Sends what the window (and the rate) allow. */
@@ -516,25 +516,25 @@ static void on_say(bench_client *c, const uint8_t *p, size_t n)
     if ((!v && !json_str(p, n, "\"content\"", 9, &v, &vl)) ||
         !bench_content_parse(v, (size_t)(p + n - v), o->nonce, &ns, &s, &seq) ||
         s >= o->senders || o->idle) {
-        BENCH_ADD(w->foreign, 1);
+        COUNTER_ADD(w->foreign, 1);
         return;
     }
     /* the sender's index among its room's senders (no division in one room) */
     unsigned si = s;
     if (o->rooms > 1) {
         if (s % o->rooms != c->room) {
-            BENCH_ADD(w->foreign, 1);
+            COUNTER_ADD(w->foreign, 1);
             return;
         }
         si = s / o->rooms;
     }
-    BENCH_ADD(w->deliveries, 1);
+    COUNTER_ADD(w->deliveries, 1);
     bench_hist_add(&w->lat, w->now > ns ? w->now - ns : 0);
     bench_seen *sn = &c->seen[si];
     bool fresh;
     if (seq >= sn->next) {
         uint64_t shift = seq - sn->next + 1;
-        if (seq > sn->next) BENCH_ADD(w->gaps, seq - sn->next);
+        if (seq > sn->next) COUNTER_ADD(w->gaps, seq - sn->next);
         sn->mask = shift >= 64 ? 0 : sn->mask << shift;
         sn->mask |= 1;
         sn->next = (uint32_t)seq + 1;
@@ -545,13 +545,13 @@ static void on_say(bench_client *c, const uint8_t *p, size_t n)
         if (fresh) sn->mask |= (uint64_t)1 << d;
     }
     if (!fresh) {
-        BENCH_ADD(w->dups, 1);
+        COUNTER_ADD(w->dups, 1);
         return;
     }
-    BENCH_ADD(w->unique, 1);
+    COUNTER_ADD(w->unique, 1);
     if (s == c->idx) {                  /* our own echo frees a slot */
         bench_sender *sd = &w->run->snd[s];
-        if (sd->sent - sd->echoed - sd->rejected > 0) BENCH_ADD(sd->echoed, 1);
+        if (sd->sent - sd->echoed - sd->rejected > 0) COUNTER_ADD(sd->echoed, 1);
         pump(c);
     }
 }
@@ -570,8 +570,8 @@ static void on_login(bench_client *c, const uint8_t *p, size_t n)
     c->state = CS_READY;
     w->connecting--;
     bench_hist_add(&w->login, w->now - c->t_start);
-    BENCH_STORE(w->last_login_ns, w->now);
-    BENCH_ADD(w->logged_in, 1);
+    COUNTER_SET(w->last_login_ns, w->now);
+    COUNTER_ADD(w->logged_in, 1);
     start_more(w);
 }
 
@@ -582,9 +582,9 @@ static void on_error_msg(bench_client *c, const uint8_t *p, size_t n)
     size_t vl;
     bool known = json_str(p, n, "\"code\"", 6, &v, &vl);
     if (known && vl == 12 && memcmp(v, "rate_limited", 12) == 0)
-        BENCH_ADD(w->err_rate_limited, 1);
+        COUNTER_ADD(w->err_rate_limited, 1);
     else
-        BENCH_ADD(w->err_other, 1);
+        COUNTER_ADD(w->err_other, 1);
     if (c->state == CS_LOGIN) {
         client_gone(c, "login refused: %.*s", (int)n, (const char *)p);
         return;
@@ -593,7 +593,7 @@ static void on_error_msg(bench_client *c, const uint8_t *p, size_t n)
     if (c->idx < w->o->senders && !w->o->idle) {
         bench_sender *s = &w->run->snd[c->idx];
         if (s->sent - s->echoed - s->rejected > 0) {
-            BENCH_ADD(s->rejected, 1);
+            COUNTER_ADD(s->rejected, 1);
             pump(c);
         }
     }
@@ -624,7 +624,7 @@ static void on_frame(bench_client *c, uint8_t op, uint8_t *p, size_t n)
         on_text(c, p, n);
         break;
     case WS_OP_PING:
-        BENCH_ADD(c->w->pings, 1);
+        COUNTER_ADD(c->w->pings, 1);
         send_frame(c, WS_OP_PONG, p, n);
         break;
     case WS_OP_CLOSE: {
@@ -677,33 +677,11 @@ static void feed(bench_client *c, uint8_t *p, size_t n)
             continue;
         }
         ws_header h;
-        int hs;
-        if (c->hdr_len) {
-            size_t k = sizeof c->hdr - c->hdr_len;
-            if (k > n) k = n;
-            memcpy(c->hdr + c->hdr_len, p, k);
-            hs = ws_header_parse(c->hdr, c->hdr_len + k, &h);
-            if (hs == 0) {
-                c->hdr_len = (uint8_t)(c->hdr_len + k);
-                return;
-            }
-            if (hs > 0) {
-                size_t used = (size_t)hs - c->hdr_len;
-                p += used;
-                n -= used;
-                c->hdr_len = 0;
-            }
-        } else {
-            hs = ws_header_parse(p, n, &h);
-            if (hs == 0) {
-                memcpy(c->hdr, p, n);
-                c->hdr_len = (uint8_t)n;
-                return;
-            }
-            if (hs > 0) {
-                p += hs;
-                n -= (size_t)hs;
-            }
+        int hs = ws_header_assemble(c->hdr, &c->hdr_len, p, n, &h);
+        if (hs == 0) return;            /* the rest of the header is still to come */
+        if (hs > 0) {
+            p += hs;
+            n -= (size_t)hs;
         }
         const char *bad = hs < 0 ? "64-bit length with the top bit set"
                         : h.masked ? "masked frame"
@@ -781,13 +759,13 @@ static void enter_phase(bench_worker *w, int phase)
         }
         if (o->rate > 0) uv_timer_start(&w->tick, on_tick, 1, 1);
     }
-    BENCH_STORE(w->phase_seen, phase);
+    COUNTER_SET(w->phase_seen, phase);
     if (phase == PHASE_STOP) stop_all(w);
 }
 
 static void check_phase(bench_worker *w)
 {
-    int p = BENCH_LOAD(w->run->phase);
+    int p = COUNTER_GET(w->run->phase);
     if (p != w->phase && w->phase != PHASE_STOP) enter_phase(w, p);
 }
 
@@ -830,7 +808,7 @@ void bench_worker_join(bench_worker *w)
 
 void bench_set_phase(bench_run *r, int phase)
 {
-    BENCH_STORE(r->phase, phase);
+    COUNTER_SET(r->phase, phase);
     for (unsigned i = 0; i < r->o.threads; i++) uv_async_send(&r->w[i].wake);
 }
 

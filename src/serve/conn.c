@@ -1,11 +1,15 @@
-/* networking.c -- a connection's life on the socket: reading, the HTTP
- * phase, the WebSocket phase, the output queue of shared buffers, flushing
- * once per loop turn, and the ways a connection ends. */
-#include "serve_int.h"
+/* conn.c -- a connection's life on the socket: reading, the HTTP phase,
+ * the WebSocket phase, its output queue of shared buffers, flushing once
+ * per loop turn, and the ways a connection ends. */
+#include "conn.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "counters.h"
+#include "web.h"
+#include "worker.h"
 
 #define MAX_IOV 64
 
@@ -16,12 +20,6 @@ typedef struct write_req {
 
 static void on_close(uv_handle_t *h);
 
-uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- output queue ----------------------------------------------------- */
 
@@ -29,61 +27,25 @@ static void mark_dirty(conn *c)
 {
     if (c->dirty) return;
     c->dirty = true;
-    c->dirty_next = c->srv->dirty;
-    c->srv->dirty = c;
-    c->srv->n_dirty++;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+    c->w->n_dirty++;
 }
 
-/* Queues f with the reference the caller hands over. */
+
+
+
 static int queue_push(conn *c, ws_frame *f)
 {
-    if (c->q_len == c->q_cap) {
-        uint32_t cap = c->q_cap ? c->q_cap * 2 : 8;
-        ws_frame **q = malloc(cap * sizeof *q);
-        if (!q) return -1;
-        for (uint32_t i = 0; i < c->q_len; i++) q[i] = c->q[(c->q_head + i) & (c->q_cap - 1)];
-        free(c->q);
-        c->q = q;
-        c->q_cap = cap;
-        c->q_head = 0;
-    }
-    c->q[(c->q_head + c->q_len) & (c->q_cap - 1)] = f;
-    c->q_len++;
-    c->queued += f->len;
+    if (outq_push(&c->q, f) < 0) return -1;
     mark_dirty(c);
     return 0;
 }
 
-/* Drops n written bytes from the front of the queue. */
 static void queue_consume(conn *c, size_t n)
 {
-    uint64_t frames = 0;
-    c->queued -= n;
-    STAT_ADD(c->srv->stats.bytes_out, (uint64_t)n);
-    while (n) {
-        ws_frame *f = c->q[c->q_head];
-        size_t left = f->len - c->q_off;
-        if (n < left) {
-            c->q_off += (uint32_t)n;
-            break;
-        }
-        n -= left;
-        ws_frame_unref(f);
-        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
-        c->q_len--;
-        c->q_off = 0;
-        frames++;
-    }
-    STAT_ADD(c->srv->stats.frames_out, frames);
-}
-
-static void queue_free(conn *c)
-{
-    for (uint32_t i = 0; i < c->q_len; i++) ws_frame_unref(c->q[(c->q_head + i) & (c->q_cap - 1)]);
-    free(c->q);
-    c->q = NULL;
-    c->q_len = c->q_cap = c->q_head = c->q_off = 0;
-    c->queued = 0;
+    COUNTER_ADD(c->w->stats.bytes_out, (uint64_t)n);
+    COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n));
 }
 
 /* Queues f, taking the caller's reference; false when it was not queued
@@ -91,7 +53,7 @@ static void queue_free(conn *c)
 static bool conn_take(conn *c, ws_frame *f)
 {
     if (c->closed || c->overflow || c->state == CONN_CLOSING) return false;
-    if (c->queued + f->len > c->srv->cfg->outbound_cap || queue_push(c, f) < 0) {
+    if (c->q.bytes + f->len > c->w->cfg->outbound_cap || queue_push(c, f) < 0) {
         /* Closed at the next flush, not here: the chat may be walking the
          * room this connection belongs to. */
         c->overflow = true;
@@ -124,18 +86,6 @@ void conn_send_forced(conn *c, ws_frame *f)
 
 /* ---- writing ---------------------------------------------------------- */
 
-static uint32_t fill_iov(conn *c, uv_buf_t *iov, size_t *bytes)
-{
-    uint32_t n = c->q_len < MAX_IOV ? c->q_len : MAX_IOV;
-    *bytes = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        ws_frame *f = c->q[(c->q_head + i) & (c->q_cap - 1)];
-        size_t off = i == 0 ? c->q_off : 0;
-        iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
-        *bytes += f->len - off;
-    }
-    return n;
-}
 
 static void conn_flush(conn *c);
 
@@ -181,7 +131,7 @@ static void start_write(conn *c)
         return;
     }
     size_t bytes;
-    uint32_t n = fill_iov(c, w->bufs, &bytes);
+    uint32_t n = outq_fill_iov(&c->q, w->bufs, MAX_IOV, &bytes);
     w->req.data = c;
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, n, after_write) < 0) {
         free(w);
@@ -196,10 +146,10 @@ static void start_write(conn *c)
 static void conn_flush(conn *c)
 {
     if (c->closed || c->writing) return;
-    while (c->q_len) {
+    while (c->q.len) {
         uv_buf_t iov[MAX_IOV];
         size_t bytes;
-        uint32_t n = fill_iov(c, iov, &bytes);
+        uint32_t n = outq_fill_iov(&c->q, iov, MAX_IOV, &bytes);
         int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
         if (w == UV_EAGAIN) w = 0;
         if (w < 0) {
@@ -215,16 +165,16 @@ static void conn_flush(conn *c)
     if (c->close_after_flush) conn_finish(c);
 }
 
-void conn_flush_all(server *s)
+void conn_flush_dirty(worker *w)
 {
-    s->n_dirty = 0;
-    while (s->dirty) {
-        conn *c = s->dirty;
-        s->dirty = c->dirty_next;
+    w->n_dirty = 0;
+    while (w->dirty) {
+        conn *c = w->dirty;
+        w->dirty = c->dirty_next;
         c->dirty = false;
         c->dirty_next = NULL;
         if (c->overflow && c->state != CONN_CLOSING) {
-            STAT_ADD(s->stats.slow_closed, 1);
+            COUNTER_ADD(w->stats.slow_closed, 1);
             /* A peer that reads nothing gets nothing more read either:
              * otherwise it could keep us busy for the whole grace period. */
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -238,14 +188,14 @@ void conn_flush_all(server *s)
 
 static void leave_chat(conn *c)
 {
-    c->held = chat_link_leave(c);
+    c->held = c->w->link->leave(c);
 }
 
 void conn_close_ws(conn *c, unsigned code, const char *reason)
 {
     if (c->closed || c->state == CONN_CLOSING) return;
     c->state = CONN_CLOSING;
-    c->deadline = uv_now(c->srv->loop) + CLOSE_GRACE_MS;
+    c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
     leave_chat(c);
     ws_frame *f = ws_frame_close(code, reason);
     if (!f) {
@@ -269,13 +219,13 @@ void conn_abort(conn *c)
 static void on_close(uv_handle_t *h)
 {
     conn *c = (conn *)h;
-    queue_free(c);
+    outq_free(&c->q);
     ws_reader_free(&c->rd);
     free(c->req);
     c->req = NULL;
     c->handle_closed = true;
     if (!c->held) {
-        server_forget(c->srv, c);
+        worker_forget(c->w, c);
         free(c);
     }
 }
@@ -284,7 +234,7 @@ void conn_release(conn *c)
 {
     c->held = false;
     if (c->handle_closed) {
-        server_forget(c->srv, c);
+        worker_forget(c->w, c);
         free(c);
     }
 }
@@ -295,24 +245,24 @@ void conn_release(conn *c)
  * next starts, so idle connections hold no read memory at all. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    server *s = ((conn *)h)->srv;
-    if (s->readbuf_busy) {
+    worker *w = ((conn *)h)->w;
+    if (w->readbuf_busy) {
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    s->readbuf_busy = true;
-    *buf = uv_buf_init((char *)s->readbuf, READ_BUFFER_SIZE);
+    w->readbuf_busy = true;
+    *buf = uv_buf_init((char *)w->readbuf, READ_BUFFER_SIZE);
 }
 
 static int on_ws_message(void *ud, uint8_t opcode, uint8_t *data, size_t n)
 {
     conn *c = ud;
     if (c->state != CONN_WS) return 1;
-    STAT_ADD(c->srv->stats.messages_in, 1);
+    COUNTER_ADD(c->w->stats.messages_in, 1);
     if (opcode == WS_OP_TEXT)
-        chat_link_text(c, data, n);
+        c->w->link->text(c, data, n);
     else
-        chat_link_binary(c);
+        c->w->link->binary(c);
     return c->state != CONN_WS;
 }
 
@@ -363,15 +313,15 @@ static void refuse(conn *c, sbuf *out)
 {
     send_bytes(c, out);
     c->state = CONN_CLOSING;
-    c->deadline = uv_now(c->srv->loop) + CLOSE_GRACE_MS;
+    c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
     c->close_after_flush = true;
 }
 
 /* The request is an upgrade: become a WebSocket or refuse. */
 static void upgrade(conn *c, sbuf *out)
 {
-    server *s = c->srv;
-    int status = handshake_answer(c->req, s->cfg, c->port == PORT_HTTP, out);
+    worker *w = c->w;
+    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, out);
     if (status != 101) {
         refuse(c, out);
         return;
@@ -380,9 +330,9 @@ static void upgrade(conn *c, sbuf *out)
     free(c->req);
     c->req = NULL;
     c->state = CONN_WS;
-    ws_reader_init(&c->rd, s->cfg->max_message);
-    STAT_ADD(s->stats.handshakes, 1);
-    chat_link_connect(c);
+    ws_reader_init(&c->rd, w->cfg->max_message);
+    COUNTER_ADD(w->stats.handshakes, 1);
+    w->link->connect(c);
 }
 
 static bool wants_websocket(const http_req *r)
@@ -403,13 +353,13 @@ static bool http_answer(conn *c)
         upgrade(c, &out);
     } else if (c->port == PORT_HTTP) {
         bool close_after = false;
-        webpage_answer(c->req, c->srv, &out, &close_after);
+        webpage_answer(c->req, &c->w->web, &out, &close_after);
         if (close_after) {
             refuse(c, &out);
         } else {
             send_bytes(c, &out);
             http_req_reset(c->req);
-            c->deadline = uv_now(c->srv->loop) + c->srv->cfg->handshake_timeout_ms;
+            c->deadline = uv_now(c->w->loop) + c->w->cfg->handshake_timeout_ms;
             go_on = true;
         }
     } else {
@@ -430,7 +380,7 @@ static void http_input(conn *c, uint8_t *data, size_t n)
                 conn_abort(c);
                 return;
             }
-            http_req_init(c->req, c->srv->cfg->max_header);
+            http_req_init(c->req, c->w->cfg->max_header);
         }
         size_t used = http_req_feed(c->req, (const char *)data, n);
         data += used;
@@ -456,15 +406,15 @@ static void http_input(conn *c, uint8_t *data, size_t n)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = (conn *)st;
-    server *s = c->srv;
-    if (buf->base == (char *)s->readbuf) s->readbuf_busy = false;
+    worker *w = c->w;
+    if (buf->base == (char *)w->readbuf) w->readbuf_busy = false;
     if (nread == 0 || c->closed) return;
     if (nread < 0) {
         /* EOF or reset: a peer that left without a close frame is gone too. */
         conn_abort(c);
         return;
     }
-    c->last_active = uv_now(s->loop);
+    c->last_active = uv_now(w->loop);
     uint8_t *data = (uint8_t *)buf->base;
     switch (c->state) {
     case CONN_HTTP:
@@ -478,12 +428,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void conn_start(server *s, conn *c)
+void conn_start(worker *w, conn *c)
 {
-    c->srv = s;
+    c->w = w;
     c->state = CONN_HTTP;
-    c->last_active = c->last_ping = uv_now(s->loop);
-    c->deadline = c->last_active + s->cfg->handshake_timeout_ms;
+    c->last_active = c->last_ping = uv_now(w->loop);
+    c->deadline = c->last_active + w->cfg->handshake_timeout_ms;
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) conn_abort(c);
 }

@@ -1,6 +1,7 @@
 /* handshake.c -- the server side of the WebSocket opening handshake
  * (RFC 6455 section 4.2) and the HTTP error responses. */
-#include "serve_int.h"
+#include "web.h"
+#include "ws_codec.h"
 
 #include <string.h>
 

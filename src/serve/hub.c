@@ -1,84 +1,26 @@
-/* hub.c -- where the chat runs and how the event loops reach it.
+/* hub.c -- where the chat runs and how the workers reach it.
  *
  * With one thread the chat is called directly from the connection's loop.
- * With more, the main loop runs the chat and its history, and each server
- * thread runs a loop over its own connections. Servers hand the hub their
+ * With more, the main loop runs the chat and its history, and each worker
+ * thread runs a loop over its own connections. Workers hand the hub their
  * connections' events (connect, text, leave) once per loop turn; the hub
- * answers, once per turn, with each server's list of deliveries: a
+ * answers, once per turn, with each worker's list of deliveries: a
  * connection and a frame. A broadcast is one frame however many recipients
  * and threads it has: a delivery is a pointer and a reference, never a
  * copy, and a lock is taken once per batch, never per recipient.
  *
  * A connection the chat knows is never freed behind the hub's back: its
- * server keeps the memory until the hub answers a leave with a release,
+ * worker keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
-#include "serve_int.h"
+#include "hub.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- vectors and queues ------------------------------------------------- */
-
-/* Running out of memory here would lose events with no one to tell: the
- * process stops with a message instead of running on inconsistent. */
-static void xvec_push(xvec *v, xmsg m)
-{
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        xmsg *p = realloc(v->v, cap * sizeof *p);
-        if (!p) {
-            fprintf(stderr, "tagarela: out of memory between threads\n");
-            abort();
-        }
-        v->v = p;
-        v->cap = cap;
-    }
-    v->v[v->len++] = m;
-}
-
-static void xvec_free(xvec *v)
-{
-    free(v->v);
-    memset(v, 0, sizeof *v);
-}
-
-static void xqueue_init(xqueue *q)
-{
-    uv_mutex_init(&q->lock);
-    memset(&q->q, 0, sizeof q->q);
-}
-
-static void xqueue_free(xqueue *q)
-{
-    uv_mutex_destroy(&q->lock);
-    xvec_free(&q->q);
-}
-
-/* Moves batch into q; batch is left empty (possibly with a new buffer). */
-static void xqueue_put(xqueue *q, xvec *batch)
-{
-    uv_mutex_lock(&q->lock);
-    if (q->q.len == 0) {
-        xvec t = q->q;          /* hand the whole buffer over, take the empty one */
-        q->q = *batch;
-        *batch = t;
-    } else {
-        for (size_t i = 0; i < batch->len; i++) xvec_push(&q->q, batch->v[i]);
-    }
-    uv_mutex_unlock(&q->lock);
-    batch->len = 0;
-}
-
-/* Takes everything queued into into, which must be empty. */
-static void xqueue_take(xqueue *q, xvec *into)
-{
-    uv_mutex_lock(&q->lock);
-    xvec t = q->q;
-    q->q = *into;
-    *into = t;
-    uv_mutex_unlock(&q->lock);
-}
+#include "counters.h"
+#include "sys.h"
 
 /* ---- the chat's output -------------------------------------------------- */
 
@@ -96,7 +38,7 @@ static void io_message_send(void *ctx, void *cp, void *msg)
         return;
     }
     xmsg m = { .c = c, .p = ws_frame_ref(msg), .kind = XM_SEND };
-    xvec_push(&h->out[c->srv->id], m);
+    xvec_push(&h->out[c->w->id], m);
     h->pending++;
 }
 
@@ -105,37 +47,79 @@ static void io_message_release(void *ctx, void *msg)
     ws_frame_unref(msg);
 }
 
-/* ---- the connection's side ---------------------------------------------- */
+/* ---- one thread: the chat called from the connection's loop -------------- */
 
-static void post(conn *c, uint8_t kind, void *p, uint32_t n, uint8_t flag)
+static hub *hub_of(const worker *w)
 {
-    xmsg m = { .c = c, .p = p, .n = n, .kind = kind, .flag = flag };
-    xvec_push(&c->srv->to_hub, m);
+    return w->link->arg;
 }
 
-void chat_link_connect(conn *c)
+static void direct_connect(conn *c)
 {
-    server *s = c->srv;
     c->in_chat = true;
-    if (s->threaded) {
-        c->held = true;
-        post(c, XM_CONNECT, NULL, 0, 0);
-        return;
-    }
-    c->user = chat_connect(s->hub->chat, c);
+    c->user = chat_connect(hub_of(c->w)->chat, c);
     if (!c->user) {
         c->in_chat = false;
         conn_abort(c);
     }
 }
 
-void chat_link_text(conn *c, const uint8_t *data, size_t n)
+static void direct_text(conn *c, const uint8_t *data, size_t n)
 {
-    server *s = c->srv;
-    if (!s->threaded) {
-        chat_text(s->hub->chat, c->user, (const char *)data, n, wall_ms());
-        return;
-    }
+    chat_text(hub_of(c->w)->chat, c->user, (const char *)data, n, wall_ms());
+}
+
+static void direct_binary(conn *c)
+{
+    chat_binary(hub_of(c->w)->chat, c->user);
+}
+
+static bool direct_leave(conn *c)
+{
+    if (!c->in_chat) return c->held;
+    c->in_chat = false;
+    chat_disconnect(hub_of(c->w)->chat, c->user, wall_ms(), c->w->stopping);
+    c->user = NULL;
+    return false;
+}
+
+static void hub_commit(hub *h)
+{
+    if (h->store.ops && h->store.ops->commit(h->store.impl) < 0)
+        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
+}
+
+/* The history's transaction is committed right before the writes: grouped
+ * like them, and never after them. */
+static void direct_before_write(worker *w)
+{
+    hub_commit(hub_of(w));
+}
+
+static void hub_worker_done(hub *h);
+
+static void nothing(worker *w)
+{
+}
+
+
+/* ---- more threads: events posted to the hub once per turn ---------------- */
+
+static void post(conn *c, uint8_t kind, void *p, uint32_t n, uint8_t flag)
+{
+    xmsg m = { .c = c, .p = p, .n = n, .kind = kind, .flag = flag };
+    xvec_push(&c->w->to_hub, m);
+}
+
+static void posted_connect(conn *c)
+{
+    c->in_chat = true;
+    c->held = true;
+    post(c, XM_CONNECT, NULL, 0, 0);
+}
+
+static void posted_text(conn *c, const uint8_t *data, size_t n)
+{
     char *copy = malloc(n ? n : 1);
     if (!copy) {
         conn_close_ws(c, WS_CLOSE_INTERNAL, "out of memory");
@@ -145,25 +129,37 @@ void chat_link_text(conn *c, const uint8_t *data, size_t n)
     post(c, XM_TEXT, copy, (uint32_t)n, 0);
 }
 
-void chat_link_binary(conn *c)
+static void posted_binary(conn *c)
 {
-    server *s = c->srv;
-    if (s->threaded) post(c, XM_BINARY, NULL, 0, 0);
-    else chat_binary(s->hub->chat, c->user);
+    post(c, XM_BINARY, NULL, 0, 0);
 }
 
-bool chat_link_leave(conn *c)
+static bool posted_leave(conn *c)
 {
-    server *s = c->srv;
     if (!c->in_chat) return c->held;
     c->in_chat = false;
-    if (s->threaded) {
-        post(c, XM_LEAVE, NULL, 0, s->stopping);
-        return true;
-    }
-    chat_disconnect(s->hub->chat, c->user, wall_ms(), s->stopping);
-    c->user = NULL;
-    return false;
+    post(c, XM_LEAVE, NULL, 0, c->w->stopping);
+    return true;
+}
+
+static void hub_post(hub *h, xvec *batch)
+{
+    xqueue_put(&h->inbox, batch);
+    uv_async_send(&h->wake);
+}
+
+static void posted_turn_end(worker *w)
+{
+    if (w->to_hub.len) hub_post(hub_of(w), &w->to_hub);
+}
+
+/* On the worker's thread, its loop over. */
+static void posted_done(worker *w)
+{
+    xvec done = {0};
+    xvec_push(&done, (xmsg){ .kind = XM_DONE });
+    hub_post(hub_of(w), &done);
+    xvec_free(&done);
 }
 
 /* ---- the hub's side ----------------------------------------------------- */
@@ -174,7 +170,7 @@ static void hub_handle(hub *h, xmsg *m)
     switch (m->kind) {
     case XM_CONNECT:
         c->user = chat_connect(h->chat, c);
-        if (!c->user) xvec_push(&h->out[c->srv->id], (xmsg){ .c = c, .kind = XM_ABORT });
+        if (!c->user) xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_ABORT });
         break;
     case XM_TEXT:
         if (c->user) chat_text(h->chat, c->user, m->p, m->n, wall_ms());
@@ -186,10 +182,10 @@ static void hub_handle(hub *h, xmsg *m)
     case XM_LEAVE:
         if (c->user) chat_disconnect(h->chat, c->user, wall_ms(), m->flag);
         c->user = NULL;
-        xvec_push(&h->out[c->srv->id], (xmsg){ .c = c, .kind = XM_RELEASE });
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_RELEASE });
         break;
     case XM_DONE:
-        hub_server_done(h, NULL);
+        hub_worker_done(h);
         break;
     }
 }
@@ -202,12 +198,6 @@ static void hub_on_wake(uv_async_t *a)
     h->spare.len = 0;
 }
 
-void hub_commit(hub *h)
-{
-    if (h->store.ops && h->store.ops->commit(h->store.impl) < 0)
-        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
-}
-
 /* Makes the messages durable, then lets them go out: a client never holds
  * a message the history could lose. */
 static void hub_hand_over(hub *h)
@@ -215,11 +205,8 @@ static void hub_hand_over(hub *h)
     hub_commit(h);
     if (h->pending >= COALESCE_MIN_CONNS) h->last_big_hand_over = uv_hrtime();
     h->pending = 0;
-    for (unsigned i = 0; i < h->n_servers; i++) {
-        if (h->out[i].len == 0) continue;
-        xqueue_put(&h->servers[i].inbox, &h->out[i]);
-        uv_async_send(&h->servers[i].wake);
-    }
+    for (unsigned i = 0; i < h->n_workers; i++)
+        if (h->out[i].len) worker_post(&h->workers[i], &h->out[i]);
 }
 
 static void on_hub_coalesce(uv_timer_t *t)
@@ -227,93 +214,130 @@ static void on_hub_coalesce(uv_timer_t *t)
     hub_hand_over(t->data);
 }
 
-/* Once per turn of the main loop. With one thread the server's write
+/* Once per turn of the main loop. With one thread the worker's write
  * decides when to commit; with more, the hand-over to the loops is
- * coalesced as server_write() does for sockets. */
-void hub_end_turn(hub *h)
+ * coalesced as the workers' writes are. */
+static void on_hub_turn(uv_check_t *t)
 {
+    hub *h = t->data;
     if (h->chat) {
-        STAT_ADD(h->users, chat_user_count(h->chat) - STAT_GET(h->users));
-        STAT_ADD(h->rooms, chat_room_count(h->chat) - STAT_GET(h->rooms));
+        COUNTER_SET(h->users, chat_user_count(h->chat));
+        COUNTER_SET(h->rooms, chat_room_count(h->chat));
     }
     if (!h->threaded) {
-        server_flush(&h->servers[0]);
+        worker_flush(&h->workers[0]);
         return;
     }
     if (!coalesce_wait(&h->coalesce, on_hub_coalesce, h->pending, h->last_big_hand_over, h->stopping))
         hub_hand_over(h);
 }
 
-void hub_send_conn(hub *h, server *s, int fd, int port)
+static void post_all(hub *h, uint8_t kind)
 {
-    xvec_push(&h->out[s->id], (xmsg){ .fd = fd, .kind = XM_NEWCONN, .flag = (uint8_t)port });
-}
-
-void hub_post_all(hub *h, uint8_t kind)
-{
-    if (!h->threaded) {
-        if (kind == XM_STOP) server_stop(&h->servers[0]);
-        else server_abort_all(&h->servers[0]);
-        return;
-    }
-    for (unsigned i = 0; i < h->n_servers; i++)
+    for (unsigned i = 0; i < h->n_workers; i++)
         xvec_push(&h->out[i], (xmsg){ .kind = kind });
     uv_timer_stop(&h->coalesce);
     hub_hand_over(h);
 }
 
-/* ---- a server thread's side --------------------------------------------- */
-
-static void server_handle(server *s, xmsg *m)
+void hub_stop(hub *h)
 {
-    switch (m->kind) {
-    case XM_SEND:
-        conn_send_owned(m->c, m->p);
-        break;
-    case XM_RELEASE:
-        conn_release(m->c);
-        break;
-    case XM_ABORT:
-        if (m->c) conn_abort(m->c);
-        else server_abort_all(s);
-        break;
-    case XM_NEWCONN:
-        server_adopt(s, m->fd, m->flag);
-        break;
-    case XM_STOP:
-        server_stop(s);
-        break;
+    uint8_t kind = h->stopping ? XM_ABORT : XM_STOP;
+    h->stopping = true;
+    if (h->threaded) {
+        post_all(h, kind);
+    } else if (kind == XM_STOP) {
+        worker_stop(&h->workers[0]);
+    } else {
+        worker_abort_all(&h->workers[0]);
     }
 }
 
-static void server_on_wake(uv_async_t *a)
+/* ---- accepting ------------------------------------------------------------ */
+
+static worker *least_busy(hub *h)
 {
-    server *s = a->data;
-    xqueue_take(&s->inbox, &s->spare);
-    for (size_t i = 0; i < s->spare.len; i++) server_handle(s, &s->spare.v[i]);
-    s->spare.len = 0;
+    worker *best = &h->workers[0];
+    for (unsigned i = 1; i < h->n_workers; i++)
+        if (COUNTER_GET(h->workers[i].n_conns) < COUNTER_GET(best->n_conns)) best = &h->workers[i];
+    return best;
 }
 
-/* The end of a server thread's turn: its writes, then its events for the
- * chat, in one batch. */
-void server_flush(server *s)
+static void free_handle(uv_handle_t *handle)
 {
-    server_write(s);
-    if (s->threaded && s->to_hub.len) {
-        xqueue_put(&s->hub->inbox, &s->to_hub);
-        uv_async_send(&s->hub->wake);
+    free(handle);
+}
+
+/* With threads, the socket goes to the loop with the fewest connections:
+ * chat connections live long, so balance at accept is balance for good. */
+static void hand_over(hub *h, uv_stream_t *listener, int port)
+{
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_tcp_init(h->loop, t);
+    uv_os_fd_t fd;
+    if (uv_accept(listener, (uv_stream_t *)t) == 0 && uv_fileno((uv_handle_t *)t, &fd) == 0) {
+        int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own >= 0) {
+            worker *w = least_busy(h);
+            /* counted now, so that the next accept sees it */
+            __atomic_fetch_add(&w->n_conns, 1, __ATOMIC_RELAXED);
+            xvec_push(&h->out[w->id], (xmsg){ .fd = own, .kind = XM_NEWCONN, .flag = (uint8_t)port });
+        }
     }
+    uv_close((uv_handle_t *)t, free_handle);
 }
 
-static void server_thread(void *arg)
+void hub_accept(hub *h, uv_stream_t *listener, int port)
 {
-    server *s = arg;
-    uv_run(s->loop, UV_RUN_DEFAULT);
-    xvec done = {0};
-    xvec_push(&done, (xmsg){ .kind = XM_DONE });
-    xqueue_put(&s->hub->inbox, &done);
-    xvec_free(&done);
-    uv_async_send(&s->hub->wake);
+    if (h->stopping) return;
+    if (h->threaded) hand_over(h, listener, port);
+    else worker_accept(&h->workers[0], listener, port);
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+/* Retention passes run every minute, or more often when messages live
+ * shorter than that. */
+static uint64_t trim_interval(const server_config *cfg)
+{
+    uint64_t every = 60000;
+    uint64_t age_ms = (uint64_t)cfg->retention.max_age * 1000;
+    if (age_ms && age_ms / 4 < every) every = age_ms / 4;
+    return every < 1000 ? 1000 : every;
+}
+
+static void on_trim(uv_timer_t *t)
+{
+    hub *h = t->data;
+    if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
+        fprintf(stderr, "tagarela: history retention pass failed\n");
+}
+
+/* ---- counters for the web port -------------------------------------------- */
+
+/* Each counter read once, so the total of connections is the sum of the
+ * per-loop counts. */
+static void hub_stats(void *arg, serve_stats *sum)
+{
+    hub *h = arg;
+    memset(sum, 0, sizeof *sum);
+    sum->threads = h->n_workers;
+    sum->per_thread = calloc(h->n_workers, sizeof *sum->per_thread);
+    for (unsigned i = 0; i < h->n_workers; i++) {
+        worker_stats *st = &h->workers[i].stats;
+        size_t conns = COUNTER_GET(h->workers[i].n_conns);
+        if (sum->per_thread) sum->per_thread[i] = conns;
+        sum->conns += conns;
+        sum->accepted += COUNTER_GET(st->accepted);
+        sum->handshakes += COUNTER_GET(st->handshakes);
+        sum->messages_in += COUNTER_GET(st->messages_in);
+        sum->frames_out += COUNTER_GET(st->frames_out);
+        sum->bytes_out += COUNTER_GET(st->bytes_out);
+        sum->slow_closed += COUNTER_GET(st->slow_closed);
+    }
+    sum->users = COUNTER_GET(h->users);
+    sum->rooms = COUNTER_GET(h->rooms);
 }
 
 /* ---- setting up and tearing down ---------------------------------------- */
@@ -321,51 +345,33 @@ static void server_thread(void *arg)
 static void close_hub_handles(hub *h)
 {
     uv_close((uv_handle_t *)&h->trim, NULL);
-    uv_close((uv_handle_t *)&h->commit, NULL);
+    uv_close((uv_handle_t *)&h->turn, NULL);
     uv_close((uv_handle_t *)&h->coalesce, NULL);
-    uv_close((uv_handle_t *)&h->sigint, NULL);
-    uv_close((uv_handle_t *)&h->sigterm, NULL);
     if (h->threaded) uv_close((uv_handle_t *)&h->wake, NULL);
+    if (h->on_done) h->on_done(h);
 }
 
-/* A server has no connection left while stopping (s NULL: a server thread
- * told us its loop is over). The main loop ends with the last one. */
-void hub_server_done(hub *h, server *s)
+/* A worker has stopped: no connection left (one thread), or its thread's
+ * loop is over. The main loop ends with the last one. */
+static void hub_worker_done(hub *h)
 {
-    if (++h->servers_done == h->n_servers) close_hub_handles(h);
+    if (++h->workers_done == h->n_workers) close_hub_handles(h);
 }
 
-static int server_init(server *s, hub *h, unsigned id, bool threaded)
+static void direct_done(worker *w)
 {
-    memset(s, 0, sizeof *s);
-    s->cfg = h->cfg;
-    s->hub = h;
-    s->id = id;
-    s->threaded = threaded;
-    s->readbuf = malloc(READ_BUFFER_SIZE);
-    if (!s->readbuf) return -1;
-    if (!threaded) {
-        s->loop = h->loop;
-        return 0;
-    }
-    if (uv_loop_init(&s->own_loop) < 0) return -1;
-    s->loop = &s->own_loop;
-    xqueue_init(&s->inbox);
-    uv_async_init(s->loop, &s->wake, server_on_wake);
-    s->wake.data = s;
-    return 0;
+    hub_worker_done(hub_of(w));
 }
 
-static void server_free(server *s)
-{
-    if (s->threaded && s->loop) {
-        uv_loop_close(s->loop);
-        xqueue_free(&s->inbox);
-        xvec_free(&s->to_hub);
-        xvec_free(&s->spare);
-    }
-    free(s->readbuf);
-}
+static const worker_link direct_link_ops = {
+    direct_connect, direct_text, direct_binary, direct_leave,
+    direct_before_write, nothing, direct_done, NULL,
+};
+
+static const worker_link posted_link_ops = {
+    posted_connect, posted_text, posted_binary, posted_leave,
+    nothing, posted_turn_end, posted_done, NULL,
+};
 
 int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads)
 {
@@ -373,9 +379,10 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     h->loop = loop;
     h->cfg = cfg;
     h->threaded = threads > 1;
-    h->n_servers = threads;
-    uv_mutex_init(&h->ip_lock);
-    dict_init(&h->per_ip);
+    h->n_workers = threads;
+    ip_table_init(&h->ips);
+    h->link = h->threaded ? posted_link_ops : direct_link_ops;
+    h->link.arg = h;
     char err[512];
     if (store_sqlite_open(&h->store, cfg->data_dir, &cfg->retention, err, sizeof err) < 0) {
         fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
@@ -384,11 +391,13 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     chat_io io = { h, io_message_new, io_message_send, io_message_release };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
     h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
-    h->servers = calloc(threads, sizeof *h->servers);
+    h->workers = calloc(threads, sizeof *h->workers);
     h->out = calloc(threads, sizeof *h->out);
-    if (!h->chat || !h->servers || !h->out) goto oom;
+    if (!h->chat || !h->workers || !h->out) goto oom;
+    web_ctx web = { cfg, hub_stats, h };
     for (unsigned i = 0; i < threads; i++)
-        if (server_init(&h->servers[i], h, i, h->threaded) < 0) goto oom;
+        if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
+            goto oom;
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
     if (h->threaded) {
@@ -402,41 +411,38 @@ oom:
     return -1;
 }
 
-int hub_start_threads(hub *h)
+int hub_start(hub *h)
 {
-    if (!h->threaded) return 0;
-    for (unsigned i = 0; i < h->n_servers; i++) {
-        int rc = uv_thread_create(&h->servers[i].thread, server_thread, &h->servers[i]);
-        if (rc < 0) {
-            fprintf(stderr, "tagarela: cannot start a thread: %s\n", uv_strerror(rc));
-            return -1;
-        }
-    }
+    uv_timer_init(h->loop, &h->trim);
+    h->trim.data = h;
+    uint64_t every = trim_interval(h->cfg);
+    uv_timer_start(&h->trim, on_trim, every, every);
+    uv_check_init(h->loop, &h->turn);
+    h->turn.data = h;
+    uv_check_start(&h->turn, on_hub_turn);
+    for (unsigned i = 0; i < h->n_workers; i++)
+        if (worker_start(&h->workers[i]) < 0) return -1;
     return 0;
 }
 
-void hub_join_threads(hub *h)
+void hub_join(hub *h)
 {
-    if (!h->threaded) return;
-    for (unsigned i = 0; i < h->n_servers; i++) uv_thread_join(&h->servers[i].thread);
+    for (unsigned i = 0; i < h->n_workers; i++) worker_join(&h->workers[i]);
 }
 
 void hub_free(hub *h)
 {
-    for (size_t i = 0; i < h->per_ip.nslots; i++)
-        for (dict_entry *e = h->per_ip.slots[i]; e; e = e->next) free(e->value);
-    dict_free(&h->per_ip);
-    uv_mutex_destroy(&h->ip_lock);
+    ip_table_free(&h->ips);
     if (h->chat) chat_free(h->chat);
     if (h->store.ops) h->store.ops->close(h->store.impl);
-    if (h->servers)
-        for (unsigned i = 0; i < h->n_servers; i++) server_free(&h->servers[i]);
+    if (h->workers)
+        for (unsigned i = 0; i < h->n_workers; i++) worker_free(&h->workers[i]);
     if (h->out)
-        for (unsigned i = 0; i < h->n_servers; i++) xvec_free(&h->out[i]);
+        for (unsigned i = 0; i < h->n_workers; i++) xvec_free(&h->out[i]);
     if (h->threaded) {
         xqueue_free(&h->inbox);
         xvec_free(&h->spare);
     }
-    free(h->servers);
+    free(h->workers);
     free(h->out);
 }

@@ -1,5 +1,6 @@
 /* config.c -- command line options of `tagarela serve`. */
 #include "options.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -81,17 +82,12 @@ int config_parse_addr(const char *s, listen_addr *out)
     return 0;
 }
 
-static int parse_number(const char *opt, const char *arg, double min, double max, double *out)
+/* A number of an option, or a message saying what it wants. */
+static int option_number(const char *opt, const char *arg, double min, double max, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (errno || *end || end == arg || v < min || v > max) {
-        fprintf(stderr, "tagarela: %s wants a number from %g to %g, not '%s'\n", opt, min, max, arg);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (parse_number(arg, min, max, false, out) == 0) return 0;
+    fprintf(stderr, "tagarela: %s wants a number from %g to %g, not '%s'\n", opt, min, max, arg);
+    return -1;
 }
 
 enum {
@@ -133,39 +129,39 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     double v;
     switch (opt) {
     case OPT_MAX_MESSAGE:
-        if (parse_number(name, arg, 126, 1u << 30, &v)) return -1;
+        if (option_number(name, arg, 126, 1u << 30, &v)) return -1;
         cfg->max_message = (uint64_t)v;
         return 0;
     case OPT_MAX_NAME:
-        if (parse_number(name, arg, 1, 1024, &v)) return -1;
+        if (option_number(name, arg, 1, 1024, &v)) return -1;
         cfg->chat.max_name = (unsigned)v;
         return 0;
     case OPT_MAX_CONTENT:
-        if (parse_number(name, arg, 1, 1 << 20, &v)) return -1;
+        if (option_number(name, arg, 1, 1 << 20, &v)) return -1;
         cfg->chat.max_content = (unsigned)v;
         return 0;
     case OPT_RATE:
-        return parse_number(name, arg, 0.001, 1e9, &cfg->chat.rate);
+        return option_number(name, arg, 0.001, 1e9, &cfg->chat.rate);
     case OPT_BURST:
-        return parse_number(name, arg, 1, 1e9, &cfg->chat.burst);
+        return option_number(name, arg, 1, 1e9, &cfg->chat.burst);
     case OPT_PING:
     case OPT_IDLE:
     case OPT_HANDSHAKE:
-        if (parse_number(name, arg, 0.05, 86400, &v)) return -1;
+        if (option_number(name, arg, 0.05, 86400, &v)) return -1;
         *(opt == OPT_PING ? &cfg->ping_interval_ms
           : opt == OPT_IDLE ? &cfg->idle_timeout_ms
                             : &cfg->handshake_timeout_ms) = (uint64_t)(v * 1000);
         return 0;
     case OPT_OUTBOUND:
-        if (parse_number(name, arg, 1024, 1u << 30, &v)) return -1;
+        if (option_number(name, arg, 1024, 1u << 30, &v)) return -1;
         cfg->outbound_cap = (size_t)v;
         return 0;
     case OPT_PER_IP:
-        if (parse_number(name, arg, 1, 1e7, &v)) return -1;
+        if (option_number(name, arg, 1, 1e7, &v)) return -1;
         cfg->max_conns_per_ip = (unsigned)v;
         return 0;
     case OPT_THREADS:
-        if (parse_number(name, arg, 0, 256, &v)) return -1;
+        if (option_number(name, arg, 0, 256, &v)) return -1;
         if (v != (double)(unsigned)v) {
             fprintf(stderr, "tagarela: %s wants a whole number, not '%s'\n", name, arg);
             return -1;
@@ -174,15 +170,15 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         return 0;
     case OPT_HISTORY:
     case OPT_RESUME_CAP:
-        if (parse_number(name, arg, 0, 100000, &v)) return -1;
+        if (option_number(name, arg, 0, 100000, &v)) return -1;
         *(opt == OPT_HISTORY ? &cfg->chat.history : &cfg->chat.resume_cap) = (unsigned)v;
         return 0;
     case OPT_KEEP_MESSAGES:
-        if (parse_number(name, arg, 0, 4e9, &v)) return -1;
+        if (option_number(name, arg, 0, 4e9, &v)) return -1;
         cfg->retention.max_per_room = (unsigned)v;
         return 0;
     case OPT_KEEP_DAYS:
-        if (parse_number(name, arg, 0, 365000, &v)) return -1;
+        if (option_number(name, arg, 0, 365000, &v)) return -1;
         cfg->retention.max_age = (int64_t)(v * 86400);
         if (v > 0 && cfg->retention.max_age == 0) cfg->retention.max_age = 1;
         return 0;

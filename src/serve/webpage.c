@@ -1,7 +1,7 @@
 /* webpage.c -- what the web port answers to plain HTTP: the embedded page
  * (with ETag / 304), /config.json for the page, /stats, /metrics and
  * /healthz for operators. */
-#include "serve_int.h"
+#include "web.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,59 +36,29 @@ static bool etag_matches(const http_req *r, const char *etag)
     return http_token_list_has(v, n, etag) || http_token_list_has(v, n, "*");
 }
 
-static void config_json(const server *s, sbuf *body)
+static void config_json(const web_ctx *x, sbuf *body)
 {
     sbuf_puts(body, "{\"ws_url\":");
-    if (s->cfg->ws_url) sbuf_json_str(body, s->cfg->ws_url, strlen(s->cfg->ws_url));
+    if (x->cfg->ws_url) sbuf_json_str(body, x->cfg->ws_url, strlen(x->cfg->ws_url));
     else sbuf_puts(body, "null");
     sbuf_puts(body, "}\n");
 }
 
-/* A moment's picture of the counters, summed over the loops (each read
- * once, so the total of connections is the sum of the per-loop counts). */
-typedef struct stats_sum {
-    server_stats t;
-    size_t conns, users, rooms;
-    size_t *per_thread;         /* n_servers counts, or NULL when out of memory */
-} stats_sum;
-
-static void stats_collect(const server *s, stats_sum *sum)
+static void stats_json(const web_ctx *x, sbuf *body)
 {
-    hub *h = s->hub;
-    memset(sum, 0, sizeof *sum);
-    sum->per_thread = calloc(h->n_servers, sizeof *sum->per_thread);
-    for (unsigned i = 0; i < h->n_servers; i++) {
-        server_stats *st = &h->servers[i].stats;
-        size_t conns = STAT_GET(h->servers[i].n_conns);
-        if (sum->per_thread) sum->per_thread[i] = conns;
-        sum->conns += conns;
-        sum->t.accepted += STAT_GET(st->accepted);
-        sum->t.handshakes += STAT_GET(st->handshakes);
-        sum->t.messages_in += STAT_GET(st->messages_in);
-        sum->t.frames_out += STAT_GET(st->frames_out);
-        sum->t.bytes_out += STAT_GET(st->bytes_out);
-        sum->t.slow_closed += STAT_GET(st->slow_closed);
-    }
-    sum->users = STAT_GET(h->users);
-    sum->rooms = STAT_GET(h->rooms);
-}
-
-static void stats_json(const server *s, sbuf *body)
-{
-    hub *h = s->hub;
-    stats_sum m;
-    stats_collect(s, &m);
+    serve_stats m;
+    x->stats(x->arg, &m);
     sbuf_printf(body,
         "{\"connections\":%zu,\"users\":%zu,\"rooms\":%zu,\"threads\":%u,\"accepted\":%llu,"
         "\"handshakes\":%llu,\"messages_in\":%llu,\"bytes_out\":%llu,\"slow_closed\":%llu",
-        m.conns, m.users, m.rooms, h->n_servers,
-        (unsigned long long)m.t.accepted, (unsigned long long)m.t.handshakes,
-        (unsigned long long)m.t.messages_in, (unsigned long long)m.t.bytes_out,
-        (unsigned long long)m.t.slow_closed);
+        m.conns, m.users, m.rooms, m.threads,
+        (unsigned long long)m.accepted, (unsigned long long)m.handshakes,
+        (unsigned long long)m.messages_in, (unsigned long long)m.bytes_out,
+        (unsigned long long)m.slow_closed);
     /* Where the connections are: the balance of the loops. */
     if (m.per_thread) {
         sbuf_puts(body, ",\"connections_per_thread\":[");
-        for (unsigned i = 0; i < h->n_servers; i++)
+        for (unsigned i = 0; i < m.threads; i++)
             sbuf_printf(body, "%s%zu", i ? "," : "", m.per_thread[i]);
         sbuf_putc(body, ']');
     }
@@ -103,26 +73,25 @@ static void metric(sbuf *b, const char *name, const char *type, const char *help
 }
 
 /* The same counters in Prometheus's text format, for scrapers. */
-static void metrics_text(const server *s, sbuf *b)
+static void metrics_text(const web_ctx *x, sbuf *b)
 {
-    hub *h = s->hub;
-    stats_sum m;
-    stats_collect(s, &m);
+    serve_stats m;
+    x->stats(x->arg, &m);
     metric(b, "connections", "gauge", "Open TCP connections, WebSocket or HTTP.", m.conns);
     metric(b, "users", "gauge", "Logged-in users.", m.users);
     metric(b, "rooms", "gauge", "Rooms with at least one user.", m.rooms);
-    metric(b, "threads", "gauge", "Event loops serving connections.", h->n_servers);
-    metric(b, "accepted_total", "counter", "Connections accepted.", m.t.accepted);
-    metric(b, "handshakes_total", "counter", "WebSocket handshakes completed.", m.t.handshakes);
-    metric(b, "messages_in_total", "counter", "Messages received from clients.", m.t.messages_in);
-    metric(b, "frames_out_total", "counter", "Frames (and HTTP responses) written to clients.", m.t.frames_out);
-    metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.t.bytes_out);
+    metric(b, "threads", "gauge", "Event loops serving connections.", m.threads);
+    metric(b, "accepted_total", "counter", "Connections accepted.", m.accepted);
+    metric(b, "handshakes_total", "counter", "WebSocket handshakes completed.", m.handshakes);
+    metric(b, "messages_in_total", "counter", "Messages received from clients.", m.messages_in);
+    metric(b, "frames_out_total", "counter", "Frames (and HTTP responses) written to clients.", m.frames_out);
+    metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.bytes_out);
     metric(b, "slow_closed_total", "counter",
-           "Clients closed with 1008 for not reading their messages.", m.t.slow_closed);
+           "Clients closed with 1008 for not reading their messages.", m.slow_closed);
     if (m.per_thread) {
         sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
                      "# TYPE tagarela_thread_connections gauge\n");
-        for (unsigned i = 0; i < h->n_servers; i++)
+        for (unsigned i = 0; i < m.threads; i++)
             sbuf_printf(b, "tagarela_thread_connections{thread=\"%u\"} %zu\n", i, m.per_thread[i]);
     }
     free(m.per_thread);
@@ -130,11 +99,11 @@ static void metrics_text(const server *s, sbuf *b)
 
 /* The answers made on request: the page's config and the operators'
  * counters. False when path is none of them. */
-static bool answer_generated(const server *s, const char *path, size_t plen, sbuf *out, bool head)
+static bool answer_generated(const web_ctx *x, const char *path, size_t plen, sbuf *out, bool head)
 {
     static const struct {
         const char *path, *type;
-        void (*make)(const server *, sbuf *);
+        void (*make)(const web_ctx *, sbuf *);
     } generated[] = {
         {"/config.json", "application/json", config_json},
         {"/stats", "application/json", stats_json},
@@ -144,7 +113,7 @@ static bool answer_generated(const server *s, const char *path, size_t plen, sbu
         if (plen != strlen(generated[i].path) || memcmp(path, generated[i].path, plen) != 0) continue;
         sbuf body;
         sbuf_init(&body);
-        generated[i].make(s, &body);
+        generated[i].make(x, &body);
         respond(out, 200, generated[i].type, NULL, body.p, body.len, head);
         sbuf_free(&body);
         return true;
@@ -152,7 +121,7 @@ static bool answer_generated(const server *s, const char *path, size_t plen, sbu
     return false;
 }
 
-void webpage_answer(const http_req *r, const server *s, sbuf *out, bool *close_after)
+void webpage_answer(const http_req *r, const web_ctx *x, sbuf *out, bool *close_after)
 {
     bool head = r->parser.method == HTTP_HEAD;
     *close_after = !r->keep_alive;
@@ -166,7 +135,7 @@ void webpage_answer(const http_req *r, const server *s, sbuf *out, bool *close_a
     const char *q = memchr(url, '?', n);
     size_t plen = q ? (size_t)(q - url) : n;
 
-    if (answer_generated(s, url, plen, out, head)) return;
+    if (answer_generated(x, url, plen, out, head)) return;
     /* Liveness for orchestrators: the web loop answered. */
     if (plen == 8 && memcmp(url, "/healthz", 8) == 0) {
         respond(out, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3, head);

@@ -187,6 +187,16 @@ test('screenshots: desktop and phone', async () => {
   // No horizontal scrolling on a phone.
   const overflow = await bruno.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page wider than the phone by ${overflow}px`);
+  // A time is never broken over two lines (a join notice's "14:4" / "1").
+  const broken = await bruno.evaluate(() => [...document.querySelectorAll('time')]
+    .filter((t) => {
+      if (!t.offsetParent || !t.firstChild) return false;
+      const r = document.createRange();
+      r.selectNodeContents(t);
+      return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
+    })
+    .map((t) => t.textContent));
+  assert.deepEqual(broken, [], `times broken over lines: ${broken.join(', ')}`);
   await bruno.setViewportSize(DESKTOP);
 });
 

@@ -13,7 +13,7 @@
 #include "options.h"
 #include "http_req.h"
 #include "sbuf.h"
-#include "serve_int.h"
+#include "web.h"
 #include "ws_codec.h"
 
 static void check_answer(const http_req *r, const server_config *cfg, bool web_port)

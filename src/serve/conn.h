@@ -1,0 +1,66 @@
+/* conn.h -- one client connection of a worker: its socket, the HTTP phase,
+ * the WebSocket reader, its output queue, and the ways it ends.
+ *
+ * A connection belongs to one worker (one loop, one thread) for its whole
+ * life; only that loop reads, writes or frees it. */
+#ifndef TAGARELA_CONN_H
+#define TAGARELA_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "chat.h"
+#include "http_req.h"
+#include "outq.h"
+#include "ws_codec.h"
+
+#define READ_BUFFER_SIZE (64 * 1024)
+#define CLOSE_GRACE_MS 2000     /* wait this long for a peer to finish closing */
+
+enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
+enum conn_port { PORT_WS, PORT_HTTP };
+
+typedef struct worker worker;
+typedef struct ip_count ip_count;
+
+typedef struct conn {
+    uv_tcp_t tcp;                   /* first: a conn is its handle */
+    worker *w;
+    struct conn *prev, *next;       /* every connection of the worker */
+    struct conn *dirty_next;        /* output waiting for the flush */
+    http_req *req;                  /* while speaking HTTP */
+    chat_user *user;                /* the chat's, written by the hub only */
+    ws_reader rd;
+    outq q;
+    size_t inflight;                /* bytes handed to uv_write */
+    uint64_t last_active;           /* loop time, ms */
+    uint64_t last_ping;
+    uint64_t deadline;              /* when CONN_CLOSING gives up waiting */
+    ip_count *ip;
+    uint8_t state;
+    uint8_t port;
+    bool dirty;
+    bool writing;                   /* a uv_write is in flight */
+    bool overflow;                  /* went past the outbound cap */
+    bool close_after_flush;
+    bool shut;                      /* FIN sent */
+    bool closed;                    /* uv_close called */
+    bool in_chat;                   /* the chat knows it: told of its end */
+    bool held;                      /* the hub still refers to it */
+    bool handle_closed;             /* the handle is gone, the memory stays while held */
+} conn;
+
+/* Starts reading an accepted connection (speaking HTTP first). */
+void conn_start(worker *w, conn *c);
+void conn_send(conn *c, ws_frame *f);           /* takes a new reference */
+void conn_send_owned(conn *c, ws_frame *f);     /* takes the caller's reference */
+void conn_send_forced(conn *c, ws_frame *f);    /* past the outbound cap */
+void conn_close_ws(conn *c, unsigned code, const char *reason);
+void conn_abort(conn *c);
+/* The hub is done with it: the memory may go once the handle is closed. */
+void conn_release(conn *c);
+/* Writes what this turn queued to the worker's dirty connections. */
+void conn_flush_dirty(worker *w);
+
+#endif

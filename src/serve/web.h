@@ -1,0 +1,41 @@
+/* web.h -- what the server answers to HTTP, with no socket in sight: the
+ * WebSocket handshake (handshake.c) and the web port's pages, page config
+ * and operators' endpoints (webpage.c). Each answer is written to an sbuf. */
+#ifndef TAGARELA_WEB_H
+#define TAGARELA_WEB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http_req.h"
+#include "options.h"
+#include "sbuf.h"
+
+/* A moment's picture of the server's counters, for /stats and /metrics. */
+typedef struct serve_stats {
+    uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
+    size_t conns, users, rooms;
+    unsigned threads;
+    size_t *per_thread;             /* threads counts, or NULL when out of memory */
+} serve_stats;
+
+/* What the web answers need from the running server. */
+typedef struct web_ctx {
+    const server_config *cfg;
+    /* Fills a picture of the counters (per_thread allocated: free it). */
+    void (*stats)(void *arg, serve_stats *out);
+    void *arg;
+} web_ctx;
+
+/* Answers a WebSocket upgrade request. Returns 101 (out holds the 101
+ * response) or the HTTP status of the refusal (out holds it). */
+int handshake_answer(const http_req *r, const server_config *cfg, bool web_port, sbuf *out);
+/* A complete error response with a short text body. */
+void http_error_response(sbuf *out, int status, const char *extra_headers, const char *body);
+const char *http_status_text(int status);
+
+/* Answers a plain HTTP request on the web port. */
+void webpage_answer(const http_req *r, const web_ctx *ctx, sbuf *out, bool *close_after);
+
+#endif

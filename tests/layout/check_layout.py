@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The module rules of docs/architecture.md, checked on the tree (a ctest):
+a module includes only its own headers, the public headers of the modules
+it depends on, and the system headers of the libraries it links."""
+import re
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# module -> modules whose public headers it may include
+DEPENDS = {
+    "common": [],
+    "chat": ["common"],
+    "serve": ["chat", "common"],
+    "capture": ["common"],
+    "loadgen": ["common"],
+    "": ["serve", "capture", "loadgen"],    # src/main.c
+}
+# what each module shows the others; everything else in its folder is its own
+PUBLIC = {
+    "common": None,                          # all of it: the shared toolbox
+    "chat": {"chat.h", "store.h", "escape.h"},
+    "serve": {"serve.h"},
+    "capture": {"capture.h"},
+    "loadgen": {"bench.h"},
+}
+# system headers a module must not see (libraries it does not link)
+FORBIDDEN = {
+    "common": ["uv.h", "pcap", "jansson.h", "sqlite3.h", "zlib.h", "http_parser.h", "hiredis"],
+    "chat": ["uv.h", "pcap", "zlib.h", "http_parser.h", "hiredis"],
+    "capture": ["uv.h", "sqlite3.h", "hiredis"],
+    "loadgen": ["pcap", "sqlite3.h", "jansson.h", "hiredis"],
+    "serve": ["pcap"],
+}
+
+def headers_of(module):
+    return {p.name for p in (SRC / module).glob("*.h")} if module else set()
+
+def main():
+    owner = {}
+    for m in PUBLIC:
+        for h in headers_of(m):
+            owner[h] = m
+    problems = []
+    for f in sorted(SRC.rglob("*.[ch]")):
+        module = f.parent.name if f.parent != SRC else ""
+        text = f.read_text(errors="replace")
+        for inc in re.findall(r'#include\s+"([^"]+)"', text):
+            home = owner.get(inc)
+            if home is None and inc != "assets.h":
+                problems.append(f"{f.relative_to(SRC)}: includes unknown \"{inc}\"")
+            elif home in (None, module):
+                continue
+            elif home not in DEPENDS[module]:
+                problems.append(f"{f.relative_to(SRC)}: module '{module or 'main'}' does not depend on '{home}' (\"{inc}\")")
+            elif PUBLIC[home] is not None and inc not in PUBLIC[home]:
+                problems.append(f"{f.relative_to(SRC)}: \"{inc}\" is internal to '{home}'")
+        for inc in re.findall(r'#include\s+<([^>]+)>', text):
+            for bad in FORBIDDEN.get(module, []):
+                if inc.startswith(bad):
+                    problems.append(f"{f.relative_to(SRC)}: module '{module}' must not use <{inc}>")
+    for p in problems:
+        print(p)
+    print(f"{len(problems)} layout problems in {len(list(SRC.rglob('*.[ch]')))} files")
+    return 1 if problems else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
