@@ -157,11 +157,13 @@ void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1])
 ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)
 {
     uint8_t hdr[WS_MAX_HEADER];
+    if (n > WS_FRAME_MAX - WS_MAX_HEADER) return NULL;
     size_t hl = ws_header_write(hdr, true, false, opcode, n, NULL);
     ws_frame *f = malloc(sizeof *f + hl + n);
     if (!f) return NULL;
     f->refs = 1;
     f->len = (uint32_t)(hl + n);
+    f->bytes = f->data;
     memcpy(f->data, hdr, hl);
     if (n) memcpy(f->data + hl, payload, n);
     return f;
@@ -185,11 +187,24 @@ ws_frame *ws_frame_close(unsigned code, const char *reason)
 
 ws_frame *ws_frame_raw(const void *data, size_t n)
 {
+    if (n > WS_FRAME_MAX) return NULL;
     ws_frame *f = malloc(sizeof *f + n);
     if (!f) return NULL;
     f->refs = 1;
     f->len = (uint32_t)n;
+    f->bytes = f->data;
     memcpy(f->data, data, n);
+    return f;
+}
+
+ws_frame *ws_frame_borrow(const void *data, size_t n)
+{
+    if (n > WS_FRAME_MAX) return NULL;
+    ws_frame *f = malloc(sizeof *f);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)n;
+    f->bytes = data;
     return f;
 }
 

@@ -90,14 +90,20 @@ void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1]);
  * the recipients of one broadcast may live on different threads. */
 typedef struct ws_frame {
     uint32_t refs;
-    uint32_t len;               /* bytes in data: header + payload */
+    uint32_t len;               /* bytes: header + payload */
+    const uint8_t *bytes;       /* data, or bytes that outlive the frame */
     uint8_t data[];
 } ws_frame;
+
+#define WS_FRAME_MAX UINT32_MAX /* the longest frame (a larger one: NULL) */
 
 ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n);
 ws_frame *ws_frame_close(unsigned code, const char *reason);
 /* The same shared buffer holding raw bytes (an HTTP response). */
 ws_frame *ws_frame_raw(const void *data, size_t n);
+/* Raw bytes that live as long as the process (an embedded page): queued
+ * without a copy. */
+ws_frame *ws_frame_borrow(const void *data, size_t n);
 static inline ws_frame *ws_frame_ref(ws_frame *f)
 {
     __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
@@ -137,6 +143,13 @@ typedef struct ws_reader {
 #define WS_READER_STOP (-1)
 
 void ws_reader_init(ws_reader *r, uint64_t max_message);
+/* Heap the reader holds for a message not yet complete. */
+static inline size_t ws_reader_held(const ws_reader *r) { return r->msg_cap; }
+/* True while a message (or a frame of one) has begun and not ended. */
+static inline bool ws_reader_in_message(const ws_reader *r)
+{
+    return r->in_frame || r->hdr_len || r->msg_opcode || r->msg_len;
+}
 void ws_reader_free(ws_reader *r);
 
 /* Consumes n bytes (which it may modify in place). Returns 0 when all were

@@ -18,7 +18,71 @@ typedef struct write_req {
     uv_buf_t bufs[MAX_IOV];
 } write_req;
 
+/* What one connection may read in a loop turn before the others have
+ * had theirs and the turn's output has been written. */
+#define READ_TURN_SHARE (256 * 1024)
+
+/* Pings and pongs a client may send: no client needs more than a few a
+ * minute, and each costs a read and (for a ping) an answer. */
+/* Bytes read from a closing connection, in a turn, before it is read no more. */
+#define WS_CLOSING_READ (64 * 1024)
+
+#define CONTROL_BURST 100
+#define CONTROL_PER_SEC 10
+
 static void on_close(uv_handle_t *h);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void http_resume(conn *c);
+
+/* ---- reading, paused and resumed ---------------------------------------- */
+
+/* Reading stops while the connection has read its share of the turn,
+ * while an HTTP answer of its is unsent, while our pong to it waits for a
+ * socket it does not empty (pings are read no faster than pongs), and for
+ * good once it is dropped for not reading. */
+static void update_reading(conn *c)
+{
+    bool pong_stuck = c->writing && c->q.done < c->pong_end;
+    bool want = !c->closed && !c->deaf && !c->turn_full && !c->http_waiting && !pong_stuck;
+    if (want == c->reading) return;
+    c->reading = want;
+    if (!want) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    } else if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        c->reading = false;
+        conn_abort(c);
+    }
+}
+
+static void count_read(conn *c, size_t n)
+{
+    worker *w = c->w;
+    if (c->turn != w->turns) {
+        c->turn = w->turns;
+        c->turn_read = 0;
+    }
+    c->turn_read += (uint32_t)n;
+    if (c->turn_read < READ_TURN_SHARE || c->turn_full || c->closed) return;
+    c->turn_full = true;
+    c->turn_full_next = w->turn_full;
+    w->turn_full = c;
+    update_reading(c);
+}
+
+/* Runs in the loop's check phase, before any handle closed in this turn
+ * has had its close callback: every connection on the list is alive. */
+void conn_turn_end(worker *w)
+{
+    w->turns++;
+    while (w->turn_full) {
+        conn *c = w->turn_full;
+        w->turn_full = c->turn_full_next;
+        c->turn_full_next = NULL;
+        c->turn_full = false;
+        update_reading(c);
+    }
+}
 
 
 /* ---- output queue ----------------------------------------------------- */
@@ -37,13 +101,17 @@ static void mark_dirty(conn *c)
 
 static int queue_push(conn *c, ws_frame *f)
 {
+    bool was_empty = c->q.len == 0;
     if (outq_push(&c->q, f) < 0) return -1;
+    if (was_empty) c->last_progress = uv_now(c->w->loop);
     mark_dirty(c);
     return 0;
 }
 
 static void queue_consume(conn *c, size_t n)
 {
+    if (n == 0) return;
+    c->last_progress = uv_now(c->w->loop);
     COUNTER_ADD(c->w->stats.bytes_out, (uint64_t)n);
     COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n));
 }
@@ -53,7 +121,9 @@ static void queue_consume(conn *c, size_t n)
 static bool conn_take(conn *c, ws_frame *f)
 {
     if (c->closed || c->overflow || c->state == CONN_CLOSING) return false;
-    if (c->q.bytes + f->len > c->w->cfg->outbound_cap || queue_push(c, f) < 0) {
+    /* The outbound cap is applied after this turn's write (conn_flush_dirty):
+     * a reader that keeps up is never dropped for what one turn queued. */
+    if (queue_push(c, f) < 0) {
         /* Closed at the next flush, not here: the chat may be walking the
          * room this connection belongs to. */
         c->overflow = true;
@@ -88,6 +158,8 @@ void conn_send_forced(conn *c, ws_frame *f)
 
 
 static void conn_flush(conn *c);
+static void answer_latest_ping(conn *c);
+static void answer_ping(conn *c, const uint8_t *data, size_t n);
 
 static void after_shutdown(uv_shutdown_t *req, int status)
 {
@@ -119,6 +191,7 @@ static void after_write(uv_write_t *req, int status)
     }
     queue_consume(c, c->inflight);
     c->inflight = 0;
+    update_reading(c);
     conn_flush(c);
 }
 
@@ -140,6 +213,7 @@ static void start_write(conn *c)
     }
     c->writing = true;
     c->inflight = bytes;
+    update_reading(c);
 }
 
 /* Writes everything queued with as few system calls as the kernel allows. */
@@ -162,7 +236,12 @@ static void conn_flush(conn *c)
             return;
         }
     }
-    if (c->close_after_flush) conn_finish(c);
+    if (c->close_after_flush) {
+        conn_finish(c);
+        return;
+    }
+    if (c->next_ping) answer_latest_ping(c);
+    if (c->http_waiting) http_resume(c);
 }
 
 void conn_flush_dirty(worker *w)
@@ -173,14 +252,17 @@ void conn_flush_dirty(worker *w)
         w->dirty = c->dirty_next;
         c->dirty = false;
         c->dirty_next = NULL;
-        if (c->overflow && c->state != CONN_CLOSING) {
+        conn_flush(c);
+        if (!c->overflow && c->q.bytes > w->cfg->outbound_cap) c->overflow = true;
+        if (c->overflow && !c->closed && c->state != CONN_CLOSING) {
             COUNTER_ADD(w->stats.slow_closed, 1);
             /* A peer that reads nothing gets nothing more read either:
              * otherwise it could keep us busy for the whole grace period. */
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->deaf = true;
+            update_reading(c);
             conn_close_ws(c, WS_CLOSE_POLICY, "outbound queue full: client too slow");
+            conn_flush(c);
         }
-        conn_flush(c);
     }
 }
 
@@ -220,9 +302,15 @@ static void on_close(uv_handle_t *h)
 {
     conn *c = (conn *)h;
     outq_free(&c->q);
+    if (c->partial_held) __atomic_fetch_sub(c->w->partial_bytes, c->partial_held, __ATOMIC_RELAXED);
+    c->partial_held = 0;
     ws_reader_free(&c->rd);
     free(c->req);
     c->req = NULL;
+    free(c->next_ping);
+    c->next_ping = NULL;
+    free(c->stash);
+    c->stash = NULL;
     c->handle_closed = true;
     if (!c->held) {
         worker_forget(c->w, c);
@@ -258,6 +346,7 @@ static int on_ws_message(void *ud, uint8_t opcode, uint8_t *data, size_t n)
 {
     conn *c = ud;
     if (c->state != CONN_WS) return 1;
+    c->last_active = uv_now(c->w->loop);
     COUNTER_ADD(c->w->stats.messages_in, 1);
     if (opcode == WS_OP_TEXT)
         c->w->link->text(c, data, n);
@@ -266,17 +355,31 @@ static int on_ws_message(void *ud, uint8_t opcode, uint8_t *data, size_t n)
     return c->state != CONN_WS;
 }
 
+static bool control_allowed(conn *c)
+{
+    uint64_t now = uv_now(c->w->loop);
+    float t = c->ctl_tokens + (float)(now - c->ctl_at) * CONTROL_PER_SEC / 1000.0f;
+    c->ctl_at = now;
+    c->ctl_tokens = t > CONTROL_BURST ? CONTROL_BURST : t;
+    if (c->ctl_tokens < 1) return false;
+    c->ctl_tokens -= 1;
+    return true;
+}
+
 static int on_ws_control(void *ud, uint8_t opcode, uint8_t *data, size_t n)
 {
     conn *c = ud;
+    if (opcode != WS_OP_CLOSE && !control_allowed(c)) {
+        conn_close_ws(c, WS_CLOSE_POLICY, "too many pings");
+        return 1;
+    }
     if (opcode == WS_OP_PING) {
-        ws_frame *f = ws_frame_new(WS_OP_PONG, data, n);
-        if (f) {
-            conn_send(c, f);
-            ws_frame_unref(f);
-        }
+        answer_ping(c, data, n);
         return 0;
     }
+    /* A ping is not activity: a client that never reads what we send
+     * could otherwise keep itself alive by pinging. */
+    c->last_active = uv_now(c->w->loop);
     if (opcode == WS_OP_PONG) return 0;
     /* A close: answer with the peer's code (1000 when it gave none). */
     unsigned code = n >= 2 ? ((unsigned)data[0] << 8 | data[1]) : WS_CLOSE_NORMAL;
@@ -285,6 +388,24 @@ static int on_ws_control(void *ud, uint8_t opcode, uint8_t *data, size_t n)
 }
 
 static const ws_reader_cb reader_cb = { on_ws_message, on_ws_control };
+
+/* Unfinished messages: counted against the process's budget, and given a
+ * deadline (conn_sweep) from their first byte. */
+static void track_partial(conn *c)
+{
+    size_t held = ws_reader_held(&c->rd);
+    if (held != c->partial_held) {
+        size_t total = __atomic_add_fetch(c->w->partial_bytes, held - c->partial_held, __ATOMIC_RELAXED);
+        bool grew = held > c->partial_held;
+        c->partial_held = held;
+        if (grew && total > c->w->cfg->partial_budget) {
+            conn_close_ws(c, WS_CLOSE_POLICY, "server busy: too many unfinished messages");
+            return;
+        }
+    }
+    if (!ws_reader_in_message(&c->rd)) c->partial_since = 0;
+    else if (!c->partial_since) c->partial_since = uv_now(c->w->loop) | 1;
+}
 
 static void ws_input(conn *c, uint8_t *data, size_t n)
 {
@@ -296,6 +417,7 @@ static void ws_input(conn *c, uint8_t *data, size_t n)
                                                   : "protocol error";
         conn_close_ws(c, (unsigned)rc, why);
     }
+    if (c->state == CONN_WS) track_partial(c);
 }
 
 static void send_bytes(conn *c, const sbuf *out)
@@ -327,9 +449,12 @@ static void upgrade(conn *c, sbuf *out)
         return;
     }
     send_bytes(c, out);
+    if (c->closed) return;          /* never reaches the chat: no ghost user */
     free(c->req);
     c->req = NULL;
     c->state = CONN_WS;
+    c->last_active = c->ctl_at = uv_now(w->loop);
+    c->ctl_tokens = CONTROL_BURST;
     ws_reader_init(&c->rd, w->cfg->max_message);
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
@@ -353,15 +478,19 @@ static bool http_answer(conn *c)
         upgrade(c, &out);
     } else if (c->port == PORT_HTTP) {
         bool close_after = false;
-        webpage_answer(c->req, &c->w->web, &out, &close_after);
+        ws_frame *body = NULL;
+        webpage_answer(c->req, &c->w->web, &out, &close_after, &body);
         if (close_after) {
             refuse(c, &out);
+            if (body) conn_send_forced(c, body);
         } else {
             send_bytes(c, &out);
+            if (body) conn_send_forced(c, body);
             http_req_reset(c->req);
             c->deadline = uv_now(c->w->loop) + c->w->cfg->handshake_timeout_ms;
             go_on = true;
         }
+        if (body) ws_frame_unref(body);
     } else {
         http_error_response(&out, 400, NULL,
             "This port speaks WebSocket only: send an Upgrade: websocket request.\n");
@@ -369,6 +498,24 @@ static bool http_answer(conn *c)
     }
     sbuf_free(&out);
     return go_on;
+}
+
+/* One request at a time: while an answer is unsent, the bytes behind its
+ * request wait here (at most one read) and nothing more is read, so a
+ * client that pipelines requests and never reads holds one answer. */
+static void http_wait(conn *c, const uint8_t *data, size_t n)
+{
+    c->http_waiting = true;
+    if (n) {
+        c->stash = malloc(n);
+        if (!c->stash) {
+            conn_abort(c);
+            return;
+        }
+        memcpy(c->stash, data, n);
+        c->stash_len = (uint32_t)n;
+    }
+    update_reading(c);
 }
 
 static void http_input(conn *c, uint8_t *data, size_t n)
@@ -398,9 +545,24 @@ static void http_input(conn *c, uint8_t *data, size_t n)
             return;
         }
         if (!http_answer(c)) break;
+        http_wait(c, data, n);
+        return;
     }
     /* Bytes right behind the upgrade request are the first frames. */
     if (n && c->state == CONN_WS) ws_input(c, data, n);
+}
+
+/* The answer is out: the next request may be read. */
+static void http_resume(conn *c)
+{
+    uint8_t *stash = c->stash;
+    uint32_t n = c->stash_len;
+    c->stash = NULL;
+    c->stash_len = 0;
+    c->http_waiting = false;
+    if (stash) http_input(c, stash, n);
+    free(stash);
+    update_reading(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -414,7 +576,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_abort(c);
         return;
     }
-    c->last_active = uv_now(w->loop);
     uint8_t *data = (uint8_t *)buf->base;
     switch (c->state) {
     case CONN_HTTP:
@@ -424,8 +585,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         ws_input(c, data, (size_t)nread);
         break;
     default:
-        break;                  /* closing: the rest is not read */
+        /* Closing: read only to see the peer's end, and not for long (a
+         * flooder closed for flooding would keep us busy to the deadline). */
+        if (c->turn_read + (size_t)nread > WS_CLOSING_READ) {
+            c->deaf = true;
+            update_reading(c);
+        }
+        break;
     }
+    count_read(c, (size_t)nread);
 }
 
 void conn_start(worker *w, conn *c)
@@ -435,5 +603,74 @@ void conn_start(worker *w, conn *c)
     c->last_active = c->last_ping = uv_now(w->loop);
     c->deadline = c->last_active + w->cfg->handshake_timeout_ms;
     uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) conn_abort(c);
+    update_reading(c);
+}
+
+/* ---- pings and pongs ---------------------------------------------------- */
+
+/* A pong answers each ping, but while our last pong is still queued only
+ * the latest ping is remembered (RFC 6455 5.5.3 allows answering just
+ * the most recent one): a client that pings and never reads holds one. */
+static void answer_ping(conn *c, const uint8_t *data, size_t n)
+{
+    if (c->q.done < c->pong_end) {
+        if (!c->next_ping && !(c->next_ping = malloc(1 + WS_MAX_CONTROL))) return;
+        c->next_ping[0] = (uint8_t)n;
+        memcpy(c->next_ping + 1, data, n);
+        return;
+    }
+    ws_frame *f = ws_frame_new(WS_OP_PONG, data, n);
+    if (!f) return;
+    if (conn_take(c, f)) c->pong_end = c->q.done + c->q.bytes;
+    else ws_frame_unref(f);
+}
+
+static void answer_latest_ping(conn *c)
+{
+    if (c->q.done < c->pong_end) return;
+    uint8_t *p = c->next_ping;
+    c->next_ping = NULL;
+    answer_ping(c, p + 1, p[0]);
+    free(p);
+}
+
+static void send_ping(conn *c, uint64_t now)
+{
+    ws_frame *f = ws_frame_new(WS_OP_PING, NULL, 0);
+    if (!f) return;
+    conn_send(c, f);
+    ws_frame_unref(f);
+    c->last_ping = now;
+}
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+void conn_sweep(conn *c, uint64_t now)
+{
+    const server_config *cfg = c->w->cfg;
+    if (c->q.len && now - c->last_progress >= cfg->write_timeout_ms) {
+        /* Nothing it was sent has moved for that long: not even a close
+         * frame would reach it. */
+        COUNTER_ADD(c->w->stats.slow_closed, 1);
+        conn_abort(c);
+        return;
+    }
+    switch (c->state) {
+    case CONN_HTTP:
+        if (now >= c->deadline) conn_abort(c);
+        break;
+    case CONN_WS:
+        if (c->partial_since && now - c->partial_since >= cfg->message_timeout_ms)
+            conn_close_ws(c, WS_CLOSE_POLICY, "message not finished in time");
+        else if (now - c->last_active >= cfg->idle_timeout_ms)
+            conn_close_ws(c, WS_CLOSE_POLICY, "idle timeout");
+        else if (now - c->last_active >= cfg->ping_interval_ms &&
+                 now - c->last_ping >= cfg->ping_interval_ms)
+            send_ping(c, now);
+        else
+            outq_shrink(&c->q);         /* idle: give the ring back */
+        break;
+    default:
+        if (now >= c->deadline) conn_abort(c);
+    }
 }

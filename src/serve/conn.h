@@ -34,9 +34,21 @@ typedef struct conn {
     ws_reader rd;
     outq q;
     size_t inflight;                /* bytes handed to uv_write */
-    uint64_t last_active;           /* loop time, ms */
+    uint64_t last_active;           /* loop time, ms: a message, pong or close came */
     uint64_t last_ping;
     uint64_t deadline;              /* when CONN_CLOSING gives up waiting */
+    uint64_t last_progress;         /* loop ms: the output last moved, or began to wait */
+    uint64_t partial_since;         /* loop ms a message began; 0: none unfinished */
+    uint64_t pong_end;              /* q.done once our last pong is written */
+    uint8_t *next_ping;             /* a ping to answer after it: length, payload */
+    uint8_t *stash;                 /* pipelined HTTP bytes behind an unsent answer */
+    uint32_t stash_len;
+    uint32_t turn;                  /* the worker's turn turn_read counts */
+    uint32_t turn_read;             /* bytes read in that turn */
+    size_t partial_held;            /* the reader's bytes counted in the partial budget */
+    uint64_t ctl_at;                /* loop ms of the last control frame */
+    float ctl_tokens;               /* control frames it may still send at once */
+    struct conn *turn_full_next;    /* read its share of a turn: resumed at its end */
     ip_count *ip;
     uint8_t state;
     uint8_t port;
@@ -49,6 +61,10 @@ typedef struct conn {
     bool in_chat;                   /* the chat knows it: told of its end */
     bool held;                      /* the hub still refers to it */
     bool handle_closed;             /* the handle is gone, the memory stays while held */
+    bool reading;                   /* uv_read_start in force */
+    bool deaf;                      /* never read again (dropped for not reading) */
+    bool turn_full;                 /* read its share of this turn */
+    bool http_waiting;              /* an HTTP answer is unsent: the next request waits */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */
@@ -60,7 +76,13 @@ void conn_close_ws(conn *c, unsigned code, const char *reason);
 void conn_abort(conn *c);
 /* The hub is done with it: the memory may go once the handle is closed. */
 void conn_release(conn *c);
-/* Writes what this turn queued to the worker's dirty connections. */
+/* Writes what this turn queued to the worker's dirty connections, and
+ * closes those left with more than --outbound-cap unwritten. */
 void conn_flush_dirty(worker *w);
+/* The worker's turn is over: connections that read their share of it
+ * read again. */
+void conn_turn_end(worker *w);
+/* Liveness and deadlines, from the worker's sweep. */
+void conn_sweep(conn *c, uint64_t now);
 
 #endif

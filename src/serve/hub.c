@@ -398,6 +398,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     for (unsigned i = 0; i < threads; i++)
         if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
             goto oom;
+    for (unsigned i = 0; i < threads; i++) h->workers[i].partial_bytes = &h->partial_bytes;
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
     if (h->threaded) {

@@ -26,6 +26,7 @@ typedef struct hub {
     bool stopping;
     unsigned workers_done;
     ip_table ips;
+    size_t partial_bytes;           /* unfinished messages, all workers (atomic) */
     worker_link link;               /* how the workers reach the chat */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
     uv_timer_t coalesce;            /* a deferred hand-over to the loops */

@@ -21,6 +21,9 @@ void config_defaults(server_config *cfg)
     cfg->ping_interval_ms = 25000;
     cfg->idle_timeout_ms = 60000;
     cfg->handshake_timeout_ms = 10000;
+    cfg->write_timeout_ms = 30000;
+    cfg->message_timeout_ms = 10000;
+    cfg->partial_budget = 64 << 20;
     cfg->outbound_cap = 4 << 20;
     cfg->max_conns_per_ip = 4096;
     chat_limits_defaults(&cfg->chat);
@@ -43,8 +46,13 @@ void config_usage(FILE *out)
         "  --ping-interval SEC        ping connections idle this long (default 25)\n"
         "  --idle-timeout SEC         close connections silent this long, code 1008 (default 60)\n"
         "  --handshake-timeout SEC    close connections whose HTTP request is not done by then (default 10)\n"
-        "  --outbound-cap BYTES       bytes queued to a client that does not read before it is\n"
-        "                             closed with 1008 (default 4194304)\n"
+        "  --write-timeout SEC        close a client whose output makes no progress this long (default 30)\n"
+        "  --message-timeout SEC      close a client that has not finished a message this long after its\n"
+        "                             first byte, code 1008 (default 10)\n"
+        "  --partial-budget BYTES     memory for unfinished messages, all clients together; past it the\n"
+        "                             client growing one is closed with 1008 (default 67108864)\n"
+        "  --outbound-cap BYTES       bytes still unwritten to a client, after the server has tried to\n"
+        "                             write, before it is closed with 1008 (default 4194304)\n"
         "  --max-conns-per-ip N       connections from one address (default 4096)\n"
         "  --threads N                event loops serving connections (default: one per usable core)\n"
         "  --origin ORIGIN            allow only this Origin (repeatable; default: any)\n"
@@ -94,7 +102,7 @@ enum {
     OPT_WS = 256, OPT_HTTP, OPT_DATA, OPT_MAX_MESSAGE, OPT_MAX_NAME, OPT_MAX_CONTENT,
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
-    OPT_THREADS,
+    OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET,
 };
 
 static const struct option long_opts[] = {
@@ -118,6 +126,9 @@ static const struct option long_opts[] = {
     {"keep-messages", required_argument, 0, OPT_KEEP_MESSAGES},
     {"keep-days", required_argument, 0, OPT_KEEP_DAYS},
     {"threads", required_argument, 0, OPT_THREADS},
+    {"write-timeout", required_argument, 0, OPT_WRITE_TIMEOUT},
+    {"message-timeout", required_argument, 0, OPT_MESSAGE_TIMEOUT},
+    {"partial-budget", required_argument, 0, OPT_PARTIAL_BUDGET},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -147,10 +158,18 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_PING:
     case OPT_IDLE:
     case OPT_HANDSHAKE:
+    case OPT_WRITE_TIMEOUT:
+    case OPT_MESSAGE_TIMEOUT:
         if (option_number(name, arg, 0.05, 86400, &v)) return -1;
         *(opt == OPT_PING ? &cfg->ping_interval_ms
           : opt == OPT_IDLE ? &cfg->idle_timeout_ms
+          : opt == OPT_WRITE_TIMEOUT ? &cfg->write_timeout_ms
+          : opt == OPT_MESSAGE_TIMEOUT ? &cfg->message_timeout_ms
                             : &cfg->handshake_timeout_ms) = (uint64_t)(v * 1000);
+        return 0;
+    case OPT_PARTIAL_BUDGET:
+        if (option_number(name, arg, 1024, 1e12, &v)) return -1;
+        cfg->partial_budget = (uint64_t)v;
         return 0;
     case OPT_OUTBOUND:
         if (option_number(name, arg, 1024, 1u << 30, &v)) return -1;

@@ -23,7 +23,10 @@ typedef struct server_config {
     uint64_t ping_interval_ms;
     uint64_t idle_timeout_ms;
     uint64_t handshake_timeout_ms;
-    size_t outbound_cap;            /* queued bytes before a slow reader is dropped */
+    uint64_t write_timeout_ms;      /* output that makes no progress this long: closed */
+    uint64_t message_timeout_ms;    /* a message must be finished this long after it began */
+    uint64_t partial_budget;        /* bytes of unfinished messages, all connections */
+    size_t outbound_cap;            /* bytes left unwritten after a write before a slow reader is dropped */
     unsigned max_conns_per_ip;
     unsigned threads;               /* event loops; 0: one per usable core */
     const char *origins[CONFIG_MAX_ORIGINS];

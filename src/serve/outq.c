@@ -25,6 +25,7 @@ uint64_t outq_consume(outq *q, size_t n)
 {
     uint64_t frames = 0;
     q->bytes -= n;
+    q->done += n;
     while (n) {
         ws_frame *f = q->ring[q->head];
         size_t left = f->len - q->off;
@@ -49,7 +50,7 @@ uint32_t outq_fill_iov(const outq *q, uv_buf_t *iov, uint32_t max, size_t *bytes
     for (uint32_t i = 0; i < n; i++) {
         ws_frame *f = q->ring[(q->head + i) & (q->cap - 1)];
         size_t off = i == 0 ? q->off : 0;
-        iov[i] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
+        iov[i] = uv_buf_init((char *)f->bytes + off, (unsigned)(f->len - off));
         *bytes += f->len - off;
     }
     return n;

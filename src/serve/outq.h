@@ -17,6 +17,7 @@ typedef struct outq {
     uint32_t head, len, cap;
     uint32_t off;                   /* bytes of ring[head] already written */
     size_t bytes;                   /* bytes queued, those in flight included */
+    uint64_t done;                  /* bytes ever written: done + bytes is the end */
 } outq;
 
 /* Takes the caller's reference to f. Returns -1 when out of memory (the

@@ -35,7 +35,11 @@ int handshake_answer(const http_req *r, const server_config *cfg, bool web_port,
 void http_error_response(sbuf *out, int status, const char *extra_headers, const char *body);
 const char *http_status_text(int status);
 
-/* Answers a plain HTTP request on the web port. */
-void webpage_answer(const http_req *r, const web_ctx *ctx, sbuf *out, bool *close_after);
+/* Answers a plain HTTP request on the web port: out holds the answer, or
+ * its headers when *body is set (a frame of the page's own bytes, one
+ * reference for the caller). */
+struct ws_frame;
+void webpage_answer(const http_req *r, const web_ctx *ctx, sbuf *out, bool *close_after,
+                    struct ws_frame **body);
 
 #endif

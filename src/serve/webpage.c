@@ -2,6 +2,7 @@
  * (with ETag / 304), /config.json for the page, /stats, /metrics and
  * /healthz for operators. */
 #include "web.h"
+#include "ws_codec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,8 +122,10 @@ static bool answer_generated(const web_ctx *x, const char *path, size_t plen, sb
     return false;
 }
 
-void webpage_answer(const http_req *r, const web_ctx *x, sbuf *out, bool *close_after)
+void webpage_answer(const http_req *r, const web_ctx *x, sbuf *out, bool *close_after,
+                    ws_frame **body)
 {
+    *body = NULL;
     bool head = r->parser.method == HTTP_HEAD;
     *close_after = !r->keep_alive;
     if (!http_req_is_get(r) && !head) {
@@ -150,5 +153,11 @@ void webpage_answer(const http_req *r, const web_ctx *x, sbuf *out, bool *close_
         return;
     }
     int status = etag_matches(r, a->etag) ? 304 : 200;
-    respond(out, status, a->content_type, a->etag, a->data, a->len, head);
+    /* The headers here, the page's bytes from the binary itself: no copy
+     * of the page per request. */
+    respond(out, status, a->content_type, a->etag, NULL, a->len, true);
+    if (status == 200 && !head) {
+        *body = ws_frame_borrow(a->data, a->len);
+        if (!*body) out->oom = 1;
+    }
 }

@@ -169,35 +169,7 @@ void worker_adopt(worker *w, int fd, int port)
 
 /* ---- liveness ------------------------------------------------------------ */
 
-static void send_ping(conn *c, uint64_t now)
-{
-    ws_frame *f = ws_frame_new(WS_OP_PING, NULL, 0);
-    if (!f) return;
-    conn_send(c, f);
-    ws_frame_unref(f);
-    c->last_ping = now;
-}
 
-static void sweep_conn(worker *w, conn *c, uint64_t now)
-{
-    const server_config *cfg = w->cfg;
-    switch (c->state) {
-    case CONN_HTTP:
-        if (now >= c->deadline) conn_abort(c);
-        break;
-    case CONN_WS:
-        if (now - c->last_active >= cfg->idle_timeout_ms)
-            conn_close_ws(c, WS_CLOSE_POLICY, "idle timeout");
-        else if (now - c->last_active >= cfg->ping_interval_ms &&
-                 now - c->last_ping >= cfg->ping_interval_ms)
-            send_ping(c, now);
-        else
-            outq_shrink(&c->q);         /* idle: give the ring back */
-        break;
-    default:
-        if (now >= c->deadline) conn_abort(c);
-    }
-}
 
 static void on_sweep(uv_timer_t *t)
 {
@@ -206,7 +178,7 @@ static void on_sweep(uv_timer_t *t)
     conn *next;
     for (conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (!c->closed) sweep_conn(w, c, now);
+        if (!c->closed) conn_sweep(c, now);
     }
     worker_write(w);
 }
@@ -326,6 +298,7 @@ void worker_post(worker *w, xvec *batch)
 void worker_flush(worker *w)
 {
     worker_write(w);
+    conn_turn_end(w);
     w->link->turn_end(w);
 }
 

@@ -71,6 +71,9 @@ struct worker {
     size_t n_conns;                 /* relaxed atomic: the hub balances on it */
     conn *dirty;                    /* connections to flush this turn */
     size_t n_dirty;
+    conn *turn_full;                /* connections that read their share of this turn */
+    uint32_t turns;                 /* loop turns, counted at their end */
+    size_t *partial_bytes;          /* unfinished messages' bytes, all workers (atomic) */
     uint64_t last_big_flush;        /* uv_hrtime() of the last write to many */
     uv_timer_t coalesce;            /* a deferred write to many */
     uint8_t *readbuf;               /* one read buffer for the whole loop */
