@@ -157,6 +157,7 @@ void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1])
 ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)
 {
     uint8_t hdr[WS_MAX_HEADER];
+    if (n > UINT32_MAX - WS_MAX_HEADER) return NULL;   /* len is a uint32_t */
     size_t hl = ws_header_write(hdr, true, false, opcode, n, NULL);
     ws_frame *f = malloc(sizeof *f + hl + n);
     if (!f) return NULL;
@@ -185,6 +186,7 @@ ws_frame *ws_frame_close(unsigned code, const char *reason)
 
 ws_frame *ws_frame_raw(const void *data, size_t n)
 {
+    if (n > UINT32_MAX) return NULL;
     ws_frame *f = malloc(sizeof *f + n);
     if (!f) return NULL;
     f->refs = 1;

@@ -94,6 +94,7 @@ typedef struct ws_frame {
     uint8_t data[];
 } ws_frame;
 
+/* NULL when out of memory or when n does not fit the 32-bit len. */
 ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n);
 ws_frame *ws_frame_close(unsigned code, const char *reason);
 /* The same shared buffer holding raw bytes (an HTTP response). */

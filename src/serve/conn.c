@@ -273,6 +273,8 @@ static void on_close(uv_handle_t *h)
     ws_reader_free(&c->rd);
     free(c->req);
     c->req = NULL;
+    free(c->proxy);
+    c->proxy = NULL;
     c->handle_closed = true;
     if (!c->held) {
         server_forget(c->srv, c);
@@ -399,7 +401,9 @@ static bool http_answer(conn *c)
     sbuf out;
     sbuf_init(&out);
     bool go_on = false;
-    if (wants_websocket(c->req)) {
+    if (wants_websocket(c->req) && !conn_count_forwarded(c, c->req)) {
+        conn_refuse_busy(c);
+    } else if (wants_websocket(c->req)) {
         upgrade(c, &out);
     } else if (c->port == PORT_HTTP) {
         bool close_after = false;
@@ -423,6 +427,17 @@ static bool http_answer(conn *c)
 
 static void http_input(conn *c, uint8_t *data, size_t n)
 {
+    uint8_t held[PROXY_SIG_MAX];
+    size_t held_n = 0;
+    switch (conn_proxy_input(c, &data, &n, held, &held_n)) {
+    case CONN_PROXY_STOP:
+        return;
+    case CONN_PROXY_REPLAY:
+        http_input(c, held, held_n);
+        break;
+    case CONN_PROXY_GO_ON:
+        break;
+    }
     while (n && c->state == CONN_HTTP && !c->closed) {
         if (!c->req) {
             c->req = malloc(sizeof *c->req);

@@ -16,6 +16,7 @@
 #include "chat.h"
 #include "options.h"
 #include "dict.h"
+#include "proxy.h"
 #include "http_req.h"
 #include "sbuf.h"
 #include "ws_codec.h"
@@ -29,12 +30,19 @@ enum conn_port { PORT_WS, PORT_HTTP };
 typedef struct server server;
 typedef struct hub hub;
 
-/* Connections from one address, counted against --max-conns-per-ip. */
+/* Connections from one address (an IPv4 address, an IPv6 /64), counted
+ * against --max-conns-per-ip. */
 typedef struct ip_count {
     unsigned count;
     uint8_t len;
-    uint8_t addr[16];
+    uint8_t addr[8];                /* net_addr_limit_key() */
 } ip_count;
+
+/* A PROXY protocol header that arrived in pieces (trusted peers only). */
+typedef struct proxy_wait {
+    uint16_t len;
+    uint8_t buf[PROXY_MAX];
+} proxy_wait;
 
 typedef struct conn {
     uv_tcp_t tcp;                   /* first: a conn is its handle */
@@ -52,7 +60,13 @@ typedef struct conn {
     uint64_t last_active;           /* loop time, ms */
     uint64_t last_ping;
     uint64_t deadline;              /* when CONN_CLOSING gives up waiting */
-    ip_count *ip;
+    ip_count *ip;                   /* NULL: not counted (yet) */
+    uint8_t addr[16];               /* the client's address, normalised */
+    uint8_t addr_len;               /* 4, 16, or 0 when unknown */
+    char addr_text[ADDR_TEXT_LEN];  /* printable, for logs */
+    bool proxy_peer;                /* the peer is a --trusted-proxy */
+    bool proxy_checked;             /* the start was looked at for a PROXY header */
+    proxy_wait *proxy;              /* a PROXY header being read */
     uint8_t state;
     uint8_t port;
     bool dirty;
@@ -158,8 +172,30 @@ void server_stop(server *s);
 void server_abort_all(server *s);
 void server_flush(server *s);           /* end of a loop turn */
 void server_write(server *s);           /* the writes of a turn, maybe coalesced */
-ip_count *ip_acquire(hub *h, const struct sockaddr_storage *sa, unsigned *count);
+ip_count *ip_acquire(hub *h, const net_addr *a, unsigned *count);
 void ip_release(hub *h, ip_count *ip);
+/* The client's address is a (known at accept, or told by a trusted proxy):
+ * keep it on c and count c against it instead of any earlier address.
+ * False when that address has too many connections already. */
+bool conn_set_addr(conn *c, const net_addr *a);
+/* The peer's address and whether it is a trusted proxy. */
+void conn_note_peer(conn *c);
+/* A 503 for a connection over its address's limit, then the end. */
+void conn_refuse_busy(conn *c);
+
+/* conn_addr.c: a trusted proxy's word on whose connection it is. */
+#define PROXY_SIG_MAX 12
+enum conn_proxy_step {
+    CONN_PROXY_GO_ON,               /* *data, *n: what follows, HTTP */
+    CONN_PROXY_STOP,                /* wait for more, or the connection ended */
+    CONN_PROXY_REPLAY,              /* held[0..*held_n) is HTTP, then *data */
+};
+/* The start of a trusted peer's connection: a PROXY header or not. */
+enum conn_proxy_step conn_proxy_input(conn *c, uint8_t **data, size_t *n,
+                                      uint8_t held[PROXY_SIG_MAX], size_t *held_n);
+/* An upgrade request from a trusted peer: count the connection against
+ * the client its X-Forwarded-For names (or the peer). False: over the limit. */
+bool conn_count_forwarded(conn *c, const http_req *r);
 
 /* hub.c: the chat as seen from a connection, wherever the chat runs. */
 int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads);

@@ -19,19 +19,12 @@
 
 /* ---- per-address limits ------------------------------------------------ */
 
-/* Taken at accept and at the end of a connection only: any loop may.
- * *count is the address's count with this connection. */
-ip_count *ip_acquire(hub *h, const struct sockaddr_storage *sa, unsigned *count)
+/* Taken when a connection's address becomes known and at its end: any
+ * loop may. *count is the address's count with this connection. */
+ip_count *ip_acquire(hub *h, const net_addr *a, unsigned *count)
 {
-    uint8_t addr[16];
-    uint8_t len;
-    if (sa->ss_family == AF_INET6) {
-        memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-        len = 16;
-    } else {
-        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        len = 4;
-    }
+    uint8_t addr[8];
+    uint8_t len = (uint8_t)net_addr_limit_key(a, addr);
     uv_mutex_lock(&h->ip_lock);
     ip_count *ip = dict_get(&h->per_ip, addr, len);
     if (!ip && (ip = calloc(1, sizeof *ip)) != NULL) {
@@ -81,7 +74,7 @@ void server_forget(server *s, conn *c)
     if (s->stopping && STAT_GET(s->n_conns) == 0) server_finish(s);
 }
 
-static void refuse_busy(conn *c)
+void conn_refuse_busy(conn *c)
 {
     static const char msg[] =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -105,17 +98,42 @@ static conn *conn_new(server *s, int port)
     return c;
 }
 
-/* An accepted connection: count it against its address, then serve it. */
+bool conn_set_addr(conn *c, const net_addr *a)
+{
+    memcpy(c->addr, a->bytes, a->len);
+    c->addr_len = a->len;
+    net_addr_format(a, c->addr_text);
+    ip_release(c->srv->hub, c->ip);
+    unsigned count;
+    c->ip = ip_acquire(c->srv->hub, a, &count);
+    return count <= c->srv->cfg->max_conns_per_ip;
+}
+
+void conn_note_peer(conn *c)
+{
+    struct sockaddr_storage sa;
+    int salen = sizeof sa;
+    net_addr a = {0};
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
+        net_addr_from_sockaddr(&a, (struct sockaddr *)&sa);
+    memcpy(c->addr, a.bytes, a.len);
+    c->addr_len = a.len;
+    net_addr_format(&a, c->addr_text);
+    c->proxy_peer = cidr_list_match(c->srv->cfg->trusted, (size_t)c->srv->cfg->n_trusted, &a);
+}
+
+/* An accepted connection: count it against its address, then serve it.
+ * A trusted proxy's connections are counted once they say whose they are
+ * (conn.c), not against the proxy. */
 static void conn_admit(server *s, conn *c)
 {
     STAT_ADD(s->stats.accepted, 1);
-    struct sockaddr_storage sa;
-    int salen = sizeof sa;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
-        unsigned count;
-        c->ip = ip_acquire(s->hub, &sa, &count);
-        if (count > s->cfg->max_conns_per_ip) {
-            refuse_busy(c);
+    conn_note_peer(c);
+    if (c->addr_len && !c->proxy_peer) {
+        net_addr a = { .len = c->addr_len };
+        memcpy(a.bytes, c->addr, c->addr_len);
+        if (!conn_set_addr(c, &a)) {
+            conn_refuse_busy(c);
             return;
         }
     }
