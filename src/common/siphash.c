@@ -4,8 +4,10 @@
  * four SipRounds to finish. */
 #include "siphash.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -14,11 +16,12 @@ static uint64_t rotl(uint64_t x, unsigned b)
     return (x << b) | (x >> (64 - b));
 }
 
+/* memcpy: unaligned-safe, and compiled to one load. */
 static uint64_t load_le64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return le64toh(v);
 }
 
 typedef struct sip_state { uint64_t v0, v1, v2, v3; } sip_state;
