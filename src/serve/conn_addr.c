@@ -69,6 +69,7 @@ enum conn_proxy_step conn_proxy_input(conn *c, uint8_t **data, size_t *n,
         goto fail;
     case PROXY_ABSENT:
         /* Only a prefix of a signature is ever held: short, and HTTP. */
+        if (before > PROXY_SIG_MAX) goto fail;
         *held_n = (size_t)before;
         if (before) memcpy(held, c->proxy->buf, (size_t)before);
         step = before ? CONN_PROXY_REPLAY : CONN_PROXY_GO_ON;

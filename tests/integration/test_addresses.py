@@ -195,6 +195,27 @@ def test_proxy_header_in_pieces(make_server):
             ws.close()
 
 
+def test_held_signature_prefix_that_turns_out_to_be_http(make_server):
+    """A trusted peer's first bytes look like the start of a v2 signature
+    (a CRLF, which HTTP allows before a request) and then are not: they are
+    given to HTTP after all, in order."""
+    srv = make_server(*TRUST)
+    with RawConn(srv.http_port) as c:
+        c.send_raw(b"\r\n")
+        time.sleep(0.1)
+        c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = c.read_http_response()
+        assert resp.status == 200, resp
+    ws = RawWS(srv.ws_port, handshake=False)
+    try:
+        ws.send_raw(b"\r\n")
+        time.sleep(0.1)
+        ws.handshake()
+        assert ws.login("held")
+    finally:
+        ws.close()
+
+
 def test_proxy_header_request_and_frames_in_one_write(make_server):
     srv = make_server(*TRUST)
     c = RawConn(srv.ws_port)
