@@ -4,6 +4,7 @@
  * own one. Outgoing JSON is written by hand: key order is part of the
  * contract and the broadcast path should not pay for a generic encoder. */
 #include "chat.h"
+#include "bucket.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -36,8 +37,7 @@ struct chat_user {
     size_t name_len;
     room *room;
     chat_user *prev, *next;     /* room membership */
-    double tokens;              /* rate limit bucket */
-    uint64_t last_ms;
+    bucket rate;                /* messages it may still send */
 };
 
 struct chat {
@@ -102,7 +102,7 @@ chat_user *chat_connect(chat *c, void *conn)
     chat_user *u = calloc(1, sizeof *u);
     if (!u) return NULL;
     u->conn = conn;
-    u->tokens = c->limits.burst;
+    bucket_init(&u->rate, c->limits.burst, 0);
     return u;
 }
 
@@ -413,14 +413,7 @@ static int64_t target_of(json_t *v)
 
 static bool rate_allows(chat *c, chat_user *u, uint64_t now_ms)
 {
-    if (now_ms > u->last_ms) {
-        u->tokens += (double)(now_ms - u->last_ms) * c->limits.rate / 1000.0;
-        if (u->tokens > c->limits.burst) u->tokens = c->limits.burst;
-    }
-    u->last_ms = now_ms;
-    if (u->tokens < 1.0) return false;
-    u->tokens -= 1.0;
-    return true;
+    return bucket_take(&u->rate, c->limits.rate, c->limits.burst, now_ms);
 }
 
 static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_t n,
@@ -522,24 +515,27 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms)
 {
+    /* Out of tokens, only a short message can be the free heartbeat: a
+     * longer one is refused before any parsing. */
+    if (n > CHAT_FREE_MAX && !bucket_peek(&u->rate, c->limits.rate, c->limits.burst, now_ms)) {
+        chat_rate_limited(c, u);
+        return;
+    }
     json_error_t jerr;
     /* NUL is allowed through so that a "\u0000" in a name is reported as
      * a bad name, not as bad JSON; strings are handled with their length. */
     json_t *msg = json_loadb(data, n, JSON_ALLOW_NUL, &jerr);
-    if (!json_is_object(msg)) {
-        send_error(c, u, "bad_json", msg ? "a message must be a JSON object" : "malformed JSON");
-        json_decref(msg);
-        return;
-    }
-    json_t *type = json_object_get(msg, "type");
+    json_t *type = json_is_object(msg) ? json_object_get(msg, "type") : NULL;
     const char *t = json_is_string(type) && strlen(json_string_value(type)) == json_string_length(type)
                         ? json_string_value(type) : NULL;
-    if (!t) {
-        send_error(c, u, "bad_json", "a message needs a string \"type\"");
-    } else if (strcmp(t, "pong") == 0) {
-        /* heartbeat answer of the original clients: nothing to do */
+    if (t && strcmp(t, "pong") == 0) {
+        /* heartbeat answer of the original clients: nothing to do, and free */
     } else if (!rate_allows(c, u, now_ms)) {
-        send_error(c, u, "rate_limited", "too many messages; slow down");
+        chat_rate_limited(c, u);
+    } else if (!json_is_object(msg)) {
+        send_error(c, u, "bad_json", msg ? "a message must be a JSON object" : "malformed JSON");
+    } else if (!t) {
+        send_error(c, u, "bad_json", "a message needs a string \"type\"");
     } else if (strcmp(t, "say") == 0) {
         do_say(c, u, msg, now_ms);
     } else if (strcmp(t, "login") == 0) {
@@ -548,6 +544,11 @@ void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_m
         send_error(c, u, "unknown_type", "unknown message type");
     }
     json_decref(msg);
+}
+
+void chat_rate_limited(chat *c, chat_user *u)
+{
+    send_error(c, u, "rate_limited", "too many messages; slow down");
 }
 
 void chat_binary(chat *c, chat_user *u)

@@ -45,8 +45,15 @@ void chat_free(chat *c);
 
 /* A connection opened; conn is the server's handle, passed back to io. */
 chat_user *chat_connect(chat *c, void *conn);
-/* A text message arrived (valid UTF-8). now_ms: wall clock, milliseconds. */
+/* A text message arrived (valid UTF-8). now_ms: wall clock, milliseconds.
+ * Every message but the heartbeat {"type":"pong"} takes a token of the
+ * sender's rate limit, and a message longer than CHAT_FREE_MAX is refused
+ * unparsed when there is none. */
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms);
+#define CHAT_FREE_MAX 64
+/* A message refused before it reached the chat (the server's own rate
+ * check, made before copying it): the sender hears rate_limited. */
+void chat_rate_limited(chat *c, chat_user *u);
 /* A binary message arrived: the contract has none, so it is an error. */
 void chat_binary(chat *c, chat_user *u);
 /* The connection is gone: the room hears a logout; u is freed. With

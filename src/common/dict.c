@@ -1,24 +1,28 @@
-/* dict.c -- chained hash table with FNV-1a hashing and power-of-two growth. */
+/* dict.c -- chained hash table with power-of-two growth, hashed with
+ * SipHash-2-4 under a random key of its own: its keys (room ids, client
+ * addresses) are chosen by clients, and with a public hash a client could
+ * send keys that all land in one chain and make every lookup a long walk. */
 #include "dict.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_bytes(const void *key, size_t n)
+static uint64_t hash_bytes(const dict *d, const void *key, size_t n)
 {
-    const unsigned char *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h ^ (h >> 29);
+    return siphash24(d->key, key, n);
 }
 
 void dict_init(dict *d)
 {
     d->slots = NULL;
     d->nslots = d->count = 0;
+    if (siphash_random_key(d->key) < 0) {
+        /* Only a kernel without getrandom() and /dev/urandom gets here; a
+         * known key would undo the point of the keyed hash. */
+        fprintf(stderr, "tagarela: no random bytes from the kernel for a hash key\n");
+        abort();
+    }
 }
 
 void dict_free(dict *d)
@@ -32,7 +36,8 @@ void dict_free(dict *d)
         }
     }
     free(d->slots);
-    dict_init(d);
+    d->slots = NULL;
+    d->nslots = d->count = 0;     /* usable again, with the same key */
 }
 
 static dict_entry **find(const dict *d, const void *key, size_t klen, uint64_t h)
@@ -46,7 +51,7 @@ static dict_entry **find(const dict *d, const void *key, size_t klen, uint64_t h
 void *dict_get(const dict *d, const void *key, size_t klen)
 {
     if (!d->count) return NULL;
-    dict_entry *e = *find(d, key, klen, hash_bytes(key, klen));
+    dict_entry *e = *find(d, key, klen, hash_bytes(d, key, klen));
     return e ? e->value : NULL;
 }
 
@@ -73,7 +78,7 @@ static int grow(dict *d)
 int dict_put(dict *d, const void *key, size_t klen, void *value)
 {
     if (d->count >= d->nslots && grow(d) < 0) return -1;
-    uint64_t h = hash_bytes(key, klen);
+    uint64_t h = hash_bytes(d, key, klen);
     dict_entry **pe = find(d, key, klen, h);
     if (*pe) {
         (*pe)->key = key;
@@ -95,7 +100,7 @@ int dict_put(dict *d, const void *key, size_t klen, void *value)
 void *dict_del(dict *d, const void *key, size_t klen)
 {
     if (!d->count) return NULL;
-    dict_entry **pe = find(d, key, klen, hash_bytes(key, klen));
+    dict_entry **pe = find(d, key, klen, hash_bytes(d, key, klen));
     dict_entry *e = *pe;
     if (!e) return NULL;
     void *v = e->value;

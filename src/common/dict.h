@@ -1,4 +1,5 @@
-/* dict.h -- a chained hash table from byte strings to pointers.
+/* dict.h -- a chained hash table from byte strings to pointers, keyed
+ * hashing (SipHash with a random key per table).
  *
  * Keys are not copied: the caller keeps each key alive as long as its entry
  * (rooms key by their own name, users by their own uid field). */
@@ -7,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "siphash.h"
 
 typedef struct dict_entry {
     const void *key;
@@ -20,10 +22,11 @@ typedef struct dict {
     dict_entry **slots;
     size_t nslots;      /* a power of two, or 0 before the first insert */
     size_t count;
+    uint8_t key[SIPHASH_KEY_LEN];   /* random, per table */
 } dict;
 
-void dict_init(dict *d);
-void dict_free(dict *d);                /* frees entries, not values */
+void dict_init(dict *d);                /* draws the table's hash key */
+void dict_free(dict *d);                /* frees entries, not values; reusable */
 void *dict_get(const dict *d, const void *key, size_t klen);
 int dict_put(dict *d, const void *key, size_t klen, void *value); /* -1 on OOM */
 void *dict_del(dict *d, const void *key, size_t klen);          /* returns the value */

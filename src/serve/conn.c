@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conn_addr.h"
 #include "counters.h"
 #include "web.h"
 #include "worker.h"
@@ -38,13 +39,15 @@ static void http_resume(conn *c);
 /* ---- reading, paused and resumed ---------------------------------------- */
 
 /* Reading stops while the connection has read its share of the turn,
- * while an HTTP answer of its is unsent, while our pong to it waits for a
+ * while an HTTP answer of its is unsent, while too much of its input is on
+ * the way to the hub, while our pong to it waits for a
  * socket it does not empty (pings are read no faster than pongs), and for
  * good once it is dropped for not reading. */
-static void update_reading(conn *c)
+void conn_update_reading(conn *c)
 {
     bool pong_stuck = c->writing && c->q.done < c->pong_end;
-    bool want = !c->closed && !c->deaf && !c->turn_full && !c->http_waiting && !pong_stuck;
+    bool want = !c->closed && !c->deaf && !c->turn_full && !c->http_waiting && !pong_stuck &&
+                !__atomic_load_n(&c->hub_full, __ATOMIC_SEQ_CST);
     if (want == c->reading) return;
     c->reading = want;
     if (!want) {
@@ -67,7 +70,7 @@ static void count_read(conn *c, size_t n)
     c->turn_full = true;
     c->turn_full_next = w->turn_full;
     w->turn_full = c;
-    update_reading(c);
+    conn_update_reading(c);
 }
 
 /* Runs in the loop's check phase, before any handle closed in this turn
@@ -80,7 +83,7 @@ void conn_turn_end(worker *w)
         w->turn_full = c->turn_full_next;
         c->turn_full_next = NULL;
         c->turn_full = false;
-        update_reading(c);
+        conn_update_reading(c);
     }
 }
 
@@ -191,7 +194,7 @@ static void after_write(uv_write_t *req, int status)
     }
     queue_consume(c, c->inflight);
     c->inflight = 0;
-    update_reading(c);
+    conn_update_reading(c);
     conn_flush(c);
 }
 
@@ -213,7 +216,7 @@ static void start_write(conn *c)
     }
     c->writing = true;
     c->inflight = bytes;
-    update_reading(c);
+    conn_update_reading(c);
 }
 
 /* Writes everything queued with as few system calls as the kernel allows. */
@@ -259,7 +262,7 @@ void conn_flush_dirty(worker *w)
             /* A peer that reads nothing gets nothing more read either:
              * otherwise it could keep us busy for the whole grace period. */
             c->deaf = true;
-            update_reading(c);
+            conn_update_reading(c);
             conn_close_ws(c, WS_CLOSE_POLICY, "outbound queue full: client too slow");
             conn_flush(c);
         }
@@ -311,6 +314,8 @@ static void on_close(uv_handle_t *h)
     c->next_ping = NULL;
     free(c->stash);
     c->stash = NULL;
+    free(c->proxy);
+    c->proxy = NULL;
     c->handle_closed = true;
     if (!c->held) {
         worker_forget(c->w, c);
@@ -455,6 +460,7 @@ static void upgrade(conn *c, sbuf *out)
     c->state = CONN_WS;
     c->last_active = c->ctl_at = uv_now(w->loop);
     c->ctl_tokens = CONTROL_BURST;
+    bucket_init(&c->in_rate, w->cfg->chat.burst, c->last_active);
     ws_reader_init(&c->rd, w->cfg->max_message);
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
@@ -474,7 +480,9 @@ static bool http_answer(conn *c)
     sbuf out;
     sbuf_init(&out);
     bool go_on = false;
-    if (wants_websocket(c->req)) {
+    if (wants_websocket(c->req) && !conn_count_forwarded(c, c->req)) {
+        conn_refuse_busy(c);
+    } else if (wants_websocket(c->req)) {
         upgrade(c, &out);
     } else if (c->port == PORT_HTTP) {
         bool close_after = false;
@@ -515,11 +523,22 @@ static void http_wait(conn *c, const uint8_t *data, size_t n)
         memcpy(c->stash, data, n);
         c->stash_len = (uint32_t)n;
     }
-    update_reading(c);
+    conn_update_reading(c);
 }
 
 static void http_input(conn *c, uint8_t *data, size_t n)
 {
+    uint8_t held[PROXY_SIG_MAX];
+    size_t held_n = 0;
+    switch (conn_proxy_input(c, &data, &n, held, &held_n)) {
+    case CONN_PROXY_STOP:
+        return;
+    case CONN_PROXY_REPLAY:
+        http_input(c, held, held_n);
+        break;
+    case CONN_PROXY_GO_ON:
+        break;
+    }
     while (n && c->state == CONN_HTTP && !c->closed) {
         if (!c->req) {
             c->req = malloc(sizeof *c->req);
@@ -562,7 +581,7 @@ static void http_resume(conn *c)
     c->http_waiting = false;
     if (stash) http_input(c, stash, n);
     free(stash);
-    update_reading(c);
+    conn_update_reading(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -589,7 +608,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
          * flooder closed for flooding would keep us busy to the deadline). */
         if (c->turn_read + (size_t)nread > WS_CLOSING_READ) {
             c->deaf = true;
-            update_reading(c);
+            conn_update_reading(c);
         }
         break;
     }
@@ -603,7 +622,7 @@ void conn_start(worker *w, conn *c)
     c->last_active = c->last_ping = uv_now(w->loop);
     c->deadline = c->last_active + w->cfg->handshake_timeout_ms;
     uv_tcp_nodelay(&c->tcp, 1);
-    update_reading(c);
+    conn_update_reading(c);
 }
 
 /* ---- pings and pongs ---------------------------------------------------- */

@@ -10,19 +10,31 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bucket.h"
 #include "chat.h"
 #include "http_req.h"
 #include "outq.h"
+#include "proxy.h"
 #include "ws_codec.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define CLOSE_GRACE_MS 2000     /* wait this long for a peer to finish closing */
+/* Bytes of one connection's messages on their way to the hub (another
+ * thread) before it is read no more: a burst's worth, and all that one
+ * connection can pin there. */
+#define CONN_HUB_INFLIGHT (256 * 1024)
 
 enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
 enum conn_port { PORT_WS, PORT_HTTP };
 
 typedef struct worker worker;
 typedef struct ip_count ip_count;
+
+/* A PROXY protocol header that arrived in pieces (trusted peers only). */
+typedef struct proxy_wait {
+    uint16_t len;
+    uint8_t buf[PROXY_MAX];
+} proxy_wait;
 
 typedef struct conn {
     uv_tcp_t tcp;                   /* first: a conn is its handle */
@@ -46,10 +58,18 @@ typedef struct conn {
     uint32_t turn;                  /* the worker's turn turn_read counts */
     uint32_t turn_read;             /* bytes read in that turn */
     size_t partial_held;            /* the reader's bytes counted in the partial budget */
+    size_t to_hub;                  /* bytes of its messages on the way to the hub (atomic) */
+    bucket in_rate;                 /* the chat's rate, checked before a copy to the hub */
     uint64_t ctl_at;                /* loop ms of the last control frame */
     float ctl_tokens;               /* control frames it may still send at once */
     struct conn *turn_full_next;    /* read its share of a turn: resumed at its end */
-    ip_count *ip;
+    ip_count *ip;                   /* NULL: not counted (yet) */
+    uint8_t addr[16];               /* the client's address, normalised */
+    uint8_t addr_len;               /* 4, 16, or 0 when unknown */
+    char addr_text[ADDR_TEXT_LEN];  /* printable, for logs */
+    bool proxy_peer;                /* the peer is a --trusted-proxy */
+    bool proxy_checked;             /* the start was looked at for a PROXY header */
+    proxy_wait *proxy;              /* a PROXY header being read */
     uint8_t state;
     uint8_t port;
     bool dirty;
@@ -65,6 +85,7 @@ typedef struct conn {
     bool deaf;                      /* never read again (dropped for not reading) */
     bool turn_full;                 /* read its share of this turn */
     bool http_waiting;              /* an HTTP answer is unsent: the next request waits */
+    bool hub_full;                  /* CONN_HUB_INFLIGHT on the way: not read (atomic) */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */
@@ -82,6 +103,8 @@ void conn_flush_dirty(worker *w);
 /* The worker's turn is over: connections that read their share of it
  * read again. */
 void conn_turn_end(worker *w);
+/* Starts or stops reading as its state now wants (after hub_full changed). */
+void conn_update_reading(conn *c);
 /* Liveness and deadlines, from the worker's sweep. */
 void conn_sweep(conn *c, uint64_t now);
 

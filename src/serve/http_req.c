@@ -14,6 +14,7 @@ static const char *const field_names[HF_COUNT] = {
     [HF_WS_EXTENSIONS] = "sec-websocket-extensions",
     [HF_WS_PROTOCOL] = "sec-websocket-protocol",
     [HF_IF_NONE_MATCH] = "if-none-match",
+    [HF_X_FORWARDED_FOR] = "x-forwarded-for",
 };
 
 static int fail(http_req *r, int status)

@@ -118,8 +118,17 @@ static void posted_connect(conn *c)
     post(c, XM_CONNECT, NULL, 0, 0);
 }
 
+/* The chat's rate limit is checked here too, before the copy: a flood
+ * beyond it costs the hub one small message each, not a copy. Past
+ * CONN_HUB_INFLIGHT on the way, the connection is read no more until the
+ * hub has worked through half of it (XM_RESUME). */
 static void posted_text(conn *c, const uint8_t *data, size_t n)
 {
+    const chat_limits *l = &c->w->cfg->chat;
+    if (n > CHAT_FREE_MAX && !bucket_take(&c->in_rate, l->rate, l->burst, uv_now(c->w->loop))) {
+        post(c, XM_LIMITED, NULL, 0, 0);
+        return;
+    }
     char *copy = malloc(n ? n : 1);
     if (!copy) {
         conn_close_ws(c, WS_CLOSE_INTERNAL, "out of memory");
@@ -127,6 +136,12 @@ static void posted_text(conn *c, const uint8_t *data, size_t n)
     }
     memcpy(copy, data, n);
     post(c, XM_TEXT, copy, (uint32_t)n, 0);
+    if (__atomic_add_fetch(&c->to_hub, n, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT) return;
+    __atomic_store_n(&c->hub_full, true, __ATOMIC_SEQ_CST);
+    /* the hub may have worked through it meanwhile, seeing no flag */
+    if (__atomic_load_n(&c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2)
+        __atomic_store_n(&c->hub_full, false, __ATOMIC_SEQ_CST);
+    conn_update_reading(c);
 }
 
 static void posted_binary(conn *c)
@@ -164,6 +179,16 @@ static void posted_done(worker *w)
 
 /* ---- the hub's side ----------------------------------------------------- */
 
+/* A text of c's is done with: when that brings what is on the way below
+ * half the budget and c was paused for it, its worker reads it again. */
+static void text_done(hub *h, conn *c, uint32_t n)
+{
+    size_t before = __atomic_fetch_sub(&c->to_hub, n, __ATOMIC_SEQ_CST);
+    if (before > CONN_HUB_INFLIGHT / 2 && before - n <= CONN_HUB_INFLIGHT / 2 &&
+        __atomic_load_n(&c->hub_full, __ATOMIC_SEQ_CST))
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_RESUME });
+}
+
 static void hub_handle(hub *h, xmsg *m)
 {
     conn *c = m->c;
@@ -175,6 +200,10 @@ static void hub_handle(hub *h, xmsg *m)
     case XM_TEXT:
         if (c->user) chat_text(h->chat, c->user, m->p, m->n, wall_ms());
         free(m->p);
+        text_done(h, c, m->n);
+        break;
+    case XM_LIMITED:
+        if (c->user) chat_rate_limited(h->chat, c->user);
         break;
     case XM_BINARY:
         if (c->user) chat_binary(h->chat, c->user);

@@ -1,12 +1,34 @@
-/* config.c -- command line options of `tagarela serve`. */
+/* options.c -- command line options of `tagarela serve`, their defaults,
+ * and the start-up check that no combination of them can overflow a frame
+ * or a counter. */
 #include "options.h"
 #include "sys.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ws_codec.h"
+
+/* The largest say a client may need to send: the contract's 4096 code
+ * points of content, each written in JSON as the longest escape there is,
+ * a surrogate pair "\ud83d\ude00" (12 bytes for one code point): 49,152
+ * bytes. The rest of the object ({"type":"say","to_uid":...,"content":""},
+ * or a login's name of 32 escaped code points, room id and token) is a few
+ * hundred bytes. 64 KiB holds that with room to spare and caps what one
+ * message may pin in memory at 1/16 of the old 1 MiB. */
+#define DEFAULT_MAX_MESSAGE (64u << 10)
+
+/* Bytes a say of the largest content needs once the server has escaped it:
+ * a line break becomes "<br />\n" (8 bytes in JSON), a quote "&#039;" (6):
+ * at most 8 bytes per code point. Names (in history with history_names)
+ * escape to at most 6 per code point. The rest is keys, uids, time, id. */
+#define SAY_ESCAPED_PER_CP 8u
+#define NAME_ESCAPED_PER_CP 6u
+#define SAY_ENVELOPE 256u
 
 void config_defaults(server_config *cfg)
 {
@@ -16,7 +38,7 @@ void config_defaults(server_config *cfg)
     snprintf(cfg->http.host, sizeof cfg->http.host, "0.0.0.0");
     cfg->http.port = 55151;
     cfg->data_dir = "./data";
-    cfg->max_message = 1 << 20;
+    cfg->max_message = DEFAULT_MAX_MESSAGE;
     cfg->max_header = 8192;
     cfg->ping_interval_ms = 25000;
     cfg->idle_timeout_ms = 60000;
@@ -25,7 +47,7 @@ void config_defaults(server_config *cfg)
     cfg->message_timeout_ms = 10000;
     cfg->partial_budget = 64 << 20;
     cfg->outbound_cap = 4 << 20;
-    cfg->max_conns_per_ip = 4096;
+    cfg->max_conns_per_ip = DEFAULT_MAX_CONNS_PER_IP;
     chat_limits_defaults(&cfg->chat);
     store_limits_defaults(&cfg->retention);
 }
@@ -38,7 +60,8 @@ void config_usage(FILE *out)
         "  --ws HOST:PORT             WebSocket listener (default 0.0.0.0:7272; port 0: any free port)\n"
         "  --http HOST:PORT           web page listener, also WebSocket on /ws (default 0.0.0.0:55151)\n"
         "  --data DIR                 data directory, created if missing (default ./data)\n"
-        "  --max-message BYTES        largest message a client may send; larger: close 1009 (default 1048576)\n"
+        "  --max-message BYTES        largest message a client may send; larger: close 1009 (default 65536)\n"
+        "  --max-header BYTES         largest HTTP request head; larger: 431 (default 8192)\n"
         "  --max-name N               longest name, in code points (default 32)\n"
         "  --max-content N            longest message content, in code points (default 4096)\n"
         "  --rate N                   messages per second a client may send, sustained (default 50)\n"
@@ -53,7 +76,9 @@ void config_usage(FILE *out)
         "                             client growing one is closed with 1008 (default 67108864)\n"
         "  --outbound-cap BYTES       bytes still unwritten to a client, after the server has tried to\n"
         "                             write, before it is closed with 1008 (default 4194304)\n"
-        "  --max-conns-per-ip N       connections from one address (default 4096)\n"
+        "  --max-conns-per-ip N       connections from one address, IPv6 counted by /64 (default 512)\n"
+        "  --trusted-proxy CIDR       take the client address from the PROXY protocol or\n"
+        "                             X-Forwarded-For of these peers only (repeatable; default: none)\n"
         "  --threads N                event loops serving connections (default: one per usable core)\n"
         "  --origin ORIGIN            allow only this Origin (repeatable; default: any)\n"
         "  --ws-url URL               WebSocket URL the page connects to (default: its own origin, /ws)\n"
@@ -94,7 +119,15 @@ int config_parse_addr(const char *s, listen_addr *out)
 static int option_number(const char *opt, const char *arg, double min, double max, double *out)
 {
     if (parse_number(arg, min, max, false, out) == 0) return 0;
-    fprintf(stderr, "tagarela: %s wants a number from %g to %g, not '%s'\n", opt, min, max, arg);
+    fprintf(stderr, "tagarela: %s wants a number from %.15g to %.15g, not '%s'\n", opt, min, max, arg);
+    return -1;
+}
+
+/* A count or a size: a number in range that is also whole. */
+static int parse_whole(const char *opt, const char *arg, double min, double max, double *out)
+{
+    if (parse_number(arg, min, max, true, out) == 0) return 0;
+    fprintf(stderr, "tagarela: %s wants a whole number from %.15g to %.15g, not '%s'\n", opt, min, max, arg);
     return -1;
 }
 
@@ -102,7 +135,8 @@ enum {
     OPT_WS = 256, OPT_HTTP, OPT_DATA, OPT_MAX_MESSAGE, OPT_MAX_NAME, OPT_MAX_CONTENT,
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
-    OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET,
+    OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
+    OPT_TRUSTED_PROXY,
 };
 
 static const struct option long_opts[] = {
@@ -129,6 +163,8 @@ static const struct option long_opts[] = {
     {"write-timeout", required_argument, 0, OPT_WRITE_TIMEOUT},
     {"message-timeout", required_argument, 0, OPT_MESSAGE_TIMEOUT},
     {"partial-budget", required_argument, 0, OPT_PARTIAL_BUDGET},
+    {"max-header", required_argument, 0, OPT_MAX_HEADER},
+    {"trusted-proxy", required_argument, 0, OPT_TRUSTED_PROXY},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -140,15 +176,15 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     double v;
     switch (opt) {
     case OPT_MAX_MESSAGE:
-        if (option_number(name, arg, 126, 1u << 30, &v)) return -1;
+        if (parse_whole(name, arg, 126, 1u << 30, &v)) return -1;
         cfg->max_message = (uint64_t)v;
         return 0;
     case OPT_MAX_NAME:
-        if (option_number(name, arg, 1, 1024, &v)) return -1;
+        if (parse_whole(name, arg, 1, 1024, &v)) return -1;
         cfg->chat.max_name = (unsigned)v;
         return 0;
     case OPT_MAX_CONTENT:
-        if (option_number(name, arg, 1, 1 << 20, &v)) return -1;
+        if (parse_whole(name, arg, 1, 1 << 20, &v)) return -1;
         cfg->chat.max_content = (unsigned)v;
         return 0;
     case OPT_RATE:
@@ -172,28 +208,29 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         cfg->partial_budget = (uint64_t)v;
         return 0;
     case OPT_OUTBOUND:
-        if (option_number(name, arg, 1024, 1u << 30, &v)) return -1;
+        if (parse_whole(name, arg, 1024, 1u << 30, &v)) return -1;
         cfg->outbound_cap = (size_t)v;
         return 0;
+    case OPT_MAX_HEADER:
+        /* below 512 not even a browser's upgrade request fits */
+        if (parse_whole(name, arg, 512, 65536, &v)) return -1;
+        cfg->max_header = (size_t)v;
+        return 0;
     case OPT_PER_IP:
-        if (option_number(name, arg, 1, 1e7, &v)) return -1;
+        if (parse_whole(name, arg, 1, 1e7, &v)) return -1;
         cfg->max_conns_per_ip = (unsigned)v;
         return 0;
     case OPT_THREADS:
-        if (option_number(name, arg, 0, 256, &v)) return -1;
-        if (v != (double)(unsigned)v) {
-            fprintf(stderr, "tagarela: %s wants a whole number, not '%s'\n", name, arg);
-            return -1;
-        }
+        if (parse_whole(name, arg, 0, 256, &v)) return -1;
         cfg->threads = (unsigned)v;
         return 0;
     case OPT_HISTORY:
     case OPT_RESUME_CAP:
-        if (option_number(name, arg, 0, 100000, &v)) return -1;
+        if (parse_whole(name, arg, 0, 100000, &v)) return -1;
         *(opt == OPT_HISTORY ? &cfg->chat.history : &cfg->chat.resume_cap) = (unsigned)v;
         return 0;
     case OPT_KEEP_MESSAGES:
-        if (option_number(name, arg, 0, 4e9, &v)) return -1;
+        if (parse_whole(name, arg, 0, 4e9, &v)) return -1;
         cfg->retention.max_per_room = (unsigned)v;
         return 0;
     case OPT_KEEP_DAYS:
@@ -203,6 +240,56 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         return 0;
     }
     return -1;
+}
+
+static int add_trusted_proxy(server_config *cfg, const char *name, const char *arg)
+{
+    if (cfg->n_trusted == CONFIG_MAX_TRUSTED) {
+        fprintf(stderr, "tagarela: at most %d %s\n", CONFIG_MAX_TRUSTED, name);
+        return -1;
+    }
+    if (cidr_parse(&cfg->trusted[cfg->n_trusted], arg) < 0) {
+        fprintf(stderr, "tagarela: %s wants an address or CIDR (10.0.0.0/8, 2001:db8::/32), not '%s'\n",
+                name, arg);
+        return -1;
+    }
+    cfg->n_trusted++;
+    return 0;
+}
+
+uint64_t config_max_say_frame(const chat_limits *l)
+{
+    return (uint64_t)SAY_ESCAPED_PER_CP * l->max_content +
+           2 * ((uint64_t)NAME_ESCAPED_PER_CP * l->max_name + 16) + SAY_ENVELOPE + WS_MAX_HEADER;
+}
+
+/* Sizes that options multiply into: a frame's length is a uint32_t, and
+ * a say that cannot fit the outbound cap would drop every recipient. */
+int config_validate(const server_config *cfg)
+{
+    uint64_t say = config_max_say_frame(&cfg->chat);
+    if (cfg->max_message + WS_MAX_HEADER > UINT32_MAX) {
+        fprintf(stderr, "tagarela: --max-message %" PRIu64 " is more than a frame can hold\n",
+                cfg->max_message);
+        return -1;
+    }
+    if (say > cfg->outbound_cap) {
+        fprintf(stderr,
+            "tagarela: a say of --max-content %u code points takes up to %" PRIu64 " bytes once\n"
+            "  escaped (8 per code point), more than --outbound-cap %zu: every client it\n"
+            "  went to would be dropped. Raise --outbound-cap or lower --max-content.\n",
+            cfg->chat.max_content, say, cfg->outbound_cap);
+        return -1;
+    }
+    unsigned most = cfg->chat.history > cfg->chat.resume_cap ? cfg->chat.history : cfg->chat.resume_cap;
+    if (say * most + SAY_ENVELOPE > UINT32_MAX) {
+        fprintf(stderr,
+            "tagarela: %u messages of up to %" PRIu64 " bytes (--history / --resume-cap times\n"
+            "  --max-content escaped) do not fit in a frame's 4 GiB. Lower one of them.\n",
+            most, say);
+        return -1;
+    }
+    return 0;
 }
 
 int config_parse(server_config *cfg, int argc, char **argv)
@@ -240,6 +327,9 @@ int config_parse(server_config *cfg, int argc, char **argv)
         case OPT_WS_URL:
             cfg->ws_url = optarg;
             break;
+        case OPT_TRUSTED_PROXY:
+            if (add_trusted_proxy(cfg, name, optarg) < 0) return -1;
+            break;
         case ':':
             fprintf(stderr, "tagarela: %s needs a value\n", argv[optind - 1]);
             return -1;
@@ -258,5 +348,5 @@ int config_parse(server_config *cfg, int argc, char **argv)
         fprintf(stderr, "tagarela: --ws and --http cannot share a port\n");
         return -1;
     }
-    return 0;
+    return config_validate(cfg);
 }

@@ -1,4 +1,5 @@
-/* config.h -- the options of `tagarela serve`, their defaults and parsing. */
+/* options.h -- the options of `tagarela serve`, their defaults, parsing
+ * and validation. */
 #ifndef TAGARELA_CONFIG_H
 #define TAGARELA_CONFIG_H
 
@@ -6,8 +7,16 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "chat.h"
+#include "proxy.h"
 
 #define CONFIG_MAX_ORIGINS 32
+#define CONFIG_MAX_TRUSTED 64
+
+/* docs/proxy.md has the why: twice the contract's 256, so that an office
+ * behind one NAT address or a page reconnecting while its old socket
+ * closes has headroom, and an eighth of the old 4096 that one host could
+ * hold open. */
+#define DEFAULT_MAX_CONNS_PER_IP 512
 
 typedef struct listen_addr {
     char host[64];
@@ -27,7 +36,9 @@ typedef struct server_config {
     uint64_t message_timeout_ms;    /* a message must be finished this long after it began */
     uint64_t partial_budget;        /* bytes of unfinished messages, all connections */
     size_t outbound_cap;            /* bytes left unwritten after a write before a slow reader is dropped */
-    unsigned max_conns_per_ip;
+    unsigned max_conns_per_ip;      /* per IPv4 address, per IPv6 /64 */
+    cidr trusted[CONFIG_MAX_TRUSTED];   /* peers whose PROXY / X-Forwarded-For count */
+    int n_trusted;
     unsigned threads;               /* event loops; 0: one per usable core */
     const char *origins[CONFIG_MAX_ORIGINS];
     int n_origins;
@@ -46,5 +57,11 @@ int config_parse(server_config *cfg, int argc, char **argv);
 int config_parse_addr(const char *s, listen_addr *out);
 
 void config_usage(FILE *out);
+
+/* Checks that no combination of the options can overflow a frame or a
+ * counter; returns 0, or -1 after saying what is wrong on stderr. */
+int config_validate(const server_config *cfg);
+/* The longest say frame the server can send under these limits. */
+uint64_t config_max_say_frame(const chat_limits *l);
 
 #endif

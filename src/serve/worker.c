@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn_addr.h"
 #include "counters.h"
 
 #define SHUTDOWN_GRACE_MS 3000
@@ -31,19 +32,12 @@ void ip_table_free(ip_table *t)
     uv_mutex_destroy(&t->lock);
 }
 
-/* Taken at accept and at the end of a connection only: any loop may.
- * *count is the address's count with this connection. */
-ip_count *ip_acquire(ip_table *t, const struct sockaddr_storage *sa, unsigned *count)
+/* Taken when a connection's address becomes known and at its end: any
+ * loop may. *count is the address's count with this connection. */
+ip_count *ip_acquire(ip_table *t, const net_addr *a, unsigned *count)
 {
-    uint8_t addr[16];
-    uint8_t len;
-    if (sa->ss_family == AF_INET6) {
-        memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-        len = 16;
-    } else {
-        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        len = 4;
-    }
+    uint8_t addr[8];
+    uint8_t len = (uint8_t)net_addr_limit_key(a, addr);
     uv_mutex_lock(&t->lock);
     ip_count *ip = dict_get(&t->map, addr, len);
     if (!ip && (ip = calloc(1, sizeof *ip)) != NULL) {
@@ -94,19 +88,6 @@ void worker_forget(worker *w, conn *c)
     if (w->stopping && COUNTER_GET(w->n_conns) == 0) worker_finish(w);
 }
 
-/* One try to say why, then gone: a refused peer gets no queue. */
-static void refuse_busy(conn *c)
-{
-    sbuf out;
-    sbuf_init(&out);
-    http_error_response(&out, 503, NULL, "Too many connections from your address\n");
-    if (!out.oom) {
-        uv_buf_t b = uv_buf_init(out.p, (unsigned)out.len);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    }
-    sbuf_free(&out);
-    conn_abort(c);
-}
 
 /* Counted in n_conns by the caller. */
 static conn *conn_new(worker *w, int port)
@@ -122,17 +103,20 @@ static conn *conn_new(worker *w, int port)
     return c;
 }
 
-/* An accepted connection: count it against its address, then serve it. */
+
+
+/* An accepted connection: count it against its address, then serve it.
+ * A trusted proxy's connections are counted once they say whose they are
+ * (conn.c), not against the proxy. */
 static void worker_admit(worker *w, conn *c)
 {
     COUNTER_ADD(w->stats.accepted, 1);
-    struct sockaddr_storage sa;
-    int salen = sizeof sa;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
-        unsigned count;
-        c->ip = ip_acquire(w->ips, &sa, &count);
-        if (count > w->cfg->max_conns_per_ip) {
-            refuse_busy(c);
+    conn_note_peer(c);
+    if (c->addr_len && !c->proxy_peer) {
+        net_addr a = { .len = c->addr_len };
+        memcpy(a.bytes, c->addr, c->addr_len);
+        if (!conn_set_addr(c, &a)) {
+            conn_refuse_busy(c);
             return;
         }
     }
@@ -276,6 +260,12 @@ static void worker_handle(worker *w, xmsg *m)
         break;
     case XM_STOP:
         worker_stop(w);
+        break;
+    case XM_RESUME:
+        if (__atomic_load_n(&m->c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2) {
+            __atomic_store_n(&m->c->hub_full, false, __ATOMIC_SEQ_CST);
+            conn_update_reading(m->c);
+        }
         break;
     }
 }

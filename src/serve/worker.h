@@ -19,11 +19,12 @@
 #include "web.h"
 #include "xqueue.h"
 
-/* Connections from one address, counted against --max-conns-per-ip. */
+/* Connections from one address (an IPv4 address, an IPv6 /64), counted
+ * against --max-conns-per-ip. */
 struct ip_count {
     unsigned count;
     uint8_t len;
-    uint8_t addr[16];
+    uint8_t addr[8];                /* net_addr_limit_key() */
 };
 
 /* The per-address counts, shared by every worker under one lock, taken at
@@ -36,7 +37,7 @@ typedef struct ip_table {
 void ip_table_init(ip_table *t);
 void ip_table_free(ip_table *t);
 /* *count is the address's count with this connection. */
-ip_count *ip_acquire(ip_table *t, const struct sockaddr_storage *sa, unsigned *count);
+ip_count *ip_acquire(ip_table *t, const net_addr *a, unsigned *count);
 void ip_release(ip_table *t, ip_count *ip);
 
 /* Counters with one writer (their loop), read by any loop for /stats. */

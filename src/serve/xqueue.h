@@ -22,7 +22,9 @@ typedef struct xmsg {
 
 enum xmsg_kind {
     XM_CONNECT, XM_TEXT, XM_BINARY, XM_LEAVE,          /* worker -> hub */
+    XM_LIMITED,                                         /* worker -> hub: refused unread */
     XM_SEND, XM_RELEASE, XM_NEWCONN, XM_STOP, XM_ABORT, /* hub -> worker */
+    XM_RESUME,                                          /* hub -> worker: read it again */
     XM_DONE,                                             /* worker -> hub: its loop ended */
 };
 

@@ -334,8 +334,9 @@ def test_16bit_and_64bit_lengths(ws, server):
             assert m["type"] == "say" and m["content"] == content, (size, m)
         else:
             assert m["type"] == "error" and m["code"] == "bad_content", (size, m)
-    # 70 000 bytes: a 64-bit length frame, refused by the content limit only
-    ws.send_frame(OP_TEXT, say_msg("y" * 70000))
+    # 65 536 bytes (the default --max-message): a 64-bit length frame,
+    # refused by the content limit only
+    ws.send_frame(OP_TEXT, say_msg("y" * (65536 - len(say_msg("")))))
     m = ws.recv_json()
     assert m["type"] == "error" and m["code"] == "bad_content", m
     ws.send_frame(OP_TEXT, say_msg("after"))

@@ -266,3 +266,37 @@ def test_partial_message_budget(make_server):
     finally:
         for c in clients:
             c.close()
+
+
+def test_message_flood_costs_no_memory(server):
+    """20 MB of large messages far beyond the rate limit, from a client that
+    never reads: refused before any copy (with threads, before crossing to
+    the hub), so the server's memory stays flat and others chat on."""
+    other = RawWS(server.ws_port)
+    flood = RawWS(server.ws_port, rcvbuf=4096)
+    try:
+        other.login("other")
+        flood.login("flood")
+        before = rss_kb(server)
+        msg = encode_frame(OP_TEXT, b'{"type":"say","content":"x","pad":"' + b"p" * 60000 + b'"}')
+        flood.sock.settimeout(0.5)
+        sent = 0
+        t0 = time.monotonic()
+        while sent < 20 << 20 and time.monotonic() - t0 < 15:
+            try:
+                flood.sock.sendall(msg * 8)
+                sent += 8 * len(msg)
+            except (socket.timeout, OSError):
+                break
+        grown = rss_kb(server) - before
+        print("flooded %d MB in %.1fs; RSS grew %d KB" % (sent >> 20, time.monotonic() - t0, grown))
+        assert grown < 30 * 1024, "RSS grew %d KB" % grown
+        other.send_json({"type": "say", "content": "fine"})
+        deadline = time.monotonic() + 10
+        while True:
+            m = other.recv_json(timeout=max(0.1, deadline - time.monotonic()))
+            if m["type"] == "say" and m["content"] == "fine":
+                break
+    finally:
+        flood.close()
+        other.close()

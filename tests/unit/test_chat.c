@@ -964,6 +964,30 @@ static void test_pong_is_ignored(void **state)
     none_all(w);
 }
 
+/* Malformed messages take tokens too, and a long one is refused unparsed
+ * once there are none (only the short heartbeat stays free). */
+static void test_rate_counts_every_message_but_the_heartbeat(void **state)
+{
+    chat_limits l = test_limits();
+    l.rate = 0.001;
+    l.burst = 2;
+    world *w = w_open(state, &l, 1, false);
+    int a = w_conn(w);
+    w_login(w, a, "a");
+    none_all(w);
+    w_send(w, a, "{not json");
+    expect_error(w, a, "bad_json");
+    w_send(w, a, "{not json");
+    expect_error(w, a, "rate_limited");
+    char big[CHAT_FREE_MAX + 50];
+    memset(big, '[', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    w_send(w, a, big);
+    expect_error(w, a, "rate_limited");
+    w_send(w, a, "{\"type\":\"pong\"}");
+    none_all(w);
+}
+
 static void test_error_not_logged_in(void **state)
 {
     world *w = w_open(state, NULL, 1, false);
@@ -1792,6 +1816,7 @@ int main(void)
         T(test_error_bad_json),
         T(test_error_unknown_type),
         T(test_pong_is_ignored),
+        T(test_rate_counts_every_message_but_the_heartbeat),
         T(test_error_not_logged_in),
         T(test_error_already_logged_in),
         T(test_error_bad_name),

@@ -1,0 +1,136 @@
+/* test_options.c -- `tagarela serve` options: defaults that meet the
+ * contract, --trusted-proxy lists, and the start-up check that refuses
+ * settings a frame or a counter could not hold. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "options.h"
+#include "ws_codec.h"
+
+/* Parses "serve" followed by the NULL-terminated options. */
+static int parse(server_config *cfg, ...)
+{
+    char *argv[32] = { "serve" };
+    int argc = 1;
+    va_list ap;
+    va_start(ap, cfg);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 31;) argv[argc++] = a;
+    va_end(ap);
+    config_defaults(cfg);
+    return config_parse(cfg, argc, argv);
+}
+
+static void test_defaults_are_valid_and_safe(void **state)
+{
+    server_config cfg;
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_int_equal(cfg.max_message, 65536);
+    assert_true(cfg.max_conns_per_ip >= 256);           /* the contract's floor */
+    assert_true(cfg.max_conns_per_ip < 4096);
+    assert_int_equal(cfg.n_trusted, 0);                 /* trust nobody by default */
+    /* a maximum say, written with the longest JSON escapes, fits a message */
+    assert_true((uint64_t)cfg.chat.max_content * 12 + 512 <= cfg.max_message);
+    /* and escaped by the server it fits the outbound cap */
+    assert_true(config_max_say_frame(&cfg.chat) <= cfg.outbound_cap);
+}
+
+/* 4096 line breaks: each one "<br />\n" in the content, 8 bytes in JSON. */
+static void test_max_say_frame_bounds_the_worst_say(void **state)
+{
+    chat_limits l;
+    chat_limits_defaults(&l);
+    uint64_t worst_content = 4096 * 8;
+    assert_true(config_max_say_frame(&l) >= worst_content + 100);
+    assert_true(config_max_say_frame(&l) < worst_content + 1024);
+}
+
+static void test_trusted_proxies(void **state)
+{
+    server_config cfg;
+    assert_int_equal(parse(&cfg, "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1", NULL), 0);
+    assert_int_equal(cfg.n_trusted, 2);
+    assert_int_equal(cfg.trusted[0].prefix, 8);
+    assert_int_equal(cfg.trusted[1].prefix, 128);
+    assert_int_equal(parse(&cfg, "--trusted-proxy", "10.0.0.0/33", NULL), -1);
+    assert_int_equal(parse(&cfg, "--trusted-proxy", "proxy.example", NULL), -1);
+    assert_int_equal(parse(&cfg, "--trusted-proxy", "", NULL), -1);
+    /* the list is bounded */
+    char *argv[2 * CONFIG_MAX_TRUSTED + 3] = { "serve" };
+    int argc = 1;
+    for (int i = 0; i <= CONFIG_MAX_TRUSTED; i++) {
+        argv[argc++] = "--trusted-proxy";
+        argv[argc++] = "127.0.0.1";
+    }
+    config_defaults(&cfg);
+    assert_int_equal(config_parse(&cfg, argc, argv), -1);
+}
+
+static void test_nonsense_numbers_refused(void **state)
+{
+    server_config cfg;
+    const char *bad[][2] = {
+        { "--max-message", "0" }, { "--max-message", "nan" }, { "--max-message", "1e12" },
+        { "--max-message", "1000.5" }, { "--max-message", "inf" }, { "--max-content", "0" },
+        { "--max-content", "nan" }, { "--max-name", "0" }, { "--max-name", "2.5" },
+        { "--outbound-cap", "0" }, { "--outbound-cap", "5e9" }, { "--max-header", "0" },
+        { "--max-header", "100" }, { "--max-header", "1e6" }, { "--max-conns-per-ip", "0" },
+        { "--max-conns-per-ip", "1.5" }, { "--rate", "nan" }, { "--rate", "0" },
+        { "--burst", "nan" }, { "--history", "-1" }, { "--keep-days", "nan" },
+        { "--idle-timeout", "nan" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (parse(&cfg, bad[i][0], bad[i][1], NULL) != -1) fail_msg("took %s %s", bad[i][0], bad[i][1]);
+    assert_int_equal(parse(&cfg, "--max-header", "16384", NULL), 0);
+    assert_int_equal(cfg.max_header, 16384);
+    assert_int_equal(parse(&cfg, "--max-message", "1048576", NULL), 0);
+    assert_int_equal(cfg.max_message, 1048576);
+}
+
+/* Combinations: content that escapes past the outbound cap, histories
+ * that would not fit a frame's 32-bit length. */
+static void test_combinations_refused(void **state)
+{
+    server_config cfg;
+    /* 8 * 600000 bytes escaped > the 4 MiB default cap */
+    assert_int_equal(parse(&cfg, "--max-content", "600000", NULL), -1);
+    assert_int_equal(parse(&cfg, "--max-content", "400000", "--outbound-cap", "8000000", NULL), 0);
+    /* a 1000-message resume of 8 MiB says is 8 GB: no frame holds it */
+    assert_int_equal(parse(&cfg, "--max-content", "1048576", "--outbound-cap", "1073741824", NULL), -1);
+    assert_int_equal(parse(&cfg, "--max-content", "1048576", "--outbound-cap", "1073741824",
+                           "--resume-cap", "100", NULL), 0);
+    assert_int_equal(parse(&cfg, "--max-content", "1048576", "--outbound-cap", "1073741824",
+                           "--resume-cap", "100", "--history", "1000", NULL), -1);
+    /* the default say, even at the smallest cap allowed when content is short */
+    assert_int_equal(parse(&cfg, "--max-content", "10", "--outbound-cap", "1024", NULL), 0);
+    assert_int_equal(parse(&cfg, "--outbound-cap", "1024", NULL), -1);
+}
+
+/* ws_frame's length is a uint32_t: a payload past it is refused, not cut. */
+static void test_frame_length_cannot_wrap(void **state)
+{
+    assert_null(ws_frame_new(WS_OP_TEXT, NULL, (size_t)UINT32_MAX));
+    assert_null(ws_frame_new(WS_OP_TEXT, NULL, (size_t)UINT32_MAX - 5));
+    assert_null(ws_frame_raw(NULL, (size_t)UINT32_MAX + 1));
+    ws_frame *f = ws_frame_new(WS_OP_TEXT, "x", 1);
+    assert_non_null(f);
+    assert_int_equal(f->len, 3);
+    ws_frame_unref(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_are_valid_and_safe),
+        cmocka_unit_test(test_max_say_frame_bounds_the_worst_say),
+        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_nonsense_numbers_refused),
+        cmocka_unit_test(test_combinations_refused),
+        cmocka_unit_test(test_frame_length_cannot_wrap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
