@@ -8,6 +8,7 @@
 #include "chat.h"
 
 #define CONFIG_MAX_ORIGINS 32
+#define CONFIG_MAX_AUTH_KEY 4096        /* bytes of the --auth-key secret */
 
 typedef struct listen_addr {
     char host[64];
@@ -29,8 +30,10 @@ typedef struct server_config {
     const char *origins[CONFIG_MAX_ORIGINS];
     int n_origins;
     const char *ws_url;             /* announced to the page; NULL: same origin /ws */
-    chat_limits chat;
+    chat_limits chat;               /* chat.auth_key points to auth_key when set */
     store_limits retention;
+    uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
+    size_t auth_key_len;
 } server_config;
 
 void config_defaults(server_config *cfg);
