@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "chat.h"
+#include "jwt_mint.h"
 #include "store.h"
 #include "utf8.h"
 #include "ws_codec.h"
@@ -1879,6 +1880,129 @@ static void test_store_private_replay_by_identity(void **state)
     free(tb);
 }
 
+#define AUTH_KEY "the operator's secret, 32 bytes+"
+
+static world *w_open_signed(void **state)
+{
+    chat_limits l = test_limits();
+    l.auth_key = (const uint8_t *)AUTH_KEY;
+    l.auth_key_len = strlen(AUTH_KEY);
+    return w_open(state, &l, 1, true);
+}
+
+/* A login carrying a token minted for these claims (JSON, without exp,
+ * which is an hour after the test's clock), plus extra keys. */
+static char *w_login_jwt(world *w, int i, const char *claims, const char *extra)
+{
+    char payload[512];
+    snprintf(payload, sizeof payload, "{%s,\"exp\":%llu}", claims, (unsigned long long)(w->now / 1000 + 3600));
+    char *t = mint_hs256(AUTH_KEY, payload);
+    w_sendf(w, i, "{\"type\":\"login\",\"name\":\"ignored\",\"token\":\"%s\"%s}", t, extra);
+    return t;
+}
+
+static void test_signed_login_needs_a_good_token(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"ana\"}");
+    expect_error(w, a, "bad_token");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"ana\",\"token\":\"abc.def.ghi\"}");
+    expect_error(w, a, "bad_token");
+    /* signed with another key, or expired */
+    char *t = mint_hs256("not the key", "{\"sub\":\"u1\",\"exp\":9999999999}");
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"x\",\"token\":\"%s\"}", t);
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = mint_hs256(AUTH_KEY, "{\"sub\":\"u1\",\"exp\":1407865000}");
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"x\",\"token\":\"%s\"}", t);
+    expect_error(w, a, "bad_token");
+    free(t);
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(w->fs.nident, 0);
+    /* the same connection may retry: the name comes from the token */
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"name\":\"Ana <3\"", "");
+    ftrack *ul = pop_type(w, a, "user_list");
+    assert_string_equal(str_of(json_array_get(json_object_get(ul->js, "user_list"), 0), "name"), "Ana &lt;3");
+    pop_type(w, a, "login");
+    ftrack *s = pop_type(w, a, "session");
+    assert_string_equal(str_of(s->js, "token"), t);     /* the token presented */
+    none_all(w);
+    free(t);
+    /* no name claim: the sub is the name; a bad name claim is a bad name */
+    int b = w_conn(w);
+    t = w_login_jwt(w, b, "\"sub\":\"  \"", "");
+    expect_error(w, b, "bad_name");
+    free(t);
+    t = w_login_jwt(w, b, "\"sub\":\"bob\"", "");
+    assert_string_equal(str_of(pop_type(w, b, "user_list")->js, "type"), "user_list");
+    assert_string_equal(str_of(pop_type(w, b, "login")->js, "name"), "bob");
+    drain_all(w);
+    free(t);
+}
+
+static void test_signed_rooms_claim(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w);
+    char *t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", "");  /* default room "1" */
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", ",\"room_id\":\"8\"");
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[]", ",\"room_id\":\"lobby\"");
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", ",\"room_id\":\"7\"");
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    pop_type(w, a, "session");
+    drain_all(w);
+    free(t);
+    int b = w_conn(w);
+    t = w_login_jwt(w, b, "\"sub\":\"u2\",\"rooms\":[\"lobby\",\"7\"]", ",\"room_id\":\"lobby\"");
+    pop_type(w, b, "user_list");
+    drain_all(w);
+    free(t);
+    assert_int_equal(chat_room_count(w->c), 2);
+}
+
+/* Under --auth-key the identity is the sub: private history follows the
+ * signed user across tokens and names, and no one else. */
+static void test_signed_identity_is_the_sub(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w), b = w_conn(w);
+    free(w_login_jwt(w, a, "\"sub\":\"alice\"", ""));
+    drain_all(w);
+    free(w_login_jwt(w, b, "\"sub\":\"bob\"", ""));
+    drain_all(w);
+    assert_int_equal(w->fs.nident, 2);
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"secret\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    w_disconnect(w, b, 0);
+    drain_all(w);
+    /* bob again, a new token and a new name: his history */
+    int c = w_conn(w);
+    w->now += 60000;
+    free(w_login_jwt(w, c, "\"sub\":\"bob\",\"name\":\"Robert\"", ",\"last_id\":0"));
+    pop_type(w, c, "user_list");
+    pop_type(w, c, "login");
+    pop_type(w, c, "session");
+    assert_int_equal(history_count(w, c, "secret"), 1);
+    drain_all(w);
+    assert_int_equal(w->fs.nident, 2);
+    /* someone signed as "bob2" and named bob: nothing */
+    int d = w_conn(w);
+    free(w_login_jwt(w, d, "\"sub\":\"bob2\",\"name\":\"bob\"", ",\"last_id\":0"));
+    pop_type(w, d, "user_list");
+    pop_type(w, d, "login");
+    pop_type(w, d, "session");
+    assert_int_equal(history_count(w, d, "secret"), 0);
+    drain_all(w);
+}
+
 /* A store that cannot keep an identity: the login is refused, retryable. */
 static void test_identity_store_failure(void **state)
 {
@@ -1986,6 +2110,9 @@ int main(void)
         T(test_session_order_and_no_store),
         T(test_store_private_replay_by_identity),
         T(test_identity_store_failure),
+        T(test_signed_login_needs_a_good_token),
+        T(test_signed_rooms_claim),
+        T(test_signed_identity_is_the_sub),
         T(test_store_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
