@@ -1,5 +1,6 @@
-/* store.h -- where chat history lives: a small interface (append, range by
- * id, trim, commit) that the chat calls without knowing the backend.
+/* store.h -- where chat history and identities live: a small interface
+ * (append, range by id, trim, commit, identities) that the chat calls
+ * without knowing the backend.
  * store_sqlite.c is the backend tagarela ships. */
 #ifndef TAGARELA_STORE_H
 #define TAGARELA_STORE_H

@@ -366,3 +366,33 @@ async def test_signed_private_history_follows_the_sub(make_server, tmp_path):
     await login_raw(own, {"token": mint({"sub": "bob-7", "exp": exp, "iat": 1}), "last_id": 0})
     assert await history_of(own) == [public, private]
     await close_all([imp, own])
+
+
+@async_test(timeout=60)
+async def test_keep_identities_bounds_the_table(make_server):
+    # 0.0002 days: 17 s of age, so nothing expires by age here; the
+    # retention pass runs every ~4 s and applies the count bound
+    srv = make_server("--keep-days", "0.0002", "--keep-identities", "2")
+    tokens = []
+    for i in range(5):
+        c = await Client.connect(srv.ws_port)
+        await c.login("u%d" % i)
+        tokens.append(c.token)
+        await c.close()
+        await asyncio.sleep(1.1)    # distinct last-use seconds: a clear order
+    con = sqlite3.connect(str(srv.datadir / "tagarela.db"))
+    try:
+        deadline = time.monotonic() + 15
+        while con.execute("SELECT count(*) FROM identities").fetchone()[0] > 2:
+            assert time.monotonic() < deadline, "the bound was never applied"
+            await asyncio.sleep(0.5)
+    finally:
+        con.close()
+    # the most recently used are the ones kept (checked first: the logins
+    # with forgotten tokens make new identities, which a later pass may
+    # keep instead)
+    for i, tok in reversed(list(enumerate(tokens))):
+        c = await Client.connect(srv.ws_port)
+        await c.login("again", extra={"token": tok})
+        assert (c.token == tok) == (i >= 3), i
+        await c.close()
