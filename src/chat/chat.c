@@ -367,8 +367,6 @@ static const char *check_signed(chat *c, json_t *token, uint64_t now_ms, login_i
                                  json_string_length(token), (int64_t)(now_ms / 1000), &li->claims);
     if (err) return err;
     li->signed_in = true;
-    li->token = json_string_value(token);
-    li->token_len = json_string_length(token);
     return NULL;
 }
 
@@ -392,8 +390,12 @@ static int resolve_identity(chat *c, json_t *token, uint64_t now_ms, login_ident
 {
     if (!c->store) return 0;
     int64_t now = (int64_t)(now_ms / 1000);
-    if (li->signed_in)
+    if (li->signed_in) {
+        /* the session hands back the JWT the client presented */
+        li->token = json_string_value(token);
+        li->token_len = json_string_length(token);
         return identity_of_subject(c->store, li->claims.sub, li->claims.sub_len, now, &li->id);
+    }
     const char *t = json_is_string(token) ? json_string_value(token) : NULL;
     size_t n = t ? json_string_length(token) : 0;
     if (identity_of_token(c->store, t, n, now, &li->id, li->new_token) < 0) return -1;
