@@ -37,6 +37,7 @@ struct chat_user {
     char *name;                 /* HTML-escaped, as sent on the wire */
     size_t name_len;
     uint64_t ident;             /* the store's identity (0: none) */
+    int64_t ident_used;         /* when the store last heard it was used (unix s) */
     room *room;
     chat_user *prev, *next;     /* room membership */
     double tokens;              /* rate limit bucket */
@@ -437,6 +438,7 @@ static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_l
     u->name = name;
     u->name_len = c->tmp.len;
     u->ident = li->id;
+    u->ident_used = (int64_t)(now_ms / 1000);
     u->uid = new_uid(c);
     if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
         u->uid = 0;
@@ -582,7 +584,18 @@ static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_
 /* Gives the message its id and stores it; the server commits the store
  * before it writes this loop turn's output, so no client ever receives a
  * message that a crash could lose. */
-static int store_say(chat *c, chat_user *u, const chat_user *target, int64_t to,
+/* The retention pass forgets identities unused for the history's age that
+ * no kept message names; a connection can outlive that age, so the store
+ * hears of use at logout and, at most hourly, on private talk. */
+#define IDENTITY_TOUCH_EVERY 3600
+
+static void touch_identity(chat *c, chat_user *u, int64_t now, bool force)
+{
+    if (!c->store || !u->ident || (!force && now - u->ident_used < IDENTITY_TOUCH_EVERY)) return;
+    if (c->store->ops->identity_touch(c->store->impl, u->ident, now) == 0) u->ident_used = now;
+}
+
+static int store_say(chat *c, chat_user *u, chat_user *target, int64_t to,
                      const char *s, size_t n, uint64_t now_ms)
 {
     room *r = u->room;
@@ -597,6 +610,10 @@ static int store_say(chat *c, chat_user *u, const chat_user *target, int64_t to,
                     u->name, u->name_len, target ? target->name : NULL,
                     target ? target->name_len : 0, c->out.p, c->out.len,
                     target ? u->ident : 0, target ? target->ident : 0 };
+    if (target) {
+        touch_identity(c, u, m.ts, false);
+        touch_identity(c, target, m.ts, false);
+    }
     return c->store->ops->append(c->store->impl, r->id, r->id_len, &m);
 }
 
@@ -692,6 +709,7 @@ void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
         bool others = r->count > 1;     /* else room_leave frees the room */
         dict_del(&c->users, &u->uid, sizeof u->uid);
         room_leave(c, u);
+        touch_identity(c, u, (int64_t)(now_ms / 1000), true);
         if (!quiet && others) {
             sbuf *o = &c->out;
             sbuf_reset(o);

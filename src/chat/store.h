@@ -53,6 +53,8 @@ typedef struct store_ops {
      * trim() forgets identities unused for max_age that no kept message
      * names, so an identity lives at least as long as its history. */
     int (*identity_add)(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id);
+    /* Marks the identity used now (an unknown id is no error). */
+    int (*identity_touch)(void *impl, uint64_t id, int64_t now);
 } store_ops;
 
 typedef struct store {

@@ -34,7 +34,7 @@ typedef struct sqlite_store {
     int in_tx;
     sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range;
     sqlite3_stmt *st_trim_count, *st_trim_age;
-    sqlite3_stmt *st_ident_find, *st_ident_add, *st_ident_expire, *st_ident_cap;
+    sqlite3_stmt *st_ident_find, *st_ident_add, *st_ident_touch, *st_ident_expire, *st_ident_cap;
     checkpointer ck;
 } sqlite_store;
 
@@ -291,6 +291,15 @@ static int sq_ident_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t no
     return 0;
 }
 
+static int sq_ident_touch(void *impl, uint64_t id, int64_t now)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    sqlite3_bind_int64(s->st_ident_touch, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(s->st_ident_touch, 2, now);
+    return run(s->st_ident_touch);
+}
+
 static int sq_trim(void *impl, int64_t now)
 {
     sqlite_store *s = impl;
@@ -320,7 +329,7 @@ static void sq_close(void *impl)
     checkpointer_stop(&s->ck);
     sqlite3_stmt *all[] = { s->st_last_id, s->st_set_last, s->st_insert, s->st_range,
                             s->st_trim_count, s->st_trim_age, s->st_ident_find,
-                            s->st_ident_add, s->st_ident_expire, s->st_ident_cap };
+                            s->st_ident_add, s->st_ident_touch, s->st_ident_expire, s->st_ident_cap };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
     sqlite3_close(s->db);
     free(s);
@@ -328,7 +337,7 @@ static void sq_close(void *impl)
 
 static const store_ops sqlite_ops = {
     sq_last_id, sq_append, sq_range, sq_trim, sq_commit, sq_close,
-    sq_ident_find, sq_ident_add,
+    sq_ident_find, sq_ident_add, sq_ident_touch,
 };
 
 static int prepare(sqlite_store *s, sqlite3_stmt **st, const char *sql)
@@ -341,6 +350,7 @@ static int prepare_identities(sqlite_store *s)
     return prepare(s, &s->st_ident_find,
                    "UPDATE identities SET last_used=max(last_used,?2) WHERE key=?1 RETURNING id") ||
         prepare(s, &s->st_ident_add, "INSERT INTO identities(key,last_used) VALUES(?1,?2)") ||
+        prepare(s, &s->st_ident_touch, "UPDATE identities SET last_used=max(last_used,?2) WHERE id=?1") ||
         prepare(s, &s->st_ident_expire,
                 "DELETE FROM identities WHERE last_used<?1 "
                 "AND NOT EXISTS (SELECT 1 FROM messages WHERE from_ident=identities.id) "

@@ -309,8 +309,17 @@ static int fs_ident_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t no
     return 0;
 }
 
+static int fs_ident_touch(void *impl, uint64_t id, int64_t now)
+{
+    fstore *fs = impl;
+    if (id == 0 || id > fs->nident) fail_msg("touched identity %llu, never made", (unsigned long long)id);
+    fs->ident[id - 1].last_used = now;
+    return 0;
+}
+
 static const store_ops fake_store_ops = {
     fs_last_id, fs_append, fs_range, fs_trim, fs_commit, fs_close, fs_ident_find, fs_ident_add,
+    fs_ident_touch,
 };
 
 static void fstore_free(fstore *fs)
@@ -1837,6 +1846,37 @@ static void test_session_order_and_no_store(void **state)
     none_all(w);
 }
 
+/* A long connection keeps its identity fresh: at logout, and at most hourly
+ * on private talk (the retention pass forgets identities unused for the
+ * history's age). */
+static void test_identity_last_use(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    free(w_login_session(w, a, "a", ""));
+    free(w_login_session(w, b, "b", ""));
+    int64_t t0 = (int64_t)(w->now / 1000);
+    assert_int_equal(w->fs.ident[0].last_used, t0);
+    w->now += 1800 * 1000;                      /* half an hour: not yet */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0);
+    w->now += 3600 * 1000;                      /* past the hour: both parties */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"y\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5400);
+    assert_int_equal(w->fs.ident[1].last_used, t0 + 5400);
+    w->now += 60 * 1000;                        /* public talk: nothing */
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"z\"}");
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5400);
+    w->now += 10 * 1000;                        /* logout: always */
+    w_disconnect(w, a, 0);
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5470);
+    assert_int_equal(w->fs.ident[1].last_used, t0 + 5400);
+}
+
 /* An impostor who takes bob's name gets nothing of bob's private talk;
  * bob, with his token, gets it under any name. */
 static void test_store_private_replay_by_identity(void **state)
@@ -2108,6 +2148,7 @@ int main(void)
         T(test_store_resume_cap),
         T(test_session_token_new_and_continued),
         T(test_session_order_and_no_store),
+        T(test_identity_last_use),
         T(test_store_private_replay_by_identity),
         T(test_identity_store_failure),
         T(test_signed_login_needs_a_good_token),
