@@ -110,7 +110,7 @@ async def test_unknown_malformed_or_huge_tokens_start_a_new_identity(server):
     a = await Client.connect(server.ws_port)
     await a.login("ana")
     known = a.token
-    bad = ["A" * len(known), known[:-1], known + "A", known + "=", "", "x" * 200000, 42, None,
+    bad = ["A" * len(known), known[:-1], known + "A", known + "=", "", "x" * 50000, 42, None,
            [known], {"token": known}]
     for tok in bad:
         c = await Client.connect(server.ws_port)
