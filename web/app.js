@@ -21,6 +21,9 @@
   const LS_ROOMS = 'tagarela.rooms';
   const SS_NAMES = 'tagarela.names';  // this tab's uid -> name memory, kept over reloads
   const SS_UIDS = 'tagarela.uids';    // this tab's own uids, kept over reloads
+  const LS_TOKEN = 'tagarela.token';  // the session token: this browser's identity and its private history
+  const SS_JWT = 'tagarela.jwt';      // a signed token given as #token=, kept over reloads of this tab
+  const TOKEN_MAX = 8192;
   const MAX_NAMES = 400;
   const MAX_UIDS = 50;
 
@@ -48,6 +51,7 @@
     users: new Map(),      // uid -> name, in join order, for the current room
     names: new Map(),      // every uid -> name ever seen (senders who left)
     target: null,          // {uid, name} when writing a private message
+    signedToken: null,     // a JWT from the site (#token=), sent instead of the session token
     ws: null,
     gen: 0,                // bumps on every new connection; stale events are dropped
     wanted: false,         // true while we want to be connected
@@ -118,6 +122,46 @@
   }
   function load(key) {
     try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  /* A site that embeds the chat for its signed-in users hands the page
+   * their JWT as #token=...; it is taken out of the address bar (where
+   * bookmarks, shared links and the history would keep it) and kept for
+   * this tab only. Without one, the page uses its session token. */
+  function takeSignedToken() {
+    const t = new URLSearchParams(location.hash.slice(1)).get('token');
+    if (t && t.length <= TOKEN_MAX) {
+      state.signedToken = t;
+      try { sessionStorage.setItem(SS_JWT, t); } catch (_) { /* private mode: this load only */ }
+      const u = new URL(location.href);
+      u.hash = '';
+      history.replaceState(history.state, '', u);
+      return;
+    }
+    try { state.signedToken = sessionStorage.getItem(SS_JWT); } catch (_) { state.signedToken = null; }
+  }
+
+  /* The name a signed token carries (name, else sub), to fill in the form;
+   * the server takes the name from the verified token whatever we send. */
+  function signedTokenName() {
+    try {
+      const part = state.signedToken.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(part), (c) => c.charCodeAt(0))));
+      const n = typeof claims.name === 'string' ? claims.name : claims.sub;
+      return typeof n === 'string' || typeof n === 'number' ? String(n) : '';
+    } catch (_) { return ''; }
+  }
+
+  function forgetSignedToken() {
+    state.signedToken = null;
+    try { sessionStorage.removeItem(SS_JWT); } catch (_) { /* nothing kept */ }
+  }
+
+  function onSession(msg) {
+    // Kept for the next login, reconnects and reloads included: it is what
+    // gives this browser its private history back. A signed token stays.
+    if (state.signedToken || typeof msg.token !== 'string' || msg.token.length > TOKEN_MAX) return;
+    store(LS_TOKEN, msg.token);
   }
 
   /* The uids this tab has had and the names it has seen, kept in
@@ -646,6 +690,8 @@
 
   function sendLogin() {
     const msg = { type: 'login', name: state.name, room_id: state.room };
+    const token = state.signedToken || load(LS_TOKEN);
+    if (token) msg.token = token;
     const r = state.rooms.get(state.room);
     if (r && r.lastId != null) msg.last_id = r.lastId;
     // Ask for the senders' names in history (uids change with every connection).
@@ -663,6 +709,7 @@
       case 'ping': sendRaw({ type: 'pong' }); break;
       case 'user_list': onUserList(msg); break;
       case 'login': onLogin(msg); break;
+      case 'session': onSession(msg); break;
       case 'logout': onLogout(msg); break;
       case 'say': renderSay(msg); break;
       case 'history': onHistory(msg); break;
@@ -754,13 +801,14 @@
     log.insertBefore(d, first);
   }
 
-  const LOGIN_FATAL = new Set(['bad_name', 'bad_json']);
+  const LOGIN_FATAL = new Set(['bad_name', 'bad_json', 'bad_token']);
 
   function onError(msg) {
     const code = typeof msg.code === 'string' ? msg.code : 'error';
     const text = typeof msg.message === 'string' && msg.message ? decodeServerText(msg.message) : code.replace(/_/g, ' ');
     if (!state.online && LOGIN_FATAL.has(code)) {
       // The server refused our login: retrying would fail the same way.
+      if (code === 'bad_token') forgetSignedToken();
       state.wanted = false;
       ++state.gen;
       dropSocket(1000);
@@ -970,6 +1018,7 @@
   /* ---------- start ---------- */
 
   state.room = roomFromUrl();
+  takeSignedToken();
   loadTabMemory();
   renderRecentRooms();
   setUsersOpen(!narrow.matches);
@@ -977,7 +1026,7 @@
   renderUsers();
   setStatus('idle');
 
-  const saved = validName(load(LS_NAME) || '');
+  const saved = validName(load(LS_NAME) || (state.signedToken ? signedTokenName() : ''));
   if (saved.name) enterChat(saved.name);
   else showLogin();
 

@@ -16,6 +16,8 @@
 
 #include "dict.h"
 #include "escape.h"
+#include "identity.h"
+#include "jwt.h"
 #include "sbuf.h"
 #include "utf8.h"
 
@@ -35,13 +37,15 @@ struct chat_user {
     uint32_t uid;               /* 0 until logged in */
     char *name;                 /* HTML-escaped, as sent on the wire */
     size_t name_len;
+    uint64_t ident;             /* the store's identity (0: none) */
+    int64_t ident_used;         /* when the store last heard it was used (unix s) */
     room *room;
     chat_user *prev, *next;     /* room membership */
     bucket rate;                /* messages it may still send */
 };
 
 struct chat {
-    chat_limits limits;
+    chat_limits limits;         /* auth_key points to the chat's own copy */
     chat_io io;
     store *store;
     dict rooms;                 /* id -> room */
@@ -61,6 +65,8 @@ void chat_limits_defaults(chat_limits *l)
     l->burst = 100;
     l->history = 50;
     l->resume_cap = 1000;
+    l->auth_key = NULL;
+    l->auth_key_len = 0;
 }
 
 chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st)
@@ -68,6 +74,15 @@ chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, 
     chat *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->limits = *limits;
+    if (limits->auth_key) {
+        uint8_t *key = malloc(limits->auth_key_len ? limits->auth_key_len : 1);
+        if (!key) {
+            free(c);
+            return NULL;
+        }
+        memcpy(key, limits->auth_key, limits->auth_key_len);
+        c->limits.auth_key = key;
+    }
     c->io = *io;
     c->store = st;
     dict_init(&c->rooms);
@@ -94,6 +109,7 @@ void chat_free(chat *c)
     dict_free(&c->users);
     sbuf_free(&c->out);
     sbuf_free(&c->tmp);
+    free((void *)c->limits.auth_key);
     free(c);
 }
 
@@ -218,17 +234,21 @@ static uint32_t new_uid(chat *c)
 /* ---- login ----------------------------------------------------------- */
 
 /* Validates and escapes the name into c->tmp. Returns an error text or NULL. */
-static const char *check_name(chat *c, json_t *v)
+static const char *check_name_text(chat *c, const char *s, size_t n)
 {
-    if (!json_is_string(v)) return "name is required and must be a string";
-    size_t n = json_string_length(v);
-    const char *s = utf8_trim(json_string_value(v), &n);
+    s = utf8_trim(s, &n);
     if (n == 0) return "name is empty";
     if (utf8_has_control(s, n)) return "name holds control characters";
     if (utf8_count((const uint8_t *)s, n) > c->limits.max_name) return "name is too long";
     sbuf_reset(&c->tmp);
     html_escape(&c->tmp, s, n, false);
     return c->tmp.oom ? "out of memory" : NULL;
+}
+
+static const char *check_name(chat *c, json_t *v)
+{
+    if (!json_is_string(v)) return "name is required and must be a string";
+    return check_name_text(c, json_string_value(v), json_string_length(v));
 }
 
 /* Room id as a string: a number n is the room "n". Returns length or -1. */
@@ -318,7 +338,7 @@ static void send_history(chat *c, chat_user *u, json_t *last_id, bool names)
     room *r = u->room;
     history_out h = { o, names };
     if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit,
-                             u->name, u->name_len, add_history_item, &h) < 0) {
+                             u->ident, add_history_item, &h) < 0) {
         send_error(c, u, "internal", "history is unavailable");
         return;
     }
@@ -327,24 +347,83 @@ static void send_history(chat *c, chat_user *u, json_t *last_id, bool names)
     send_to(c, u);
 }
 
-static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
+/* ---- identity -------------------------------------------------------- */
+
+/* Who a login is: the signed claims under --auth-key, the store's identity,
+ * and the token the session message gives back. */
+typedef struct login_identity {
+    jwt_claims claims;
+    bool signed_in;             /* claims hold a payload to release */
+    uint64_t id;
+    const char *token;          /* for the session message; NULL: none */
+    size_t token_len;
+    char new_token[IDENTITY_TOKEN_LEN + 1];
+} login_identity;
+
+/* Under --auth-key: the login's JWT, verified. Returns an error text or NULL. */
+static const char *check_signed(chat *c, json_t *token, uint64_t now_ms, login_identity *li)
 {
-    if (u->uid) {
-        send_error(c, u, "already_logged_in", "this connection is already logged in");
-        return;
+    if (!json_is_string(token)) return "this server needs a signed token in the login's \"token\"";
+    const char *err = jwt_verify(c->limits.auth_key, c->limits.auth_key_len, json_string_value(token),
+                                 json_string_length(token), (int64_t)(now_ms / 1000), &li->claims);
+    if (err) return err;
+    li->signed_in = true;
+    return NULL;
+}
+
+/* The rooms claim, when present, lists every room the user may enter. */
+static bool room_allowed(const jwt_claims *cl, const char *id, size_t len)
+{
+    if (!cl->rooms) return true;
+    size_t i;
+    json_t *v;
+    json_array_foreach(cl->rooms, i, v) {
+        char buf[MAX_ROOM_ID + 1];
+        int n = room_id_of(v, buf, sizeof buf);
+        if (n > 0 && (size_t)n == len && memcmp(buf, id, len) == 0) return true;
     }
-    const char *err = check_name(c, json_object_get(msg, "name"));
-    if (err) {
-        send_error(c, u, "bad_name", err);
-        return;
+    return false;
+}
+
+/* Continues or starts the login's identity in the store (none without a
+ * store). A malformed, oversized or unknown token quietly gets a new one. */
+static int resolve_identity(chat *c, json_t *token, uint64_t now_ms, login_identity *li)
+{
+    if (!c->store) return 0;
+    int64_t now = (int64_t)(now_ms / 1000);
+    if (li->signed_in) {
+        /* the session hands back the JWT the client presented */
+        li->token = json_string_value(token);
+        li->token_len = json_string_length(token);
+        return identity_of_subject(c->store, li->claims.sub, li->claims.sub_len, now, &li->id);
     }
-    char id[MAX_ROOM_ID + 1];
-    int id_len = room_id_of(json_object_get(msg, "room_id"), id, sizeof id);
-    if (id_len <= 0 || id_len > MAX_ROOM_ID) {
-        send_error(c, u, "bad_json", "room_id must be a number or a string of 1 to 64 bytes");
-        return;
-    }
-    room *r = room_get(c, id, (size_t)id_len);
+    const char *t = json_is_string(token) ? json_string_value(token) : NULL;
+    size_t n = t ? json_string_length(token) : 0;
+    if (identity_of_token(c->store, t, n, now, &li->id, li->new_token) < 0) return -1;
+    li->token = li->new_token[0] ? li->new_token : t;
+    li->token_len = li->new_token[0] ? IDENTITY_TOKEN_LEN : n;
+    return 0;
+}
+
+static void send_session(chat *c, chat_user *u, const login_identity *li)
+{
+    if (!li->token) return;
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"session\",\"uid\":");
+    sbuf_u64(o, u->uid);
+    sbuf_puts(o, ",\"token\":");
+    sbuf_json_str(o, li->token, li->token_len);
+    sbuf_putc(o, '}');
+    send_to(c, u);
+}
+
+/* The login's checks passed (its escaped name is in c->tmp): into the room,
+ * then the contract's sequence: user_list, login broadcast, session, history. */
+static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_len,
+                 const login_identity *li, uint64_t now_ms)
+{
+    room *r = room_get(c, id, id_len);
     char *name = malloc(c->tmp.len + 1);
     if (!r || !name) {
         free(name);
@@ -358,6 +437,8 @@ static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
     memcpy(name, c->tmp.p, c->tmp.len + 1);
     u->name = name;
     u->name_len = c->tmp.len;
+    u->ident = li->id;
+    u->ident_used = (int64_t)(now_ms / 1000);
     u->uid = new_uid(c);
     if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
         u->uid = 0;
@@ -377,8 +458,57 @@ static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
     sbuf_puts(o, now_str(c, now_ms));
     sbuf_puts(o, "\"}");
     send_to_room(c, r);
+    send_session(c, u, li);
     send_history(c, u, json_object_get(msg, "last_id"),
                  json_is_true(json_object_get(msg, "history_names")));
+}
+
+/* Checks a login in the order a client can act on: token (under
+ * --auth-key), name, room, then the identity, then joins. */
+static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, login_identity *li)
+{
+    json_t *token = json_object_get(msg, "token");
+    const char *err = c->limits.auth_key ? check_signed(c, token, now_ms, li) : NULL;
+    if (err) {
+        send_error(c, u, "bad_token", err);
+        return;
+    }
+    if (li->signed_in)
+        err = li->claims.name ? check_name(c, li->claims.name)
+                              : check_name_text(c, li->claims.sub, li->claims.sub_len);
+    else
+        err = check_name(c, json_object_get(msg, "name"));
+    if (err) {
+        send_error(c, u, "bad_name", err);
+        return;
+    }
+    char id[MAX_ROOM_ID + 1];
+    int id_len = room_id_of(json_object_get(msg, "room_id"), id, sizeof id);
+    if (id_len <= 0 || id_len > MAX_ROOM_ID) {
+        send_error(c, u, "bad_json", "room_id must be a number or a string of 1 to 64 bytes");
+        return;
+    }
+    if (li->signed_in && !room_allowed(&li->claims, id, (size_t)id_len)) {
+        send_error(c, u, "bad_token", "the token does not allow this room");
+        return;
+    }
+    if (resolve_identity(c, token, now_ms, li) < 0) {
+        send_error(c, u, "unavailable", "your identity could not be stored; try again");
+        return;
+    }
+    join(c, u, msg, id, (size_t)id_len, li, now_ms);
+}
+
+static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
+{
+    if (u->uid) {
+        send_error(c, u, "already_logged_in", "this connection is already logged in");
+        return;
+    }
+    login_identity li;
+    memset(&li, 0, sizeof li);
+    login_checked(c, u, msg, now_ms, &li);
+    if (li.signed_in) jwt_claims_free(&li.claims);
 }
 
 /* ---- say ------------------------------------------------------------- */
@@ -447,7 +577,18 @@ static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_
 /* Gives the message its id and stores it; the server commits the store
  * before it writes this loop turn's output, so no client ever receives a
  * message that a crash could lose. */
-static int store_say(chat *c, chat_user *u, const chat_user *target, int64_t to,
+/* The retention pass forgets identities unused for the history's age that
+ * no kept message names; a connection can outlive that age, so the store
+ * hears of use at logout and, at most hourly, on private talk. */
+#define IDENTITY_TOUCH_EVERY 3600
+
+static void touch_identity(chat *c, chat_user *u, int64_t now, bool force)
+{
+    if (!c->store || !u->ident || (!force && now - u->ident_used < IDENTITY_TOUCH_EVERY)) return;
+    if (c->store->ops->identity_touch(c->store->impl, u->ident, now) == 0) u->ident_used = now;
+}
+
+static int store_say(chat *c, chat_user *u, chat_user *target, int64_t to,
                      const char *s, size_t n, uint64_t now_ms)
 {
     room *r = u->room;
@@ -460,7 +601,12 @@ static int store_say(chat *c, chat_user *u, const chat_user *target, int64_t to,
     if (c->out.oom) return -1;
     store_msg m = { id, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to,
                     u->name, u->name_len, target ? target->name : NULL,
-                    target ? target->name_len : 0, c->out.p, c->out.len };
+                    target ? target->name_len : 0, c->out.p, c->out.len,
+                    target ? u->ident : 0, target ? target->ident : 0 };
+    if (target) {
+        touch_identity(c, u, m.ts, false);
+        touch_identity(c, target, m.ts, false);
+    }
     return c->store->ops->append(c->store->impl, r->id, r->id_len, &m);
 }
 
@@ -564,6 +710,7 @@ void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
         bool others = r->count > 1;     /* else room_leave frees the room */
         dict_del(&c->users, &u->uid, sizeof u->uid);
         room_leave(c, u);
+        touch_identity(c, u, (int64_t)(now_ms / 1000), true);
         if (!quiet && others) {
             sbuf *o = &c->out;
             sbuf_reset(o);

@@ -23,6 +23,11 @@ typedef struct chat_limits {
     double burst;               /* messages allowed at once */
     unsigned history;           /* messages replayed after a login */
     unsigned resume_cap;        /* most messages replayed after last_id */
+    /* --auth-key: every login must carry a JWT signed (HS256) with this
+     * secret, which names the user. NULL: anyone picks a name. The chat
+     * keeps a copy. */
+    const uint8_t *auth_key;
+    size_t auth_key_len;
 } chat_limits;
 
 /* The contract's limits: names of 32, contents of 4096 code points, a
@@ -39,7 +44,8 @@ typedef struct chat_io {
     void (*message_release)(void *ctx, void *msg);
 } chat_io;
 
-/* st may be NULL: no history. The chat does not own it. */
+/* st may be NULL: no history and no identities (no session message). The
+ * chat does not own it. */
 chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st);
 void chat_free(chat *c);
 

@@ -34,6 +34,7 @@ typedef struct sqlite_store {
     int in_tx;
     sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range;
     sqlite3_stmt *st_trim_count, *st_trim_age;
+    sqlite3_stmt *st_ident_find, *st_ident_add, *st_ident_touch, *st_ident_expire, *st_ident_cap;
     checkpointer ck;
 } sqlite_store;
 
@@ -48,6 +49,48 @@ static const char schema[] =
     "  from_name TEXT, to_name TEXT, json TEXT NOT NULL,"
     "  PRIMARY KEY (room, id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);";
+
+/* Identities, added to databases of earlier versions too: their private
+ * rows get no parties' identities and so are replayed to no one (they were
+ * matched by name, which anyone can take). AUTOINCREMENT: an id is never
+ * given twice, or a new identity could inherit a forgotten one's history. */
+static const char identity_schema[] =
+    "CREATE TABLE IF NOT EXISTS identities ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL UNIQUE,"
+    "  last_used INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS identities_last_used ON identities(last_used);"
+    "CREATE INDEX IF NOT EXISTS messages_from_ident ON messages(from_ident)"
+    "  WHERE from_ident IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS messages_to_ident ON messages(to_ident)"
+    "  WHERE to_ident IS NOT NULL;";
+
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM pragma_table_info('%s') WHERE name='%s'", table, column);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Brings the messages table to the identity schema, in one transaction. */
+static int migrate_identities(sqlite3 *db)
+{
+    int has = has_column(db, "messages", "from_ident");
+    if (has < 0) return -1;
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) return -1;
+    if ((!has && sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN from_ident INTEGER;"
+                                  "ALTER TABLE messages ADD COLUMN to_ident INTEGER;",
+                              NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_exec(db, identity_schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
 
 static void *checkpoint_main(void *arg)
 {
@@ -145,6 +188,13 @@ static int sq_last_id(void *impl, const char *room, size_t room_len, uint64_t *o
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Identity 0 is none: NULL, which matches no viewer. */
+static void bind_ident(sqlite3_stmt *st, int col, uint64_t id)
+{
+    if (id) sqlite3_bind_int64(st, col, (sqlite3_int64)id);
+    else sqlite3_bind_null(st, col);
+}
+
 static int sq_append(void *impl, const char *room, size_t room_len, const store_msg *m)
 {
     sqlite_store *s = impl;
@@ -159,6 +209,8 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
     if (m->to_uid) sqlite3_bind_text(st, 7, m->to_name, (int)m->to_name_len, SQLITE_STATIC);
     else sqlite3_bind_null(st, 7);
     sqlite3_bind_text(st, 8, m->json, (int)m->json_len, SQLITE_STATIC);
+    bind_ident(st, 9, m->to_uid ? m->from_ident : 0);
+    bind_ident(st, 10, m->to_uid ? m->to_ident : 0);
     if (run(st) < 0) return -1;
     st = s->st_set_last;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
@@ -174,14 +226,13 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
 }
 
 static int sq_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                    unsigned limit, const char *viewer, size_t viewer_len,
-                    store_each_fn each, void *arg)
+                    unsigned limit, uint64_t viewer, store_each_fn each, void *arg)
 {
     sqlite_store *s = impl;
     sqlite3_stmt *st = s->st_range;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
-    sqlite3_bind_text(st, 3, viewer, (int)viewer_len, SQLITE_STATIC);
+    bind_ident(st, 3, viewer);
     sqlite3_bind_int64(st, 4, limit);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -198,6 +249,57 @@ static int sq_range(void *impl, const char *room, size_t room_len, uint64_t afte
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Forgets identities unused for max_age that no kept message names (their
+ * history is gone, so their tokens unlock nothing), then, past
+ * max_identities, the least recently used of those without messages: every
+ * login without a token makes one, and the table must stay bounded. */
+static int trim_identities(sqlite_store *s, int64_t now)
+{
+    if (s->limits.max_age > 0) {
+        sqlite3_bind_int64(s->st_ident_expire, 1, now - s->limits.max_age);
+        if (run(s->st_ident_expire) < 0) return -1;
+    }
+    if (s->limits.max_identities == 0) return 0;
+    sqlite3_bind_int64(s->st_ident_cap, 1, s->limits.max_identities);
+    return run(s->st_ident_cap);
+}
+
+static int sq_ident_find(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    sqlite3_stmt *st = s->st_ident_find;
+    sqlite3_bind_blob(st, 1, key, STORE_KEY_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+    if (found) *id = (uint64_t)sqlite3_column_int64(st, 0);
+    /* RETURNING's update is done once the statement has run to its end. */
+    while (rc == SQLITE_ROW) rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? found : -1;
+}
+
+static int sq_ident_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    sqlite3_stmt *st = s->st_ident_add;
+    sqlite3_bind_blob(st, 1, key, STORE_KEY_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    if (run(st) < 0) return -1;
+    *id = (uint64_t)sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static int sq_ident_touch(void *impl, uint64_t id, int64_t now)
+{
+    sqlite_store *s = impl;
+    if (begin(s) < 0) return -1;
+    sqlite3_bind_int64(s->st_ident_touch, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(s->st_ident_touch, 2, now);
+    return run(s->st_ident_touch);
+}
+
 static int sq_trim(void *impl, int64_t now)
 {
     sqlite_store *s = impl;
@@ -206,7 +308,7 @@ static int sq_trim(void *impl, int64_t now)
         sqlite3_bind_int64(s->st_trim_age, 1, now - s->limits.max_age);
         if (run(s->st_trim_age) < 0) return -1;
     }
-    return 0;
+    return trim_identities(s, now);
 }
 
 static int sq_commit(void *impl)
@@ -226,7 +328,8 @@ static void sq_close(void *impl)
     sq_commit(s);
     checkpointer_stop(&s->ck);
     sqlite3_stmt *all[] = { s->st_last_id, s->st_set_last, s->st_insert, s->st_range,
-                            s->st_trim_count, s->st_trim_age };
+                            s->st_trim_count, s->st_trim_age, s->st_ident_find,
+                            s->st_ident_add, s->st_ident_touch, s->st_ident_expire, s->st_ident_cap };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
     sqlite3_close(s->db);
     free(s);
@@ -234,11 +337,30 @@ static void sq_close(void *impl)
 
 static const store_ops sqlite_ops = {
     sq_last_id, sq_append, sq_range, sq_trim, sq_commit, sq_close,
+    sq_ident_find, sq_ident_add, sq_ident_touch,
 };
 
 static int prepare(sqlite_store *s, sqlite3_stmt **st, const char *sql)
 {
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int prepare_identities(sqlite_store *s)
+{
+    return prepare(s, &s->st_ident_find,
+                   "UPDATE identities SET last_used=max(last_used,?2) WHERE key=?1 RETURNING id") ||
+        prepare(s, &s->st_ident_add, "INSERT INTO identities(key,last_used) VALUES(?1,?2)") ||
+        prepare(s, &s->st_ident_touch, "UPDATE identities SET last_used=max(last_used,?2) WHERE id=?1") ||
+        prepare(s, &s->st_ident_expire,
+                "DELETE FROM identities WHERE last_used<?1 "
+                "AND NOT EXISTS (SELECT 1 FROM messages WHERE from_ident=identities.id) "
+                "AND NOT EXISTS (SELECT 1 FROM messages WHERE to_ident=identities.id)") ||
+        prepare(s, &s->st_ident_cap,
+                "DELETE FROM identities WHERE id IN (SELECT id FROM identities "
+                "WHERE NOT EXISTS (SELECT 1 FROM messages WHERE from_ident=identities.id) "
+                "AND NOT EXISTS (SELECT 1 FROM messages WHERE to_ident=identities.id) "
+                "ORDER BY last_used LIMIT max(0, (SELECT count(*) FROM identities) - ?1))")
+        ? -1 : 0;
 }
 
 static int prepare_all(sqlite_store *s)
@@ -248,14 +370,15 @@ static int prepare_all(sqlite_store *s)
                 "INSERT INTO rooms(room,last_id) VALUES(?1,?2) "
                 "ON CONFLICT(room) DO UPDATE SET last_id=max(last_id,excluded.last_id)") ||
         prepare(s, &s->st_insert,
-                "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,json) "
-                "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)") ||
+                "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,json,"
+                "from_ident,to_ident) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)") ||
         prepare(s, &s->st_range,
                 "SELECT json, from_name, to_name FROM (SELECT id, json, from_name, to_name "
                 "FROM messages WHERE room=?1 AND id>?2 "
-                "AND (to_uid=0 OR from_name=?3 OR to_name=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
+                "AND (to_uid=0 OR from_ident=?3 OR to_ident=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
         prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1") ||
-        prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2")
+        prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2") ||
+        prepare_identities(s)
         ? -1 : 0;
 }
 
@@ -279,6 +402,7 @@ void store_limits_defaults(store_limits *l)
 {
     l->max_per_room = 10000;
     l->max_age = 30 * 86400;
+    l->max_identities = 1000000;
 }
 
 int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
@@ -304,7 +428,8 @@ int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
         sq_close(s);
         return -1;
     }
-    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK || prepare_all(s) < 0) {
+    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK || migrate_identities(s->db) < 0 ||
+        prepare_all(s) < 0) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
         sq_close(s);
         return -1;

@@ -86,6 +86,10 @@ void config_usage(FILE *out)
         "  --resume-cap N             most messages replayed after a login's last_id (default 1000)\n"
         "  --keep-messages N          messages kept per room, 0: no limit (default 10000)\n"
         "  --keep-days DAYS           days a message is kept, 0: no limit (default 30)\n"
+        "  --keep-identities N        session identities kept beyond those named by kept\n"
+        "                             messages, least recently used out first, 0: no limit (default 1000000)\n"
+        "  --auth-key FILE            logins must carry a JWT signed (HS256) with the secret in FILE\n"
+        "                             (see docs/identity.md)\n"
         "  -h, --help                 this text\n"
         "  --version                  the version\n");
 }
@@ -136,7 +140,7 @@ enum {
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
-    OPT_TRUSTED_PROXY,
+    OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -165,6 +169,8 @@ static const struct option long_opts[] = {
     {"partial-budget", required_argument, 0, OPT_PARTIAL_BUDGET},
     {"max-header", required_argument, 0, OPT_MAX_HEADER},
     {"trusted-proxy", required_argument, 0, OPT_TRUSTED_PROXY},
+    {"keep-identities", required_argument, 0, OPT_KEEP_IDENTITIES},
+    {"auth-key", required_argument, 0, OPT_AUTH_KEY},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -238,6 +244,10 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         cfg->retention.max_age = (int64_t)(v * 86400);
         if (v > 0 && cfg->retention.max_age == 0) cfg->retention.max_age = 1;
         return 0;
+    case OPT_KEEP_IDENTITIES:
+        if (parse_whole(name, arg, 0, 4e9, &v)) return -1;
+        cfg->retention.max_identities = (unsigned)v;
+        return 0;
     }
     return -1;
 }
@@ -292,6 +302,39 @@ int config_validate(const server_config *cfg)
     return 0;
 }
 
+/* Reads the --auth-key secret: the whole file, less one final line break
+ * (editors add one). An empty or unreadable file is an error: a server
+ * meant to check signatures must not start without a key. */
+static int read_auth_key(server_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "tagarela: --auth-key: cannot read '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(cfg->auth_key, 1, sizeof cfg->auth_key, f);
+    int bad = ferror(f), more = !bad && n == sizeof cfg->auth_key && fgetc(f) != EOF;
+    fclose(f);
+    if (bad || more) {
+        fprintf(stderr, "tagarela: --auth-key: %s '%s'\n",
+                bad ? "cannot read" : "a secret of more than 4096 bytes in", path);
+        return -1;
+    }
+    if (n && cfg->auth_key[n - 1] == '\n') n--;
+    if (n && cfg->auth_key[n - 1] == '\r') n--;
+    if (n == 0) {
+        fprintf(stderr, "tagarela: --auth-key: '%s' is empty\n", path);
+        return -1;
+    }
+    if (n < 32)
+        fprintf(stderr, "tagarela: warning: the --auth-key secret has %zu bytes; 32 random bytes or more "
+                        "keep its signatures from being forged\n", n);
+    cfg->auth_key_len = n;
+    cfg->chat.auth_key = cfg->auth_key;
+    cfg->chat.auth_key_len = n;
+    return 0;
+}
+
 int config_parse(server_config *cfg, int argc, char **argv)
 {
     int opt, idx;
@@ -329,6 +372,9 @@ int config_parse(server_config *cfg, int argc, char **argv)
             break;
         case OPT_TRUSTED_PROXY:
             if (add_trusted_proxy(cfg, name, optarg) < 0) return -1;
+            break;
+        case OPT_AUTH_KEY:
+            if (read_auth_key(cfg, optarg) < 0) return -1;
             break;
         case ':':
             fprintf(stderr, "tagarela: %s needs a value\n", argv[optind - 1]);

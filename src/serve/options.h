@@ -17,6 +17,7 @@
  * closes has headroom, and an eighth of the old 4096 that one host could
  * hold open. */
 #define DEFAULT_MAX_CONNS_PER_IP 512
+#define CONFIG_MAX_AUTH_KEY 4096        /* bytes of the --auth-key secret */
 
 typedef struct listen_addr {
     char host[64];
@@ -43,8 +44,10 @@ typedef struct server_config {
     const char *origins[CONFIG_MAX_ORIGINS];
     int n_origins;
     const char *ws_url;             /* announced to the page; NULL: same origin /ws */
-    chat_limits chat;
+    chat_limits chat;               /* chat.auth_key points to auth_key when set */
     store_limits retention;
+    uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
+    size_t auth_key_len;
 } server_config;
 
 void config_defaults(server_config *cfg);

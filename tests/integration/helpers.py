@@ -117,6 +117,15 @@ def check_error(msg, code=None):
                 msg["code"], code, msg)
 
 
+def check_session(msg, uid):
+    """The session message that follows a login: this client's uid and a
+    token to continue its identity with. Returns the token."""
+    check_keys(msg, ["type", "uid", "token"])
+    assert msg["type"] == "session" and msg["uid"] == uid, msg
+    assert isinstance(msg["token"], str) and msg["token"], msg
+    return msg["token"]
+
+
 class Client:
     """A chat client on the websockets library. Every receive has a timeout."""
 
@@ -124,6 +133,7 @@ class Client:
         self.ws = ws
         self.uid = None
         self.name = None
+        self.token = None
 
     @classmethod
     async def connect(cls, port, path="/", compression=None, timeout=5, **kw):
@@ -189,6 +199,7 @@ class Client:
             "new client must be last in user_list: %r vs %r" % (ul, me)
         assert ul["user_list"][-1]["name"] == me["name"], (ul, me)
         self.uid, self.name = me["uid"], me["name"]
+        self.token = check_session(await self.recv(), me["uid"])
         return ul["user_list"]
 
     async def say(self, content, to_uid=None):

@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from helpers import (Client, async_test, check_error, check_keys, check_login,
-                     check_logout, check_say, check_time, check_user_list,
+                     check_logout, check_say, check_session, check_time, check_user_list,
                      close_all, connect_many)
 from wsraw import RawWS
 
@@ -24,6 +24,7 @@ async def test_seed_session(server):
         uid_a = ul["user_list"][0]["uid"]
         me = await a.recv()
         check_login(me, uid=uid_a, name="\u732a\u732a")
+        check_session(await a.recv(), uid_a)
 
         # B logs in as mynick: user_list (A first, mynick last), then login
         await b.send('{"type":"login","name":"mynick"}')
@@ -39,6 +40,7 @@ async def test_seed_session(server):
         login_b = await b.recv()
         check_login(login_b, uid=uid_b, name="mynick")
         check_keys(login_b, ["type", "uid", "name", "time"])
+        check_session(await b.recv(), uid_b)
 
         # A gets the login broadcast
         login_seen_by_a = await a.recv()
@@ -72,6 +74,7 @@ async def test_time_is_process_local_time(make_server):
         await c.send({"type": "login", "name": "tz"})
         await c.expect("user_list")
         login = await c.expect("login")
+        await c.expect("session")
         await c.send({"type": "say", "content": "hora?"})
         say = await c.expect("say")
         now_jst = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=9)
@@ -690,6 +693,7 @@ async def test_unknown_keys_ignored(server):
         assert users["user_list"][-1]["name"] == "k"
         login = await c.expect("login")
         uid = login["uid"]
+        await c.expect("session")
         await c.send({"type": "say", "to_uid": "all", "content": "x", "font": 12, "id": [1]})
         check_say(await c.recv(), from_uid=uid, content="x")
     finally:
@@ -860,6 +864,7 @@ async def test_surrogate_pair_escapes_count_as_one(server):
         users = await c.expect("user_list")
         assert users["user_list"][-1]["name"] == "\U0001F600" * 32
         await c.expect("login")
+        await c.expect("session")
         await c.send('{"type":"say","content":"%s"}' % ("\\ud83d\\ude00" * 4096))
         m = await c.expect("say")
         assert m["content"] == "\U0001F600" * 4096
@@ -901,6 +906,7 @@ async def test_duplicate_json_keys_do_not_crash(server):
         assert m["type"] in ("user_list", "error"), m
         if m["type"] == "user_list":
             await c.expect("login")
+            await c.expect("session")
         await c.send('{"type":"pong"}')
         await c.send("nonsense")
         await c.error("bad_json")

@@ -31,6 +31,8 @@ def assert_alive(ws, name="alive"):
     assert ul["type"] == "user_list", ul
     me = ws.recv_json()
     assert me["type"] == "login" and me["name"] == name, me
+    session = ws.recv_json()
+    assert session["type"] == "session" and session["uid"] == me["uid"], session
     return me["uid"]
 
 
@@ -179,6 +181,7 @@ def test_many_frames_in_one_write(ws):
     ws.send_raw(data)
     assert ws.recv_json()["type"] == "user_list"
     assert ws.recv_json()["type"] == "login"
+    assert ws.recv_json()["type"] == "session"
     for i in range(3):
         m = ws.recv_json()
         assert m["type"] == "say" and m["content"] == "m%d" % i, m

@@ -144,14 +144,20 @@ async def test_private_messages_replayed_only_to_their_parties(server):
     hist = await recv_until_history(c)
     assert [m["content"] for m in hist] == ["public"], "a third party must not see it"
     await b.close()
+    # the name alone is no one's: only the identity (its token) unlocks it
     b2 = await Client.connect(server.ws_port)
     await b2.login("bia")
     hist = await recv_until_history(b2)
+    assert [m["content"] for m in hist] == ["public"]
+    b3 = await Client.connect(server.ws_port)
+    await b3.login("bia", extra={"token": b.token})
+    assert b3.token == b.token
+    hist = await recv_until_history(b3)
     assert [m["content"] for m in hist] == ["public", "secret"]
     a2 = await Client.connect(server.ws_port)
     await a2.login("ana", room_id="elsewhere")
     await a2.silent(0.3)
-    await close_all([a, c, b2, a2])
+    await close_all([a, c, b2, b3, a2])
 
 
 @async_test()
@@ -170,12 +176,13 @@ async def test_history_names_on_request(server):
     await b.expect("say")
     await close_all([a, b])
     plain = await Client.connect(server.ws_port)
-    await plain.login("bia")
+    await plain.login("bia", extra={"token": b.token})
     assert await recv_until_history(plain) == [public, private]
     named = await Client.connect(server.ws_port)
-    await named.send({"type": "login", "name": "bia", "history_names": True})
+    await named.send({"type": "login", "name": "bia", "history_names": True, "token": b.token})
     await named.expect("user_list")
     await named.expect("login")
+    await named.expect("session")
     msg = await named.expect("history")
     items = msg["messages"]
     assert list(items[0].keys()) == list(public.keys()) + ["from_name"]

@@ -48,10 +48,12 @@ async def test_200_concurrent_logins(server):
         async def drain(i, c, ul):
             expected = n - len(ul) + 1
             seen = []
-            for _ in range(expected):
+            for k in range(expected):
                 m = await c.recv(timeout=20)
                 assert m["type"] == "login", (i, m)
                 seen.append(m["uid"])
+                if k == 0:      # its own login: its session follows
+                    assert (await c.recv(timeout=20))["type"] == "session", i
             assert seen == order_uids[len(ul) - 1:], (i, "login broadcasts out of order")
             return set(u["uid"] for u in ul) | set(seen)
 

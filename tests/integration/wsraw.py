@@ -417,4 +417,7 @@ class RawWS(RawConn):
         assert ul["type"] == "user_list", ul
         me = self.recv_json()
         assert me["type"] == "login", me
+        session = self.recv_json()
+        assert session["type"] == "session" and session["uid"] == me["uid"], session
+        self.token = session["token"]
         return me["uid"], ul["user_list"]

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "chat.h"
+#include "jwt_mint.h"
 #include "store.h"
 #include "utf8.h"
 #include "ws_codec.h"
@@ -70,9 +71,17 @@ typedef struct srec {
     store_msg m;                /* with its own copies of the strings */
 } srec;
 
+typedef struct fident {
+    uint8_t key[STORE_KEY_LEN];
+    int64_t last_used;
+} fident;
+
 typedef struct fstore {
     srec *r;
     size_t n, cap;
+    fident ident[64];           /* identity id k+1 is ident[k] */
+    size_t nident;
+    bool fail_ident;
     struct { const char *room; uint64_t id; } preset[4];    /* last_id of old rooms */
     size_t npreset;
     bool fail_last_id, fail_append, fail_range;
@@ -81,7 +90,7 @@ typedef struct fstore {
     char range_room[80];
     uint64_t range_after;
     unsigned range_limit;
-    char range_viewer[256];
+    uint64_t range_viewer;
 } fstore;
 
 struct world {
@@ -235,38 +244,36 @@ static int fs_append(void *impl, const char *room, size_t room_len, const store_
     return 0;
 }
 
-static bool visible(const srec *r, const char *viewer, size_t vlen)
+static bool visible(const srec *r, uint64_t viewer)
 {
     const store_msg *m = &r->m;
     if (m->to_uid == 0) return true;
-    return (m->from_name_len == vlen && memcmp(m->from_name, viewer, vlen) == 0) ||
-           (m->to_name && m->to_name_len == vlen && memcmp(m->to_name, viewer, vlen) == 0);
+    return viewer && (m->from_ident == viewer || m->to_ident == viewer);
 }
 
 /* As store.h says: the newest `limit` visible messages after after_id,
  * oldest first. */
 static int fs_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                    unsigned limit, const char *viewer, size_t viewer_len,
-                    store_each_fn each, void *arg)
+                    unsigned limit, uint64_t viewer, store_each_fn each, void *arg)
 {
     fstore *fs = impl;
     fs->range_calls++;
     snprintf(fs->range_room, sizeof fs->range_room, "%.*s", (int)room_len, room);
     fs->range_after = after_id;
     fs->range_limit = limit;
-    snprintf(fs->range_viewer, sizeof fs->range_viewer, "%.*s", (int)viewer_len, viewer);
+    fs->range_viewer = viewer;
     if (fs->fail_range) return -1;
     size_t first = fs->n, taken = 0;
     for (size_t i = fs->n; i-- > 0 && taken < limit;) {
         srec *r = &fs->r[i];
-        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer, viewer_len)) {
+        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer)) {
             first = i;
             taken++;
         }
     }
     for (size_t i = first; i < fs->n; i++) {
         srec *r = &fs->r[i];
-        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer, viewer_len))
+        if (room_is(r, room, room_len) && r->m.id > after_id && visible(r, viewer))
             each(arg, &r->m);
     }
     return 0;
@@ -276,8 +283,43 @@ static int fs_trim(void *impl, int64_t now) { return 0; }
 static int fs_commit(void *impl) { return 0; }
 static void fs_close(void *impl) {}
 
+static int fs_ident_find(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
+{
+    fstore *fs = impl;
+    if (fs->fail_ident) return -1;
+    for (size_t k = 0; k < fs->nident; k++)
+        if (memcmp(fs->ident[k].key, key, STORE_KEY_LEN) == 0) {
+            fs->ident[k].last_used = now;
+            *id = k + 1;
+            return 1;
+        }
+    return 0;
+}
+
+static int fs_ident_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
+{
+    fstore *fs = impl;
+    if (fs->fail_ident) return -1;
+    if (fs->nident == sizeof fs->ident / sizeof fs->ident[0]) fail_msg("too many identities for the fake store");
+    for (size_t k = 0; k < fs->nident; k++)
+        if (memcmp(fs->ident[k].key, key, STORE_KEY_LEN) == 0) fail_msg("an identity key added twice");
+    memcpy(fs->ident[fs->nident].key, key, STORE_KEY_LEN);
+    fs->ident[fs->nident].last_used = now;
+    *id = ++fs->nident;
+    return 0;
+}
+
+static int fs_ident_touch(void *impl, uint64_t id, int64_t now)
+{
+    fstore *fs = impl;
+    if (id == 0 || id > fs->nident) fail_msg("touched identity %llu, never made", (unsigned long long)id);
+    fs->ident[id - 1].last_used = now;
+    return 0;
+}
+
 static const store_ops fake_store_ops = {
-    fs_last_id, fs_append, fs_range, fs_trim, fs_commit, fs_close,
+    fs_last_id, fs_append, fs_range, fs_trim, fs_commit, fs_close, fs_ident_find, fs_ident_add,
+    fs_ident_touch,
 };
 
 static void fstore_free(fstore *fs)
@@ -296,7 +338,7 @@ static void fstore_free(fstore *fs)
 static chat_limits test_limits(void)
 {
     /* the shipped defaults, but a bucket no ordinary test runs dry */
-    chat_limits l = { 32, 4096, 1e6, 1e6, 50, 1000 };
+    chat_limits l = { 32, 4096, 1e6, 1e6, 50, 1000, NULL, 0 };
     return l;
 }
 
@@ -1593,6 +1635,7 @@ static void test_store_history_after_login(void **state)
     w_send(w, a, "{\"type\":\"login\",\"name\":\"a\"}");
     pop_type(w, a, "user_list");
     pop_type(w, a, "login");
+    pop_type(w, a, "session");
     none_all(w);
     assert_int_equal(w->fs.range_calls, 1);
     const char *sent[3];
@@ -1606,7 +1649,8 @@ static void test_store_history_after_login(void **state)
     w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
     pop_type(w, b, "user_list");
     pop_type(w, b, "login");
-    ftrack *h = pop_type(w, b, "history");   /* after the list and the broadcast */
+    pop_type(w, b, "session");
+    ftrack *h = pop_type(w, b, "history");   /* after the list, the broadcast, the session */
     pop_type(w, a, "login");
     none_all(w);
     assert_keys(h->js, "type,messages");
@@ -1619,7 +1663,7 @@ static void test_store_history_after_login(void **state)
     assert_string_equal(w->fs.range_room, "1");
     assert_int_equal(w->fs.range_after, 0);
     assert_int_equal(w->fs.range_limit, 50);
-    assert_string_equal(w->fs.range_viewer, "b");
+    assert_int_equal(w->fs.range_viewer, 2);       /* b's identity, the second */
 }
 
 static void test_store_history_limit(void **state)
@@ -1633,6 +1677,7 @@ static void test_store_history_limit(void **state)
     w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
     pop_type(w, b, "user_list");
     pop_type(w, b, "login");
+    pop_type(w, b, "session");
     json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
     assert_int_equal(w->fs.range_limit, 2);
     assert_int_equal(json_array_size(msgs), 2);
@@ -1650,6 +1695,7 @@ static void test_store_history_limit(void **state)
     w_send(w, b, "{\"type\":\"login\",\"name\":\"b\"}");
     pop_type(w, b, "user_list");
     pop_type(w, b, "login");
+    pop_type(w, b, "session");
     none(w, b);
 }
 
@@ -1663,6 +1709,7 @@ static void test_store_resume_after_last_id(void **state)
     w_send(w, b, "{\"type\":\"login\",\"name\":\"b\",\"last_id\":4}");
     pop_type(w, b, "user_list");
     pop_type(w, b, "login");
+    pop_type(w, b, "session");
     json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
     assert_int_equal(w->fs.range_after, 4);
     assert_int_equal(w->fs.range_limit, 1000);
@@ -1675,6 +1722,7 @@ static void test_store_resume_after_last_id(void **state)
     w_send(w, c, "{\"type\":\"login\",\"name\":\"c\",\"last_id\":6}");
     pop_type(w, c, "user_list");
     pop_type(w, c, "login");
+    pop_type(w, c, "session");
     expect_text(pop(w, c), "{\"type\":\"history\",\"messages\":[]}");
     drain_all(w);
     /* last_id 0: everything */
@@ -1682,6 +1730,7 @@ static void test_store_resume_after_last_id(void **state)
     w_send(w, d, "{\"type\":\"login\",\"name\":\"d\",\"last_id\":0}");
     pop_type(w, d, "user_list");
     pop_type(w, d, "login");
+    pop_type(w, d, "session");
     assert_int_equal(json_array_size(json_object_get(pop_type(w, d, "history")->js, "messages")), 6);
     assert_int_equal(w->fs.range_after, 0);
     assert_int_equal(w->fs.range_limit, 1000);
@@ -1693,6 +1742,7 @@ static void test_store_resume_after_last_id(void **state)
         w_sendf(w, e, "{\"type\":\"login\",\"name\":\"e\",\"last_id\":%s}", not_resume[k]);
         pop_type(w, e, "user_list");
         pop_type(w, e, "login");
+        pop_type(w, e, "session");
         pop_type(w, e, "history");
         assert_int_equal(w->fs.range_after, 0);
         assert_int_equal(w->fs.range_limit, 50);
@@ -1712,6 +1762,7 @@ static void test_store_resume_cap(void **state)
     w_send(w, b, "{\"type\":\"login\",\"name\":\"b\",\"last_id\":2}");
     pop_type(w, b, "user_list");
     pop_type(w, b, "login");
+    pop_type(w, b, "session");
     json_t *msgs = json_object_get(pop_type(w, b, "history")->js, "messages");
     assert_int_equal(w->fs.range_limit, 3);
     assert_int_equal(w->fs.range_after, 2);
@@ -1719,40 +1770,314 @@ static void test_store_resume_cap(void **state)
     for (size_t k = 0; k < 3; k++) assert_int_equal(int_of(json_array_get(msgs, k), "id"), 6 + k);
 }
 
-static void test_store_private_replay_by_name(void **state)
+/* Logs connection i in with a login's extra JSON keys (extra: "" or
+ * ",\"k\":v...") and returns its session token (a copy to free). */
+static char *w_login_session(world *w, int i, const char *name, const char *extra)
+{
+    w_sendf(w, i, "{\"type\":\"login\",\"name\":\"%s\"%s}", name, extra);
+    pop_type(w, i, "user_list");
+    pop_type(w, i, "login");
+    ftrack *t = pop_type(w, i, "session");
+    assert_keys(t->js, "type,uid,token");
+    assert_int_equal(int_of(t->js, "uid"), chat_user_uid(w->users[i]));
+    char *tok = strdup(str_of(t->js, "token"));
+    assert_non_null(tok);
+    drain_all(w);
+    return tok;
+}
+
+/* How many of the history's messages to connection i say content. */
+static size_t history_count(world *w, int i, const char *content)
+{
+    json_t *msgs = json_object_get(pop_type(w, i, "history")->js, "messages");
+    size_t n = 0;
+    for (size_t m = 0; m < json_array_size(msgs); m++)
+        n += strcmp(str_of(json_array_get(msgs, m), "content"), content) == 0;
+    return n;
+}
+
+static void test_session_token_new_and_continued(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w);
+    char *tok = w_login_session(w, a, "a", "");
+    /* 256 random bits, base64url: 43 characters, never a repeat */
+    assert_int_equal(strlen(tok), 43);
+    assert_int_equal(strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+    assert_int_equal(w->fs.nident, 1);
+    /* stored hashed: the key is not the token's bytes */
+    assert_true(memcmp(w->fs.ident[0].key, tok, 32) != 0);
+    w_disconnect(w, a, 1);
+    /* the same token: the same identity, the same token back */
+    int b = w_conn(w);
+    w->now += 5000;
+    char extra[128];
+    snprintf(extra, sizeof extra, ",\"token\":\"%s\"", tok);
+    char *again = w_login_session(w, b, "other name", extra);
+    assert_string_equal(again, tok);
+    assert_int_equal(w->fs.nident, 1);
+    assert_int_equal(w->fs.ident[0].last_used, (int64_t)(w->now / 1000));
+    /* unknown, malformed, oversized or mistyped: a new identity, silently */
+    const char *bad_json[] = { "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "\"short\"", "12",
+                               "null", "[1]", "\"sub:abc\"", "\"\"" };
+    for (size_t k = 0; k < sizeof bad_json / sizeof *bad_json; k++) {
+        int c = w_conn(w);
+        char x[128];
+        snprintf(x, sizeof x, ",\"token\":%s", bad_json[k]);
+        char *fresh = w_login_session(w, c, "c", x);
+        assert_string_not_equal(fresh, tok);
+        assert_int_equal(strlen(fresh), 43);
+        assert_int_equal(w->fs.nident, 2 + k);
+        free(fresh);
+    }
+    /* the token with one more character, and one of 100000 */
+    char *big = rep("A", 100000);
+    memcpy(big, tok, 43);
+    big[44] = '\0';
+    for (int k = 0; k < 2; k++) {
+        int c = w_conn(w);
+        w_send_json(w, c, json_pack("{s:s, s:s, s:s}", "type", "login", "name", "c", "token", big));
+        pop_type(w, c, "user_list");
+        pop_type(w, c, "login");
+        assert_string_not_equal(str_of(pop_type(w, c, "session")->js, "token"), tok);
+        drain_all(w);
+        big[44] = 'A';
+    }
+    assert_int_equal(w->fs.nident, 10);
+    free(big);
+    free(again);
+    free(tok);
+}
+
+static void test_session_order_and_no_store(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\",\"last_id\":0}");
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    ftrack *t = pop_type(w, a, "session");
+    assert_int_equal(t->sends, 1);
+    pop_type(w, a, "history");
+    none_all(w);
+    /* without a store there is no identity to keep, so no session */
+    w_teardown(state);
+    w = w_open(state, NULL, 1, false);
+    a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\",\"token\":\"x\"}");
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    none_all(w);
+}
+
+/* A long connection keeps its identity fresh: at logout, and at most hourly
+ * on private talk (the retention pass forgets identities unused for the
+ * history's age). */
+static void test_identity_last_use(void **state)
 {
     world *w = w_open(state, NULL, 1, true);
     int a = w_conn(w), b = w_conn(w);
-    w_login(w, a, "al&ce");
-    uint32_t ub = w_login(w, b, "bob");
+    free(w_login_session(w, a, "a", ""));
+    free(w_login_session(w, b, "b", ""));
+    int64_t t0 = (int64_t)(w->now / 1000);
+    assert_int_equal(w->fs.ident[0].last_used, t0);
+    w->now += 1800 * 1000;                      /* half an hour: not yet */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"x\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0);
+    w->now += 3600 * 1000;                      /* past the hour: both parties */
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"y\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5400);
+    assert_int_equal(w->fs.ident[1].last_used, t0 + 5400);
+    w->now += 60 * 1000;                        /* public talk: nothing */
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"z\"}");
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5400);
+    w->now += 10 * 1000;                        /* logout: always */
+    w_disconnect(w, a, 0);
+    drain_all(w);
+    assert_int_equal(w->fs.ident[0].last_used, t0 + 5470);
+    assert_int_equal(w->fs.ident[1].last_used, t0 + 5400);
+}
+
+/* An impostor who takes bob's name gets nothing of bob's private talk;
+ * bob, with his token, gets it under any name. */
+static void test_store_private_replay_by_identity(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w);
+    char *ta = w_login_session(w, a, "al&ce", "");
+    char *tb = w_login_session(w, b, "bob", "");
+    uint32_t ub = chat_user_uid(w->users[b]);
     w_send(w, a, "{\"type\":\"say\",\"content\":\"public\"}");
     w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"secret\"}", ub);
     w_send(w, b, "{\"type\":\"say\",\"content\":\"public 2\"}");
     drain_all(w);
     srec *r = &w->fs.r[1];
-    assert_string_equal(r->m.from_name, "al&amp;ce");  /* names as sent */
+    assert_string_equal(r->m.from_name, "al&amp;ce");  /* names as sent, for history_names */
     assert_string_equal(r->m.to_name, "bob");
+    assert_int_equal(r->m.from_ident, 1);
+    assert_int_equal(r->m.to_ident, 2);
+    assert_int_equal(w->fs.r[0].m.from_ident, 0);        /* public: no parties */
     w_disconnect(w, a, 0);
     w_disconnect(w, b, 0);
-    /* new connections, new uids: the names carry the private message over */
-    static const struct { const char *name, *viewer; size_t n; } who[] = {
-        { "bob", "bob", 3 }, { "al&ce", "al&amp;ce", 3 }, { "carol", "carol", 2 }, { " bob ", "bob", 3 },
+    char xa[160], xb[160];
+    snprintf(xa, sizeof xa, ",\"token\":\"%s\",\"last_id\":0", ta);
+    snprintf(xb, sizeof xb, ",\"token\":\"%s\",\"last_id\":0,\"history_names\":true", tb);
+    static const struct { const char *name; int who; size_t secret; } cases[] = {
+        { "bob", 0, 0 }, { "al&ce", 0, 0 }, { " bob ", 0, 0 },  /* names alone: nothing */
+        { "bob", 2, 1 }, { "someone", 2, 1 }, { "x", 1, 1 },      /* a party's token */
     };
-    for (size_t k = 0; k < sizeof who / sizeof who[0]; k++) {
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         int c = w_conn(w);
-        w_send_json(w, c, json_pack("{s:s, s:s}", "type", "login", "name", who[k].name));
+        const char *extra = cases[k].who == 1 ? xa : cases[k].who == 2 ? xb : ",\"last_id\":0,\"history_names\":true";
+        w_sendf(w, c, "{\"type\":\"login\",\"name\":\"%s\"%s}", cases[k].name, extra);
         pop_type(w, c, "user_list");
         pop_type(w, c, "login");
-        json_t *msgs = json_object_get(pop_type(w, c, "history")->js, "messages");
-        assert_string_equal(w->fs.range_viewer, who[k].viewer);
-        if (json_array_size(msgs) != who[k].n) fail_msg("%s sees %zu messages", who[k].name, json_array_size(msgs));
-        bool secret = false;
-        for (size_t m = 0; m < json_array_size(msgs); m++)
-            secret |= strcmp(str_of(json_array_get(msgs, m), "content"), "secret") == 0;
-        assert_int_equal(secret, who[k].n == 3);
+        pop_type(w, c, "session");
+        if (history_count(w, c, "secret") != cases[k].secret) fail_msg("case %zu: wrong private replay", k);
         w_disconnect(w, c, 1);
         drain_all(w);
     }
+    free(ta);
+    free(tb);
+}
+
+#define AUTH_KEY "the operator's secret, 32 bytes+"
+
+static world *w_open_signed(void **state)
+{
+    chat_limits l = test_limits();
+    l.auth_key = (const uint8_t *)AUTH_KEY;
+    l.auth_key_len = strlen(AUTH_KEY);
+    return w_open(state, &l, 1, true);
+}
+
+/* A login carrying a token minted for these claims (JSON, without exp,
+ * which is an hour after the test's clock), plus extra keys. */
+static char *w_login_jwt(world *w, int i, const char *claims, const char *extra)
+{
+    char payload[512];
+    snprintf(payload, sizeof payload, "{%s,\"exp\":%llu}", claims, (unsigned long long)(w->now / 1000 + 3600));
+    char *t = mint_hs256(AUTH_KEY, payload);
+    w_sendf(w, i, "{\"type\":\"login\",\"name\":\"ignored\",\"token\":\"%s\"%s}", t, extra);
+    return t;
+}
+
+static void test_signed_login_needs_a_good_token(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"ana\"}");
+    expect_error(w, a, "bad_token");
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"ana\",\"token\":\"abc.def.ghi\"}");
+    expect_error(w, a, "bad_token");
+    /* signed with another key, or expired */
+    char *t = mint_hs256("not the key", "{\"sub\":\"u1\",\"exp\":9999999999}");
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"x\",\"token\":\"%s\"}", t);
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = mint_hs256(AUTH_KEY, "{\"sub\":\"u1\",\"exp\":1407865000}");
+    w_sendf(w, a, "{\"type\":\"login\",\"name\":\"x\",\"token\":\"%s\"}", t);
+    expect_error(w, a, "bad_token");
+    free(t);
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(w->fs.nident, 0);
+    /* the same connection may retry: the name comes from the token */
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"name\":\"Ana <3\"", "");
+    ftrack *ul = pop_type(w, a, "user_list");
+    assert_string_equal(str_of(json_array_get(json_object_get(ul->js, "user_list"), 0), "name"), "Ana &lt;3");
+    pop_type(w, a, "login");
+    ftrack *s = pop_type(w, a, "session");
+    assert_string_equal(str_of(s->js, "token"), t);     /* the token presented */
+    none_all(w);
+    free(t);
+    /* no name claim: the sub is the name; a bad name claim is a bad name */
+    int b = w_conn(w);
+    t = w_login_jwt(w, b, "\"sub\":\"  \"", "");
+    expect_error(w, b, "bad_name");
+    free(t);
+    t = w_login_jwt(w, b, "\"sub\":\"bob\"", "");
+    assert_string_equal(str_of(pop_type(w, b, "user_list")->js, "type"), "user_list");
+    assert_string_equal(str_of(pop_type(w, b, "login")->js, "name"), "bob");
+    drain_all(w);
+    free(t);
+}
+
+static void test_signed_rooms_claim(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w);
+    char *t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", "");  /* default room "1" */
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", ",\"room_id\":\"8\"");
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[]", ",\"room_id\":\"lobby\"");
+    expect_error(w, a, "bad_token");
+    free(t);
+    t = w_login_jwt(w, a, "\"sub\":\"u1\",\"rooms\":[\"lobby\",7]", ",\"room_id\":\"7\"");
+    pop_type(w, a, "user_list");
+    pop_type(w, a, "login");
+    pop_type(w, a, "session");
+    drain_all(w);
+    free(t);
+    int b = w_conn(w);
+    t = w_login_jwt(w, b, "\"sub\":\"u2\",\"rooms\":[\"lobby\",\"7\"]", ",\"room_id\":\"lobby\"");
+    pop_type(w, b, "user_list");
+    drain_all(w);
+    free(t);
+    assert_int_equal(chat_room_count(w->c), 2);
+}
+
+/* Under --auth-key the identity is the sub: private history follows the
+ * signed user across tokens and names, and no one else. */
+static void test_signed_identity_is_the_sub(void **state)
+{
+    world *w = w_open_signed(state);
+    int a = w_conn(w), b = w_conn(w);
+    free(w_login_jwt(w, a, "\"sub\":\"alice\"", ""));
+    drain_all(w);
+    free(w_login_jwt(w, b, "\"sub\":\"bob\"", ""));
+    drain_all(w);
+    assert_int_equal(w->fs.nident, 2);
+    w_sendf(w, a, "{\"type\":\"say\",\"to_uid\":%u,\"content\":\"secret\"}", chat_user_uid(w->users[b]));
+    drain_all(w);
+    w_disconnect(w, b, 0);
+    drain_all(w);
+    /* bob again, a new token and a new name: his history */
+    int c = w_conn(w);
+    w->now += 60000;
+    free(w_login_jwt(w, c, "\"sub\":\"bob\",\"name\":\"Robert\"", ",\"last_id\":0"));
+    pop_type(w, c, "user_list");
+    pop_type(w, c, "login");
+    pop_type(w, c, "session");
+    assert_int_equal(history_count(w, c, "secret"), 1);
+    drain_all(w);
+    assert_int_equal(w->fs.nident, 2);
+    /* someone signed as "bob2" and named bob: nothing */
+    int d = w_conn(w);
+    free(w_login_jwt(w, d, "\"sub\":\"bob2\",\"name\":\"bob\"", ",\"last_id\":0"));
+    pop_type(w, d, "user_list");
+    pop_type(w, d, "login");
+    pop_type(w, d, "session");
+    assert_int_equal(history_count(w, d, "secret"), 0);
+    drain_all(w);
+}
+
+/* A store that cannot keep an identity: the login is refused, retryable. */
+static void test_identity_store_failure(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w);
+    w->fs.fail_ident = true;
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\"}");
+    expect_error(w, a, "unavailable");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    w->fs.fail_ident = false;
+    free(w_login_session(w, a, "a", ""));
 }
 
 static void test_store_failures(void **state)
@@ -1784,6 +2109,7 @@ static void test_store_failures(void **state)
     pop_type(w, c, "login");
     pop_type(w, a, "login");
     pop_type(w, b, "login");
+    pop_type(w, c, "session");
     expect_error(w, c, "internal");
     assert_true(chat_user_uid(w->users[c]) > 0);
 }
@@ -1845,7 +2171,14 @@ int main(void)
         T(test_store_history_limit),
         T(test_store_resume_after_last_id),
         T(test_store_resume_cap),
-        T(test_store_private_replay_by_name),
+        T(test_session_token_new_and_continued),
+        T(test_session_order_and_no_store),
+        T(test_identity_last_use),
+        T(test_store_private_replay_by_identity),
+        T(test_identity_store_failure),
+        T(test_signed_login_needs_a_good_token),
+        T(test_signed_rooms_claim),
+        T(test_signed_identity_is_the_sub),
         T(test_store_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
