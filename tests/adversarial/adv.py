@@ -294,7 +294,10 @@ class HonestRoom:
 
         def seen():
             return all(tag in c.contents.values() or not c.alive for c in self.clients)
-        wait_for(seen, timeout, "the %r marker at every honest client" % tag)
+        try:
+            wait_for(seen, timeout, "the %r marker at every honest client" % tag)
+        except AssertionError as e:
+            raise AssertionError("%s; %s" % (e, self.describe())) from None
         self.check_alive()
         for mid, t in self.talker.contents.items():
             if t == tag:
@@ -340,6 +343,13 @@ class HonestRoom:
                         c.name, len(got), len(expected), self.start_id, self.end_id,
                         dup, missing[:10], got == sorted(got)))
         return [x for c in self.clients for x in c.latencies]
+
+    def describe(self):
+        """Where each honest client is: its last id, bytes read, state."""
+        return "honest clients: " + ", ".join(
+            "%s last id %s, %d bytes, %s" % (c.name, c.ids[-1] if c.ids else None,
+                                             c.received_bytes, c.lost or "connected")
+            for c in self.clients)
 
     def check_alive(self):
         lost = ["%s: %s" % (c.name, c.lost) for c in self.clients if not c.alive]

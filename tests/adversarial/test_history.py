@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from adv import (MAX_SAY_CONTENT, MB, HonestClient, HonestRoom, RssMonitor,
-                 wait_for)
+from adv import MB, HonestClient, HonestRoom, RssMonitor, wait_for
+from attacks import fill_room
 from wsraw import RawWS
 
 # History comes in chunks under the server's budget; a single chunk above
@@ -20,23 +20,6 @@ HISTORY_CHUNK_MAX = 2 * MB
 RESUME_100_RSS_BOUND = 128 * MB
 
 
-def fill_room(port, room, n, content=MAX_SAY_CONTENT, batch=20):
-    """Posts n says in room by a poster that reads its echoes, in batches
-    that stay under the default rate. Returns the last id."""
-    poster = HonestClient(port, "poster", room)
-    try:
-        for done in range(0, n, batch):
-            k = min(batch, n - done)
-            before = len(poster.ids)
-            for _ in range(k):
-                poster.say(content)
-            wait_for(lambda: len(poster.ids) >= before + k or not poster.alive, 30,
-                     "the poster's echoes")
-            assert poster.alive, "the poster was closed: %s" % poster.lost
-            time.sleep(k / 40.0)        # the default rate is 50 a second
-        return poster.ids[-1]
-    finally:
-        poster.stop()
 
 
 def history_ids(client):

@@ -3,16 +3,14 @@ before login or past the rate, room creation, and connections aborted in
 the middle of the upgrade. Default limits; honest clients in the room must
 come through untouched."""
 
-import socket
 import threading
 import time
 
 import pytest
 
-from adv import (MB, HonestClient, HonestRoom, RssMonitor, raw_socket, say_frame,
-                 wait_for)
-from wsraw import (OP_CONT, OP_PING, OP_TEXT, RawConn, RawWS, encode_frame,
-                   handshake_request)
+from adv import MB, HonestClient, HonestRoom, RssMonitor
+from attacks import abort_upgrades, flood, start_fragmented
+from wsraw import OP_PING, RawWS
 
 # -- fragmented messages that never end ----------------------------------------------------
 
@@ -26,19 +24,6 @@ FRAGMENT_DEADLINE = 30
 FRAGMENTS_RSS_BOUND = 48 * MB
 
 
-def start_fragmented(ws, nbytes, piece=8192):
-    """Opens a text message and sends nbytes of it in pieces, never the last
-    one. Returns what the server took before refusing or stalling."""
-    sent = 0
-    first = True
-    while sent < nbytes:
-        op = OP_TEXT if first else OP_CONT
-        frame = encode_frame(op, b"a" * piece, fin=False)
-        if ws.send_best_effort(frame) < len(frame):
-            break
-        first = False
-        sent += piece
-    return sent
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: an unfinished fragmented message pins "
@@ -100,24 +85,6 @@ FLOOD_RSS_BOUND = 64 * MB
 FLOOD_SECONDS = 6
 
 
-def flood(port, logged_in, stop, room="1", pad=60000):
-    """One socket writing padded says until stop is set or the server closes
-    it. Returns the bytes written."""
-    ws = RawWS(port, rcvbuf=4096)
-    if logged_in:
-        ws.login("flooder", room_id=room)
-    frame = say_frame("x", pad=pad) * 16
-    sent = 0
-    ws.sock.settimeout(0.5)
-    while not stop.is_set():
-        try:
-            sent += ws.sock.send(frame)
-        except socket.timeout:
-            continue
-        except OSError:
-            break
-    ws.close()
-    return sent
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10: the hub's inbox has no back-pressure, "
@@ -180,21 +147,6 @@ def test_room_creation_flood_from_one_address_is_limited(make_server):
 
 # -- the upgrade -------------------------------------------------------------------------------
 
-def abort_upgrades(port, n):
-    """n connections of each kind, all ended by a TCP reset: half a request;
-    a whole request; a request with a login frame behind it; a request and
-    a close without reading the answer."""
-    req, _ = handshake_request("/")
-    login = encode_frame(OP_TEXT, b'{"type":"login","name":"ghost"}')
-    for _ in range(n):
-        for data, reset in ((req[:len(req) // 2], True), (req, True),
-                            (req + login, True), (req, False)):
-            c = RawConn(port)
-            c.send_raw(data)
-            if reset:
-                c.reset()
-            else:
-                c.close()
 
 
 def test_connections_aborted_mid_upgrade_leave_no_ghost(make_server):
