@@ -275,6 +275,11 @@ class HonestSide:
             if i == 0:
                 self.room.talker = fresh
 
+    def replace_lost_until(self, stop):
+        while not stop.wait(1.0):
+            self.replace_lost()
+        self.replace_lost()
+
     def sample(self, t):
         """One row: seconds, RSS MB, honest clients connected, p99 ms of the
         deliveries of the last second."""
@@ -337,11 +342,15 @@ def soak(srv):
             target=run_attackers, args=(srv.ws_port, srv.http_port, srv.proc.pid,
                                         last_big, stop, results))
         attackers.start()
+        # replacing a lost client may wait on a busy server: not on the
+        # sampling thread, which must keep its one row a second
+        replacer = threading.Thread(target=honest.replace_lost_until, args=(stop,),
+                                    daemon=True)
+        replacer.start()
         t0 = time.monotonic()
         try:
             while time.monotonic() - t0 < SECONDS:
                 time.sleep(1.0)
-                honest.replace_lost()
                 r = honest.sample(time.monotonic() - t0)
                 if len(honest.rows) % 30 == 0:
                     print("  %4.0f s  rss %7.1f MB  honest %d/%d  p99 %s ms"
@@ -356,6 +365,7 @@ def soak(srv):
             attackers.join(10)
             if attackers.is_alive():
                 attackers.kill()
+            replacer.join(30)
         result = {
             "seconds": SECONDS,
             "binary": srv.argv[0],
