@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # connections' loop (1) and loops on threads around the hub (2).
 THREAD_SHAPES ?= 1 2
 
-.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean adversarial soak
 
 all: build
 
@@ -71,6 +71,20 @@ bench: test-deps build
 # tagarela capture against tcpdump and tshark on a generated 300 MB pcap.
 bench-capture: build test-deps
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/capture/run.py
+
+# Issue 10's attacks against the default limits, once per server shape
+# (TAGARELA_SLOW=1 adds the tests over a minute): tests/adversarial/.
+adversarial: test-deps build
+	@for t in $(THREAD_SHAPES); do \
+	  echo "adversarial tests, --threads $$t"; \
+	  TAGARELA_THREADS=$$t TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/adversarial || exit 1; \
+	done
+
+# Every attacker at once beside honest traffic for SOAK_SECONDS (default
+# 600), not in CI: bench/results/soak.json and soak.png.
+soak: test-deps build
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/soak/run.py
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
