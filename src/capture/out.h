@@ -107,7 +107,4 @@ void cap_put_hex(cap_wbuf *w, const uint8_t *p, size_t n);
  * replaced something. */
 bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n);
 
-/* Length of the valid UTF-8 sequence at p (n > 0, p[0] >= 0x80), or 0. */
-size_t cap_utf8_seq(const uint8_t *p, size_t n);
-
 #endif

@@ -7,6 +7,7 @@
  * Speed matters less here than in the JSON view, so the chat messages are
  * parsed with jansson. */
 #include "capture_int.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -60,7 +61,7 @@ static void show_text(cap_ctx *c, const uint8_t *p, size_t n, size_t max)
             cap_put(&c->out.w, &ch, 1);
             i++;
         } else {
-            size_t k = cap_utf8_seq(p + i, n - i);
+            size_t k = utf8_sequence_len(p + i, n - i);
             if (k) {
                 cap_put(&c->out.w, p + i, k);
                 i += k;
