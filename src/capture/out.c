@@ -368,13 +368,23 @@ static void json_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *e)
         break;
     case CAP_EV_HTTP_REQUEST:
     case CAP_EV_HTTP_RESPONSE:
+    case CAP_EV_TLS:
         return;                 /* not part of the JSON contract */
     }
+    if (f->is_tls) CAP_PUTL(w, ",\"tls\":true");
     CAP_PUTL(w, "}\n");
 }
 
 void cap_emit(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev)
 {
+    if (f->show == CAP_SHOW_PENDING) {
+        /* On other ports, a flow is shown only once it turns out to be
+         * HTTP (or TLS with a key log); on the server port, as soon as it
+         * says something. */
+        if (!f->on_server_port) return;
+        cap_flow_show(c, f);
+    }
+    if (f->show == CAP_SHOW_NO) return;
     if (c->out.json) json_event(c, f, dir, ev);
     else cap_text_event(c, f, dir, ev);
 }

@@ -43,6 +43,7 @@ typedef enum cap_ev_type {
     CAP_EV_TRUNCATED,
     CAP_EV_ERROR,
     CAP_EV_EVICT,
+    CAP_EV_TLS,                 /* version and suite of a decrypted session: text view only */
 } cap_ev_type;
 
 typedef struct cap_event {
