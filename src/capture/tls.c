@@ -24,6 +24,10 @@
 #define REC_MAX (16384 + 2048)  /* RFC 5246 6.2.3: the largest ciphertext */
 #define HS_MAX 65536            /* a ClientHello or ServerHello collected whole */
 #define TAG_LEN 16
+/* Live, the client may write a session's secrets a little after the
+ * capture sees its records: they wait this long, this much per direction. */
+#define WAIT_SECONDS 10.0
+#define WAIT_BYTES (256 * 1024)
 
 enum { CT_CCS = 20, CT_ALERT = 21, CT_HANDSHAKE = 22, CT_APPDATA = 23 };
 enum { HS_CLIENT_HELLO = 1, HS_SERVER_HELLO = 2, HS_FINISHED = 20, HS_KEY_UPDATE = 24 };
@@ -84,6 +88,7 @@ typedef struct tls_dir {
     uint8_t iv[12];
     uint8_t secret[CAP_SECRET_MAX];     /* TLS 1.3: the current traffic secret */
     uint8_t app_secret[CAP_SECRET_MAX]; /* TLS 1.3: application secret 0 */
+    cap_buf held;               /* bytes waiting for the secrets (live) */
     bool stopped;
 } tls_dir;
 
@@ -94,6 +99,8 @@ struct cap_tls {
     uint16_t version;           /* 0x0303 or 0x0304, once the ServerHello is seen */
     const suite *cs;
     bool keyed;                 /* the secrets were found */
+    bool waiting;               /* live: not in the key log yet */
+    double wait_since;
     bool failed;                /* no key: both directions stopped */
 };
 
@@ -346,14 +353,23 @@ static void announce(cap_ctx *c, cap_flow *f)
     cap_emit(c, f, 1, &ev);
 }
 
-/* The keys of the session, once its ServerHello says what they are. */
+static const char no_key[] = "TLS: this session is not in the key log: not decrypted";
+
+/* The keys of the session, once its ServerHello says what they are. Live,
+ * a session not in the key log yet waits for it (see hold()). */
 static void setup_keys(cap_ctx *c, cap_flow *f)
 {
     cap_tls *s = f->tls;
     if (s->keyed || s->failed) return;
     int rc = s->cs->tls13 ? key13(c, f) : key12(c, f);
+    if (rc == -1 && c->out.live) {
+        if (!s->waiting) s->wait_since = c->now;
+        s->waiting = true;
+        return;
+    }
+    s->waiting = false;
     if (rc == -1) {
-        fail_session(c, f, "TLS: this session is not in the key log: not decrypted");
+        fail_session(c, f, no_key);
         return;
     }
     if (rc < 0) {
@@ -598,7 +614,8 @@ static int record(cap_ctx *c, cap_flow *f, int dir, tls_dir *t)
         t->seq = 0;
         return 0;
     case CT_APPDATA:
-        if (!s->have_server_hello) fail_session(c, f, "TLS: data before the handshake: not decrypted");
+        if (!s->have_server_hello)
+            fail_session(c, f, "TLS: data before the ServerHello (0-RTT?): not decrypted");
         return s->failed;
     default:
         return 0;
@@ -623,6 +640,35 @@ static cap_tls *tls_of(cap_ctx *c, cap_flow *f)
     return f->tls;
 }
 
+/* The secrets came: what each direction held goes through. */
+static void release(cap_ctx *c, cap_flow *f)
+{
+    for (int d = 0; d < 2; d++) {
+        cap_buf held = f->tls->d[d].held;
+        memset(&f->tls->d[d].held, 0, sizeof held);
+        if (held.len && cap_tls_feed(c, f, d, held.p, held.len))
+            cap_stream_stop(&f->d[d].st, &c->mem);
+        cap_buf_free(c, &held);
+    }
+}
+
+/* Live: bytes that come while the session waits for its secrets are held
+ * (bounded in time and size), and the key log read again. */
+static int hold(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
+{
+    cap_tls *s = f->tls;
+    tls_dir *t = &s->d[dir];
+    if (t->held.len + n > WAIT_BYTES || c->now - s->wait_since > WAIT_SECONDS ||
+        cap_buf_append(c, &t->held, p, n) < 0) {
+        s->waiting = false;
+        fail_session(c, f, no_key);
+        return 1;
+    }
+    setup_keys(c, f);
+    if (s->keyed) release(c, f);
+    return t->stopped || f->d[dir].app == CAP_APP_STOPPED;
+}
+
 int cap_tls_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
 {
     cap_tls *s = tls_of(c, f);
@@ -631,6 +677,7 @@ int cap_tls_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
         cap_dir_stop(c, f, dir);
         return 1;
     }
+    if (s->waiting) return hold(c, f, dir, p, n);
     tls_dir *t = &s->d[dir];
     while (n > 0 && !t->stopped) {
         if (t->hdr_len < REC_HDR) {
@@ -657,6 +704,7 @@ int cap_tls_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n)
         if (t->rec.len < t->rec_len) break;
         t->hdr_len = 0;
         if (record(c, f, dir, t)) break;
+        if (s->waiting) return n ? hold(c, f, dir, p, n) : 0;
     }
     return t->stopped || f->d[dir].app == CAP_APP_STOPPED;
 }
@@ -676,6 +724,15 @@ int cap_tls_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing)
 void cap_tls_end(cap_ctx *c, cap_flow *f, int dir)
 {
     cap_tls *s = f->tls;
+    if (s && s->waiting) {      /* the last chance for the secrets */
+        setup_keys(c, f);
+        if (s->keyed) {
+            release(c, f);
+        } else {
+            s->waiting = false;
+            fail_session(c, f, no_key);
+        }
+    }
     if (!s || s->d[dir].stopped || f->d[dir].app == CAP_APP_STOPPED) return;
     tls_dir *t = &s->d[dir];
     if (t->hdr_len == 0) return;
@@ -696,6 +753,7 @@ void cap_tls_free(cap_ctx *c, cap_flow *f)
     for (int d = 0; d < 2; d++) {
         cap_buf_free(c, &s->d[d].rec);
         cap_buf_free(c, &s->d[d].hs);
+        cap_buf_free(c, &s->d[d].held);
         EVP_CIPHER_CTX_free(s->d[d].aead);
     }
     OPENSSL_cleanse(s, sizeof *s);

@@ -5,6 +5,8 @@ the client wrote (SSLKEYLOGFILE format). Checked against what was sent and
 against tshark with the same key log; a session missing from the key log,
 a record cut short and records altered on the wire are reported, never
 shown as text."""
+import json
+import os
 import re
 import subprocess
 from collections import Counter
@@ -12,9 +14,9 @@ from collections import Counter
 import pytest
 
 import pcaplib as pl
-from conftest import (assert_sent_messages, check_contract, conns, decode, messages,
-                      our_headers, record_all, run, sent_messages, server_addr, tshark_frames,
-                      tshark_headers)
+from conftest import (PY, TRAFFIC, Capture, assert_sent_messages, check_contract, conns,
+                      decode, free_port, messages, our_headers, record_all, run, sent_messages,
+                      server_addr, tshark_frames, tshark_headers)
 
 TLS13_CONF = """openssl_conf = openssl_init
 [openssl_init]
@@ -60,9 +62,14 @@ def make_cert(tmp, kind):
 
 
 @pytest.fixture(scope="session")
-def tls_captures(tmp_path_factory):
+def certs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("certs")
+    return {kind: make_cert(tmp, kind) for kind in ("ec", "rsa")}
+
+
+@pytest.fixture(scope="session")
+def tls_captures(tmp_path_factory, certs):
     tmp = tmp_path_factory.mktemp("tls")
-    certs = {kind: make_cert(tmp, kind) for kind in ("ec", "rsa")}
     specs = {}
     for name, (sc, version, _, kind, ciphers) in SCENARIOS.items():
         env = {"TRAFFIC_TLS": version, "TRAFFIC_CERT": certs[kind][0],
@@ -242,3 +249,28 @@ def test_keylog_errors(tls_captures, tmp_path):
     assert "2 of " in r.err and "lines not understood" in r.err
     assert r.events() == decoded(cap)
     check_contract(r.events())
+
+
+def test_live_follows_a_key_log_being_written(certs, tmp_path):
+    """Live on lo, with a key log that is empty when the capture starts:
+    the secrets the client appends are read when their session needs
+    them."""
+    from test_live import start_capture, stop_capture
+    port = free_port()
+    keylog = tmp_path / "live.keylog"
+    keylog.write_text("")
+    proc, out, err = start_capture(tmp_path, "-i", "lo", "-p", port, "--keylog", keylog,
+                                   "--json")
+    env = dict(os.environ, TRAFFIC_TLS="1.3", TRAFFIC_CERT=certs["ec"][0],
+               TRAFFIC_KEY=certs["ec"][1], TRAFFIC_KEYLOG=str(keylog))
+    gen = subprocess.run([PY, TRAFFIC, "basic", "127.0.0.1", str(port)], env=env,
+                         capture_output=True, timeout=60)
+    rc, stdout, stderr = stop_capture(proc, out, err)
+    assert gen.returncode == 0, gen.stderr
+    assert rc == 0, stderr
+    evs = [json.loads(line) for line in stdout.splitlines()]
+    check_contract(evs)
+    cap = Capture("live", tmp_path / "none.pcap", "127.0.0.1", port,
+                  [json.loads(line) for line in gen.stdout.decode().splitlines()])
+    assert_sent_messages(cap, evs)
+    assert all(e.get("tls") is True for e in evs)
