@@ -13,6 +13,7 @@
 
 #include "out.h"
 #include "pkt.h"
+#include "slab.h"
 #include "tcp.h"
 #include "ws_codec.h"
 
@@ -164,6 +165,7 @@ typedef struct cap_ctx {
     char *file_buf;             /* stdio buffer of a -r file libpcap reads */
     cap_keylog *keylog;         /* --keylog, or NULL */
     cap_buf tls_plain;          /* one TLS record decrypted */
+    cap_slab zslab;             /* zlib's states and windows */
 } cap_ctx;
 
 /* capture_flow.c */
