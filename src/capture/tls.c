@@ -448,10 +448,15 @@ static void server_hello(cap_ctx *c, cap_flow *f, const uint8_t *p, size_t n)
     if (s->cs->tls13) setup_keys(c, f);     /* what follows is encrypted */
 }
 
+/* Hellos after the ServerHello (a renegotiation, or bytes made up to
+ * confuse) are not followed: the session keeps the keys it has. */
 static void hello_done(cap_ctx *c, cap_flow *f, int dir, tls_dir *t)
 {
-    if (t->hs_type == HS_CLIENT_HELLO && dir == 0) parse_client_hello(f->tls, t->hs.p, t->hs.len);
-    else if (t->hs_type == HS_SERVER_HELLO && dir == 1) server_hello(c, f, t->hs.p, t->hs.len);
+    cap_tls *s = f->tls;
+    if (!s->have_server_hello) {
+        if (t->hs_type == HS_CLIENT_HELLO && dir == 0) parse_client_hello(s, t->hs.p, t->hs.len);
+        else if (t->hs_type == HS_SERVER_HELLO && dir == 1) server_hello(c, f, t->hs.p, t->hs.len);
+    }
     cap_buf_free(c, &t->hs);
 }
 

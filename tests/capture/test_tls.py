@@ -274,3 +274,73 @@ def test_live_follows_a_key_log_being_written(certs, tmp_path):
                   [json.loads(line) for line in gen.stdout.decode().splitlines()])
     assert_sent_messages(cap, evs)
     assert all(e.get("tls") is True for e in evs)
+
+
+# ---- crafted handshakes (pcaplib): what is not decrypted says why ----
+
+ZERO_KEYLOG = ("CLIENT_RANDOM " + "00" * 32 + " " + "11" * 48 + "\n")
+
+
+def crafted(tmp_path, client, server, name="crafted"):
+    """One connection on 7272: client and server payloads in turn."""
+    c = pl.Conn()
+    c.open()
+    for a, b in zip(client, server):
+        if a:
+            c.c2s(a)
+        if b:
+            c.s2c(b)
+    c.close()
+    f = tmp_path / f"{name}.pcap"
+    pl.write_session(str(f), [c])
+    keylog = tmp_path / "zero.keylog"
+    keylog.write_text(ZERO_KEYLOG)
+    return decode(f, "--keylog", keylog)
+
+
+def errors(evs):
+    return [e["error"] for e in evs if e["event"] == "error"]
+
+
+@pytest.mark.parametrize("server_hello,error", [
+    (pl.tls_hello(2, b"\x00\x2f"), "TLS: cipher suite 0x002f not decrypted (AEAD suites are)"),
+    (pl.tls_hello(2, b"\xc0\x2f", version=b"\x03\x02"),
+     "TLS: version 0x0302 not decrypted (1.2 and 1.3 are)"),
+    (pl.tls_hello(2, b"\x13\x01", b"\x00\x2b\x00\x02\x03\x05"),
+     "TLS: version 0x0305 not decrypted (1.2 and 1.3 are)"),
+    (pl.tls_record(22, b"\x02\x00\x00\x04\x03\x03\x00\x00"),
+     "TLS: malformed or missing hello: not decrypted"),
+])
+def test_handshakes_not_decrypted_say_why(tmp_path, server_hello, error):
+    evs = crafted(tmp_path, [pl.tls_hello(1, b"\xc0\x2f"), pl.tls_record(23, b"x" * 40)],
+                  [server_hello, pl.tls_record(23, b"y" * 40)])
+    assert errors(evs) == [error, error]
+    assert not [e for e in evs if e["event"] == "frame"]
+    assert all(e["tls"] for e in evs)
+
+
+def test_data_before_the_server_hello(tmp_path):
+    evs = crafted(tmp_path, [pl.tls_hello(1, b"\x13\x01"), pl.tls_record(23, b"early" * 10)],
+                  [None, None])
+    assert errors(evs) == ["TLS: data before the ServerHello (0-RTT?): not decrypted"] * 2
+
+
+def test_not_tls_after_a_client_hello(tmp_path):
+    evs = crafted(tmp_path, [pl.tls_hello(1, b"\xc0\x2f")], [b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+    assert errors(evs) == ["not TLS: bad record header: not decoded further"]
+
+
+def test_a_second_server_hello_is_not_followed(tmp_path):
+    """A session keyed by its first ServerHello keeps those keys: a second
+    one (another suite) changes nothing, and the records that follow fail
+    to decrypt as gaps, not garbage."""
+    first = pl.tls_hello(2, b"\xc0\x2f", random=b"\x11" * 32)
+    second = pl.tls_hello(2, b"\xcc\xa8", random=b"\x22" * 32)
+    ccs = pl.tls_record(20, b"\x01")
+    evs = crafted(tmp_path, [pl.tls_hello(1, b"\xc0\x2f"), ccs, pl.tls_record(23, b"z" * 40)],
+                  [first + second, ccs, None])
+    assert errors(evs) == []
+    assert [e["event"] for e in evs if e["event"] in ("gap", "frame")] == ["gap"]
+    text = run("-r", tmp_path / "crafted.pcap", "--keylog", tmp_path / "zero.keylog").out
+    assert "TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256, decrypted with the key log" in text
+    assert "CHACHA20" not in text

@@ -55,36 +55,21 @@ def session(name, out, deflate=False, linktype=pl.ETHERNET, writer=pl.write_pcap
             f.write(prefix + data)
 
 
-def record(ctype, body):
-    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
-
-
-def hello(htype, suite, extensions=b"", random=bytes(32)):
-    """A ClientHello (one suite) or ServerHello, wrapped in its record."""
-    body = b"\x03\x03" + random + b"\x00"
-    if htype == 1:
-        body += b"\x00\x02" + suite + b"\x01\x00"
-    else:
-        body += suite + b"\x00"
-    body += len(extensions).to_bytes(2, "big") + extensions
-    return record(22, bytes([htype]) + len(body).to_bytes(3, "big") + body)
-
-
 def tls_session(name, out, version):
     """wss:// with the all-zero client random that fuzz_capture's key log
     knows: the hellos, then records that the fuzzer can alter."""
     c = pl.Conn()
     c.open()
     if version == 3:
-        c.c2s(hello(1, b"\x13\x01"))
-        c.s2c(hello(2, b"\x13\x01", b"\x00\x2b\x00\x02\x03\x04", random=b"\x11" * 32))
+        c.c2s(pl.tls_hello(1, b"\x13\x01"))
+        c.s2c(pl.tls_hello(2, b"\x13\x01", b"\x00\x2b\x00\x02\x03\x04", random=b"\x11" * 32))
     else:
-        c.c2s(hello(1, b"\xc0\x2f"))
-        c.s2c(hello(2, b"\xc0\x2f", random=b"\x11" * 32) + record(20, b"\x01"))
-        c.c2s(record(20, b"\x01"))
+        c.c2s(pl.tls_hello(1, b"\xc0\x2f"))
+        c.s2c(pl.tls_hello(2, b"\xc0\x2f", random=b"\x11" * 32) + pl.tls_record(20, b"\x01"))
+        c.c2s(pl.tls_record(20, b"\x01"))
     for i in range(3):
-        c.c2s(record(23, bytes(range(i, 40 + i))))
-        c.s2c(record(23, bytes(range(i, 60 + i))))
+        c.c2s(pl.tls_record(23, bytes(range(i, 40 + i))))
+        c.s2c(pl.tls_record(23, bytes(range(i, 60 + i))))
     c.close()
     path = os.path.join(out, name + ".pcap")
     pl.write_session(path, [c])
