@@ -523,7 +523,8 @@ static void on_payload(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
     cap_dir *d = &f->d[dir];
     if (f->show == CAP_SHOW_PENDING) decide_show(c, f, dir, p);
     if (f->show == CAP_SHOW_NO) return;
-    if (!d->any_data && dir == 0 && !f->is_tls && cap_tls_client_hello(p->payload, p->payload_len)) {
+    if (!d->any_data && dir == 0 && !f->is_tls &&
+        cap_tls_client_hello(p->payload, p->payload_len)) {
         /* wss:// on the server port, and no key log to open it. */
         d->any_data = true;
         cap_event ev = {.type = CAP_EV_ERROR,

@@ -27,7 +27,8 @@ static int write_keylog(void)
     FILE *f = fdopen(dup(fd), "w");
     if (!f) abort();
     const char *zero_random = "0000000000000000000000000000000000000000000000000000000000000000";
-    fprintf(f, "CLIENT_RANDOM %s %s%s\n", zero_random, zero_random, "0102030405060708090a0b0c0d0e0f10");
+    fprintf(f, "CLIENT_RANDOM %s %s%s\n", zero_random, zero_random,
+            "0102030405060708090a0b0c0d0e0f10");     /* 48 bytes */
     for (int i = 0; i < 4; i++) fprintf(f, "%s %s %s\n", labels[i], zero_random, zero_random);
     fclose(f);
     return fd;
