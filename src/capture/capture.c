@@ -5,6 +5,7 @@
 #include "capture.h"
 #include "capture_int.h"
 #include "file.h"
+#include "keylog.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -44,8 +45,13 @@ static const char usage[] =
     "  -c N            stop after N packets\n"
     "  -s SNAPLEN      bytes kept per packet (default 262144); with -r, packets\n"
     "                  are cut as if they had been captured with it\n"
-    "  -p PORT         the WebSocket server port (default 7272); the filter is\n"
-    "                  'tcp port PORT' (VLAN-tagged too) unless an expression is given\n"
+    "  -p PORT         the WebSocket server port (default 7272); live, the filter\n"
+    "                  is 'tcp port PORT' (VLAN-tagged too) unless an expression\n"
+    "                  is given. With -r and neither -p nor an expression, every\n"
+    "                  TCP port is read: connections on other ports are shown\n"
+    "                  once they start with an HTTP request (or TLS, --keylog)\n"
+    "  --keylog=FILE   decrypt TLS (wss://) with this NSS key log (SSLKEYLOGFILE):\n"
+    "                  TLS 1.3, and TLS 1.2 with AES-GCM or ChaCha20-Poly1305\n"
     "  -X              show payloads in hex and ASCII too\n"
     "  --json          one JSON object per line on stdout (summary on stderr)\n"
     "  --color=WHEN    never, always or auto (default: auto, when stdout is a tty)\n"
@@ -101,7 +107,7 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
-enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_HELP };
+enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_KEYLOG, OPT_HELP };
 
 static int parse_options(int argc, char **argv, cap_opts *o)
 {
@@ -112,6 +118,7 @@ static int parse_options(int argc, char **argv, cap_opts *o)
         {"max-mem", required_argument, NULL, OPT_MAXMEM},
         {"max-message", required_argument, NULL, OPT_MAXMSG},
         {"idle", required_argument, NULL, OPT_IDLE},
+        {"keylog", required_argument, NULL, OPT_KEYLOG},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -158,6 +165,7 @@ static int parse_options(int argc, char **argv, cap_opts *o)
             if (!parse_long(optarg, 1, 1000000000, &v)) return usage_error("bad --idle: %s", optarg);
             o->idle = (double)v;
             break;
+        case OPT_KEYLOG: o->keylog = optarg; break;
         case 'h':
         case OPT_HELP:
             fputs(usage, stdout);
@@ -173,7 +181,10 @@ static int parse_options(int argc, char **argv, cap_opts *o)
         o->filter = join_args(argc - optind, argv + optind);
         if (!o->filter) return usage_error("%s", "out of memory");
     }
-    if (!o->port && optind >= argc) o->port = DEFAULT_PORT;
+    if (!o->port && optind >= argc) {
+        o->port = DEFAULT_PORT;
+        o->any_port = o->read_file != NULL;
+    }
     return 0;
 }
 
@@ -281,7 +292,10 @@ static int set_filter(cap_ctx *c, cap_input *in)
          * for QinQ), which only Ethernet has. */
         char buf[128];
         unsigned port = o->port;
-        if (in->lt == DLT_EN10MB)
+        if (o->any_port)
+            snprintf(buf, sizeof buf, in->lt == DLT_EN10MB ?
+                     "tcp or (vlan and (tcp or (vlan and tcp)))" : "tcp");
+        else if (in->lt == DLT_EN10MB)
             snprintf(buf, sizeof buf, "tcp port %u or (vlan and (tcp port %u or "
                      "(vlan and tcp port %u)))", port, port, port);
         else
@@ -516,6 +530,22 @@ int capture_main(int argc, char **argv)
         free(c.opt.filter);
         return 1;
     }
+    cap_keylog keylog;
+    if (c.opt.keylog) {
+        char err[256];
+        if (cap_keylog_open(&keylog, c.opt.keylog, err, sizeof err) < 0) {
+            fprintf(stderr, "tagarela capture: --keylog: %s\n", err);
+            cap_wbuf_free(&c.out.w);
+            cap_ctx_free(&c);
+            free(c.opt.filter);
+            return 1;
+        }
+        c.keylog = &keylog;
+        if (keylog.bad_lines)
+            fprintf(stderr, "tagarela capture: warning: %s: %llu of %llu lines not understood\n",
+                    c.opt.keylog, (unsigned long long)keylog.bad_lines,
+                    (unsigned long long)keylog.lines);
+    }
     cap_input in;
     memset(&in, 0, sizeof in);
     in.file.fd = -1;
@@ -533,6 +563,12 @@ int capture_main(int argc, char **argv)
     free(c.file_buf);
     cap_wbuf_free(&c.out.w);
     cap_ctx_free(&c);
+    if (c.keylog) {
+        if (keylog.full)
+            fprintf(stderr, "tagarela capture: warning: %s: more than %d sessions, the rest "
+                    "ignored\n", c.opt.keylog, CAP_KEYLOG_MAX_SESSIONS);
+        cap_keylog_close(&keylog);
+    }
     free(c.opt.filter);
     return rc;
 }

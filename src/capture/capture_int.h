@@ -13,6 +13,7 @@
 
 #include "out.h"
 #include "pkt.h"
+#include "slab.h"
 #include "tcp.h"
 #include "ws_codec.h"
 
@@ -32,6 +33,9 @@ typedef struct cap_opts {
     size_t max_flows;
     double idle;                /* seconds of capture time before eviction */
     bool quiet;                 /* no "listening on" line */
+    bool any_port;              /* -r with no filter and no -p: other ports too, their
+                                 * WebSocket found by its upgrade */
+    const char *keylog;         /* --keylog FILE */
 } cap_opts;
 
 typedef struct cap_stats {
@@ -44,6 +48,7 @@ typedef struct cap_stats {
     uint64_t gaps, gap_bytes, truncated, errors;
     uint64_t retrans, ooo, conflicts;
     uint64_t kernel_drops;
+    uint64_t tls_sessions, tls_records, tls_bad_records;
 } cap_stats;
 
 typedef struct cap_buf {
@@ -99,6 +104,13 @@ typedef struct cap_key {
 
 #define CAP_ADDR_MAX 56         /* "[v6 address]:65535" */
 
+/* Whether a flow's events are printed: with --keylog or on any port, a
+ * flow waits for its first client bytes to say what it is. */
+enum { CAP_SHOW_YES, CAP_SHOW_PENDING, CAP_SHOW_NO };
+
+typedef struct cap_tls cap_tls;         /* tls.c */
+typedef struct cap_keylog cap_keylog;   /* keylog.c */
+
 typedef struct cap_flow cap_flow;
 struct cap_flow {
     cap_flow *hnext;            /* hash chain */
@@ -115,6 +127,13 @@ struct cap_flow {
     char addr[2][CAP_ADDR_MAX]; /* "ip:port": [0] client, [1] server */
     uint8_t addr_len[2];
     cap_dir d[2];               /* [0] client -> server, [1] server -> client */
+    uint8_t show;               /* CAP_SHOW_* */
+    bool on_server_port;        /* -p's port (7272 by default) is one of its ends */
+    bool open_pending;          /* its tcp_open waits for the flow to be shown */
+    bool is_tls;                /* decrypted with the key log (tls.c) */
+    int64_t open_sec;           /* the SYN's time, for a tcp_open that waited */
+    uint32_t open_usec;
+    cap_tls *tls;
 };
 
 typedef struct cap_list {
@@ -144,6 +163,9 @@ typedef struct cap_ctx {
     cap_buf inflated;           /* one message inflated */
     cap_name *names;            /* text view only */
     char *file_buf;             /* stdio buffer of a -r file libpcap reads */
+    cap_keylog *keylog;         /* --keylog, or NULL */
+    cap_buf tls_plain;          /* one TLS record decrypted */
+    cap_slab zslab;             /* zlib's states and windows */
 } cap_ctx;
 
 /* capture_flow.c */
@@ -158,6 +180,11 @@ void cap_finish(cap_ctx *c);
 void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir);
 /* In-order bytes of one direction to its decoder; nonzero: it stopped. */
 int cap_dir_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n);
+/* Bytes of one direction never captured (or a record that did not
+ * decrypt): counted, reported, and the decoder resumes or stops (nonzero). */
+int cap_dir_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing);
+/* The flow's events are printed from now on, its tcp_open first. */
+void cap_flow_show(cap_ctx *c, cap_flow *f);
 /* The client bytes held back until the handshake response, fed again. */
 void cap_dir_replay(cap_ctx *c, cap_flow *f, int dir);
 void cap_buf_free(cap_ctx *c, cap_buf *b);

@@ -7,6 +7,7 @@
  * linger briefly on a second list so that late ACKs and retransmissions are
  * recognised instead of starting a bogus flow. */
 #include "capture_int.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -196,6 +197,8 @@ static cap_flow *flow_new(cap_ctx *c, const cap_pkt *p, const cap_key *k, uint64
         cap_stream_init(&f->d[d].st, c->opt.max_stream);
         f->d[d].app = CAP_APP_HTTP;
     }
+    f->on_server_port = !c->opt.any_port || k->pa == c->opt.port || k->pb == c->opt.port;
+    f->show = !f->on_server_port || c->opt.keylog ? CAP_SHOW_PENDING : CAP_SHOW_YES;
     c->st.flows++;
     return f;
 }
@@ -235,6 +238,7 @@ static void flow_destroy(cap_ctx *c, cap_flow *f)
     unlink_flow(c, f);
     dir_free(c, &f->d[0]);
     dir_free(c, &f->d[1]);
+    cap_tls_free(c, f);
     cap_mem_free(&c->mem, f, sizeof *f);
 }
 
@@ -288,21 +292,31 @@ void cap_dir_replay(cap_ctx *c, cap_flow *f, int dir)
 static int sink_data(void *ud, const uint8_t *p, size_t n)
 {
     sink_ud *u = ud;
+    if (u->f->is_tls) return cap_tls_feed(u->c, u->f, u->dir, p, n);
     return cap_dir_feed(u->c, u->f, u->dir, p, n);
+}
+
+int cap_dir_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing)
+{
+    c->st.gaps++;
+    c->st.gap_bytes += missing;
+    if (f->d[dir].app == CAP_APP_WS) return cap_ws_gap(c, f, dir, missing);
+    /* Before the handshake is complete there is no frame to resume at. */
+    cap_event ev = {.type = CAP_EV_GAP, .missing = missing};
+    cap_emit(c, f, dir, &ev);
+    cap_dir_stop(c, f, dir);
+    return 1;
 }
 
 static int sink_gap(void *ud, uint64_t missing)
 {
     sink_ud *u = ud;
-    cap_dir *d = &u->f->d[u->dir];
-    u->c->st.gaps++;
-    u->c->st.gap_bytes += missing;
-    if (d->app == CAP_APP_WS) return cap_ws_gap(u->c, u->f, u->dir, missing);
-    /* Before the handshake is complete there is no frame to resume at. */
-    cap_event ev = {.type = CAP_EV_GAP, .missing = missing};
-    cap_emit(u->c, u->f, u->dir, &ev);
-    cap_dir_stop(u->c, u->f, u->dir);
-    return 1;
+    if (u->f->is_tls) {
+        u->c->st.gaps++;
+        u->c->st.gap_bytes += missing;
+        return cap_tls_gap(u->c, u->f, u->dir, missing);
+    }
+    return cap_dir_gap(u->c, u->f, u->dir, missing);
 }
 
 #define SINK(name, c_, f_, dir_)                             \
@@ -316,6 +330,7 @@ static void flush_dirs(cap_ctx *c, cap_flow *f)
     for (int d = 0; d < 2; d++) {
         SINK(k, c, f, d);
         cap_stream_flush(&f->d[d].st, &c->mem, &k);
+        if (f->is_tls) cap_tls_end(c, f, d);
     }
 }
 
@@ -335,10 +350,11 @@ static void flow_close(cap_ctx *c, cap_flow *f, int dir, const char *why)
     flush_dirs(c, f);
     cap_event ev = {.type = CAP_EV_TCP_CLOSE, .why = why};
     cap_emit(c, f, dir, &ev);
-    c->st.closed++;
+    if (f->show == CAP_SHOW_YES) c->st.closed++;
     account_stream(c, f);
     dir_free(c, &f->d[0]);
     dir_free(c, &f->d[1]);
+    cap_tls_free(c, f);
     list_remove(&c->open, f);
     f->closed = true;
     list_push(&c->done, f);
@@ -425,10 +441,69 @@ static void on_syn(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
     d->isn = p->seq;
     cap_stream_syn(&d->st, p->seq);
     if (dir == 0 && !(p->flags & CAP_TH_ACK)) {
+        if (f->show == CAP_SHOW_PENDING) {
+            f->open_pending = true;
+            f->open_sec = c->now_sec;
+            f->open_usec = c->now_usec;
+            return;
+        }
         c->st.connections++;
         cap_event ev = {.type = CAP_EV_TCP_OPEN};
         cap_emit(c, f, 0, &ev);
     }
+}
+
+void cap_flow_show(cap_ctx *c, cap_flow *f)
+{
+    if (f->show == CAP_SHOW_YES) return;
+    f->show = CAP_SHOW_YES;
+    if (!f->open_pending) return;
+    f->open_pending = false;
+    c->st.connections++;
+    /* The event keeps the SYN's time, not the time it could be shown. */
+    int64_t sec = c->now_sec;
+    uint32_t usec = c->now_usec;
+    c->now_sec = f->open_sec;
+    c->now_usec = f->open_usec;
+    cap_event ev = {.type = CAP_EV_TCP_OPEN};
+    cap_emit(c, f, 0, &ev);
+    c->now_sec = sec;
+    c->now_usec = usec;
+}
+
+static void flow_stop(cap_ctx *c, cap_flow *f)
+{
+    for (int d = 0; d < 2; d++) {
+        cap_stream_stop(&f->d[d].st, &c->mem);
+        cap_dir_stop(c, f, d);
+    }
+}
+
+/* Not a connection to show: stopped without a word. */
+static void flow_hide(cap_ctx *c, cap_flow *f)
+{
+    f->show = CAP_SHOW_NO;
+    f->open_pending = false;
+    flow_stop(c, f);
+}
+
+/* A flow waiting to be shown, at its first payload: a client that starts
+ * with an HTTP request, or with a TLS ClientHello when there is a key log,
+ * is shown; anything else is hidden on other ports, and shown on the
+ * server port (where its decoders say what is wrong). */
+static void decide_show(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
+{
+    bool request = dir == 0 && looks_like_request(p);
+    bool tls = dir == 0 && c->opt.keylog && cap_tls_client_hello(p->payload, p->payload_len);
+    if (!request && !tls && !f->on_server_port) {
+        flow_hide(c, f);
+        return;
+    }
+    if (tls) {
+        f->is_tls = true;
+        c->st.tls_sessions++;
+    }
+    cap_flow_show(c, f);
 }
 
 static void on_truncated(cap_ctx *c, cap_flow *f, int dir)
@@ -446,6 +521,19 @@ static void on_truncated(cap_ctx *c, cap_flow *f, int dir)
 static void on_payload(cap_ctx *c, cap_flow *f, int dir, const cap_pkt *p)
 {
     cap_dir *d = &f->d[dir];
+    if (f->show == CAP_SHOW_PENDING) decide_show(c, f, dir, p);
+    if (f->show == CAP_SHOW_NO) return;
+    if (!d->any_data && dir == 0 && !f->is_tls &&
+        cap_tls_client_hello(p->payload, p->payload_len)) {
+        /* wss:// on the server port, and no key log to open it. */
+        d->any_data = true;
+        cap_event ev = {.type = CAP_EV_ERROR,
+                        .error = "TLS (wss://): not decoded without --keylog"};
+        cap_emit(c, f, dir, &ev);
+        c->st.errors++;
+        flow_stop(c, f);
+        return;
+    }
     if (!d->any_data && f->midstream && d->app == CAP_APP_HTTP && !d->st.started &&
         !looks_like_request(p) && !(p->payload_len >= 5 && !memcmp(p->payload, "HTTP/", 5))) {
         /* Joined an established connection: no handshake to start from. */
@@ -535,6 +623,8 @@ void cap_ctx_free(cap_ctx *c)
     c->buckets = NULL;
     cap_buf_free(c, &c->scratch);
     cap_buf_free(c, &c->inflated);
+    cap_buf_free(c, &c->tls_plain);
+    cap_slab_close(&c->zslab);
     free(c->names);
     c->names = NULL;
 }

@@ -5,6 +5,7 @@
  * when full (or after each packet of a live capture): no stdio, no jansson
  * on this path, because it runs once per frame of a multi-GB file. */
 #include "capture_int.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -116,28 +117,6 @@ void cap_put_hex(cap_wbuf *w, const uint8_t *p, size_t n)
     }
 }
 
-/* Length of the valid UTF-8 sequence at p (n > 0, p[0] >= 0x80), or 0.
- * Same rules as utf8.c: no overlong forms, no surrogates, <= U+10FFFF. */
-size_t cap_utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    if (n < len || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-    return len;
-}
-
 /* Nonzero when one of the 8 bytes needs attention: < 0x20, '"', '\\' or
  * >= 0x80. Exact as a yes/no answer and for the lowest byte it flags (a
  * borrow only ever flags bytes above a flagged one). */
@@ -157,7 +136,7 @@ static size_t escape_one(char **po, const uint8_t *p, size_t n, bool *clean)
     uint8_t ch = p[0];
     size_t used = 1;
     if (ch >= 0x80) {
-        size_t k = cap_utf8_seq(p, n);
+        size_t k = utf8_sequence_len(p, n);
         if (k) {
             memcpy(o, p, k);
             *po = o + k;
@@ -389,13 +368,23 @@ static void json_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *e)
         break;
     case CAP_EV_HTTP_REQUEST:
     case CAP_EV_HTTP_RESPONSE:
+    case CAP_EV_TLS:
         return;                 /* not part of the JSON contract */
     }
+    if (f->is_tls) CAP_PUTL(w, ",\"tls\":true");
     CAP_PUTL(w, "}\n");
 }
 
 void cap_emit(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev)
 {
+    if (f->show == CAP_SHOW_PENDING) {
+        /* On other ports, a flow is shown only once it turns out to be
+         * HTTP (or TLS with a key log); on the server port, as soon as it
+         * says something. */
+        if (!f->on_server_port) return;
+        cap_flow_show(c, f);
+    }
+    if (f->show == CAP_SHOW_NO) return;
     if (c->out.json) json_event(c, f, dir, ev);
     else cap_text_event(c, f, dir, ev);
 }

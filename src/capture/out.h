@@ -43,6 +43,7 @@ typedef enum cap_ev_type {
     CAP_EV_TRUNCATED,
     CAP_EV_ERROR,
     CAP_EV_EVICT,
+    CAP_EV_TLS,                 /* version and suite of a decrypted session: text view only */
 } cap_ev_type;
 
 typedef struct cap_event {
@@ -106,8 +107,5 @@ void cap_put_hex(cap_wbuf *w, const uint8_t *p, size_t n);
  * always valid JSON whatever the capture holds. Returns false when it
  * replaced something. */
 bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n);
-
-/* Length of the valid UTF-8 sequence at p (n > 0, p[0] >= 0x80), or 0. */
-size_t cap_utf8_seq(const uint8_t *p, size_t n);
 
 #endif

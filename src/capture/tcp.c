@@ -27,10 +27,7 @@ struct cap_seg {
 void *cap_mem_alloc(cap_mem *m, size_t n)
 {
     void *p = malloc(n);
-    if (p) {
-        m->used += n;
-        if (m->used > m->peak) m->peak = m->used;
-    }
+    if (p) cap_mem_charge(m, n);
     return p;
 }
 

@@ -22,6 +22,12 @@ void *cap_mem_alloc(cap_mem *m, size_t n);
 void *cap_mem_realloc(cap_mem *m, void *p, size_t old, size_t n);
 void cap_mem_free(cap_mem *m, void *p, size_t n);
 static inline bool cap_mem_over(const cap_mem *m) { return m->used > m->limit; }
+/* Memory taken from elsewhere (the slab) counted against the budget. */
+static inline void cap_mem_charge(cap_mem *m, size_t n)
+{
+    m->used += n;
+    if (m->used > m->peak) m->peak = m->used;
+}
 
 /* Where the in-order bytes go. Both return nonzero to stop the direction:
  * the stream then frees what it holds and ignores everything after. */

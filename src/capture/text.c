@@ -7,6 +7,7 @@
  * Speed matters less here than in the JSON view, so the chat messages are
  * parsed with jansson. */
 #include "capture_int.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -60,7 +61,7 @@ static void show_text(cap_ctx *c, const uint8_t *p, size_t n, size_t max)
             cap_put(&c->out.w, &ch, 1);
             i++;
         } else {
-            size_t k = cap_utf8_seq(p + i, n - i);
+            size_t k = utf8_sequence_len(p + i, n - i);
             if (k) {
                 cap_put(&c->out.w, p + i, k);
                 i += k;
@@ -299,7 +300,8 @@ void cap_text_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *e)
 {
     line_start(c, f, dir);
     switch (e->type) {
-    case CAP_EV_TCP_OPEN: keyword(c, "TCP open"); break;
+    case CAP_EV_TCP_OPEN: keyword(c, f->is_tls ? "TCP open (TLS)" : "TCP open"); break;
+    case CAP_EV_TLS: keyword(c, e->why); break;
     case CAP_EV_TCP_CLOSE:
         keyword(c, !strcmp(e->why, "rst") ? "TCP reset" : "TCP close");
         break;
@@ -355,6 +357,9 @@ void cap_summary(cap_ctx *c, cap_wbuf *w)
              (ull)s->payload[1]);
     wprintf_(w, "gaps: %llu (%llu bytes missing); truncated: %llu; errors: %llu\n",
              (ull)s->gaps, (ull)s->gap_bytes, (ull)s->truncated, (ull)s->errors);
+    if (c->opt.keylog)
+        wprintf_(w, "tls: %llu sessions, %llu records decrypted, %llu did not decrypt\n",
+                 (ull)s->tls_sessions, (ull)s->tls_records, (ull)s->tls_bad_records);
     wprintf_(w, "tcp: %llu retransmitted, %llu out of order, %llu overlaps with "
              "different data\n", (ull)s->retrans, (ull)s->ooo, (ull)s->conflicts);
     if (!c->opt.read_file) wprintf_(w, "dropped by the kernel: %llu\n", (ull)s->kernel_drops);

@@ -73,22 +73,36 @@ void cap_ws_negotiate(cap_ws *w, const char *ext, bool server_side)
     }
 }
 
-/* zlib allocates through the capture's memory budget. */
+/* zlib allocates through the capture's memory budget, from the slab when
+ * the size fits it. A 16-byte header keeps the size, and where the block
+ * came from in its lowest bit. */
 static void *z_alloc(void *opaque, unsigned items, unsigned size)
 {
-    size_t n = (size_t)items * size + 16;
-    uint8_t *p = cap_mem_alloc(opaque, n);
-    if (!p) return NULL;
-    memcpy(p, &n, sizeof n);
+    cap_ctx *c = opaque;
+    size_t n = (size_t)items * size + 16, tag = n << 1;
+    uint8_t *p = cap_slab_alloc(&c->zslab, n);
+    if (p) {
+        cap_mem_charge(&c->mem, n);
+        tag |= 1;
+    } else if (!(p = cap_mem_alloc(&c->mem, n))) {
+        return NULL;
+    }
+    memcpy(p, &tag, sizeof tag);
     return p + 16;
 }
 
 static void z_free(void *opaque, void *q)
 {
-    size_t n;
+    cap_ctx *c = opaque;
+    size_t tag;
     uint8_t *p = (uint8_t *)q - 16;
-    memcpy(&n, p, sizeof n);
-    cap_mem_free(opaque, p, n);
+    memcpy(&tag, p, sizeof tag);
+    if (tag & 1) {
+        cap_slab_free(&c->zslab, p, tag >> 1);
+        c->mem.used -= tag >> 1;
+    } else {
+        cap_mem_free(&c->mem, p, tag >> 1);
+    }
 }
 
 static bool z_ready(cap_ctx *c, cap_ws *w)
@@ -99,7 +113,7 @@ static bool z_ready(cap_ctx *c, cap_ws *w)
     memset(z, 0, sizeof *z);
     z->zalloc = z_alloc;
     z->zfree = z_free;
-    z->opaque = &c->mem;
+    z->opaque = c;
     /* zlib's deflate never uses an 8-bit window (it turns 8 into 9), so
      * a peer that negotiated 8 may send 9-bit distances. */
     int bits = w->wbits < 9 ? 9 : w->wbits;

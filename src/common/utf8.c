@@ -74,6 +74,20 @@ int utf8_valid(const uint8_t *p, size_t n)
     return utf8_feed(&s, p, n) == 0 && utf8_at_boundary(&s);
 }
 
+size_t utf8_sequence_len(const uint8_t *p, size_t n)
+{
+    utf8_state s;
+    if (n == 0 || start_sequence(&s, p[0]) < 0) return 0;
+    size_t len = (size_t)s.need + 1;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if (p[i] < s.lo || p[i] > s.hi) return 0;
+        s.lo = 0x80;
+        s.hi = 0xBF;
+    }
+    return len;
+}
+
 size_t utf8_count(const uint8_t *p, size_t n)
 {
     size_t count = 0;

@@ -31,6 +31,10 @@ int utf8_valid(const uint8_t *p, size_t n);
 /* Number of code points in valid UTF-8. */
 size_t utf8_count(const uint8_t *p, size_t n);
 
+/* Length of the valid sequence that starts at p (1 for ASCII), or 0 when
+ * the bytes there are not valid UTF-8 or the sequence is cut short by n. */
+size_t utf8_sequence_len(const uint8_t *p, size_t n);
+
 /* Decodes the code point at p (valid UTF-8, n > 0); stores its byte length. */
 uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len);
 

@@ -113,9 +113,12 @@ def collect(proc):
         return proc.communicate()
 
 
-def record_all(tmpdir, scenarios, attempts=3):
+def record_all(tmpdir, scenarios, attempts=3, specs=None):
     """Records the scenarios in parallel; returns {scenario: Capture}. A
-    scenario whose capture lost packets is recorded again, alone."""
+    scenario whose capture lost packets is recorded again, alone. specs:
+    name -> (traffic.py scenario, environment) for runs of traffic.py with
+    another environment (TLS); their Capture has the key log it wrote."""
+    specs = specs or {}
     out, todo = {}, list(scenarios)
     for attempt in range(attempts):
         jobs = []
@@ -129,17 +132,23 @@ def record_all(tmpdir, scenarios, attempts=3):
             job[4].wait()
         for job in jobs:
             sc, host, port = job[:3]
-            job[5] = subprocess.Popen([PY, TRAFFIC, SHORT_SNAPLEN.get(sc, (sc,))[0], host,
-                                       str(port)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            traffic_sc, env = specs.get(sc, (SHORT_SNAPLEN.get(sc, (sc,))[0], {}))
+            env = {k: v.replace("{name}", str(Path(tmpdir) / sc)) for k, v in env.items()}
+            if "TRAFFIC_KEYLOG" in env and os.path.exists(env["TRAFFIC_KEYLOG"]):
+                os.unlink(env["TRAFFIC_KEYLOG"])    # a retry starts a new log
+            job[5] = subprocess.Popen([PY, TRAFFIC, traffic_sc, host, str(port)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=dict(os.environ, **env))
+            job.insert(6, env.get("TRAFFIC_KEYLOG"))
             if attempt:         # alone this time: read its output as it ends
                 job.append(collect(job[5]))
-        results = [job[6] if len(job) > 6 else collect(job[5]) for job in jobs]
+        results = [job[7] if len(job) > 7 else collect(job[5]) for job in jobs]
         time.sleep(0.2)             # the last packets reach the files
         for job in jobs:
             job[4].interrupt()
         failed = []
-        for (sc, host, port, path, td, gen), (stdout, stderr) in zip([j[:6] for j in jobs], results):
+        for (sc, host, port, path, td, gen, keylog), (stdout, stderr) in zip(
+                [j[:7] for j in jobs], results):
             dropped = td.stop()
             if gen.returncode != 0:
                 pytest.fail(f"traffic.py {sc} failed: {stderr.decode(errors='replace')}",
@@ -149,6 +158,7 @@ def record_all(tmpdir, scenarios, attempts=3):
                 continue
             sent = [json.loads(l) for l in stdout.decode().splitlines() if l.strip()]
             out[sc] = Capture(sc, path, host, port, sent)
+            out[sc].keylog = keylog
         todo = failed
         if not todo:
             return out
@@ -231,9 +241,13 @@ def addr_ok(a):
 
 
 def check_contract(evs):
-    """Keys, their order and their types, for every object."""
+    """Keys, their order and their types, for every object. A connection
+    decrypted with --keylog ends each of its objects with "tls": true."""
     for ev in evs:
         keys = list(ev)
+        if keys[-1] == "tls":
+            assert ev["tls"] is True, ev
+            keys.pop()
         assert keys[:4] == COMMON, ev
         assert isinstance(ev["ts"], (int, float)) and addr_ok(ev["src"]) and addr_ok(ev["dst"])
         name = ev["event"]
@@ -290,16 +304,35 @@ def sent_messages(cap, direction):
     return [(m["kind"], m.get("text", m.get("hex"))) for m in cap.sent if m["dir"] == direction]
 
 
+def assert_sent_messages(cap, evs, any_order=False):
+    """Both directions' whole messages are what traffic.py sent, in the
+    order it sent them (any_order: many connections at once)."""
+    srv = server_addr(cap)
+    to_server = messages([e for e in evs if e["dst"] == srv])
+    to_client = messages([e for e in evs if e["src"] == srv])
+    if any_order:
+        from collections import Counter
+        assert Counter(to_server) == Counter(sent_messages(cap, "c2s"))
+        assert Counter(to_client) == Counter(sent_messages(cap, "s2c"))
+    else:
+        assert to_server == sent_messages(cap, "c2s")
+        assert to_client == sent_messages(cap, "s2c")
+
+
 def server_addr(cap):
     return f"[{cap.host}]:{cap.port}" if ":" in cap.host else f"{cap.host}:{cap.port}"
 
 
 # ---- tshark, the independent oracle ----
 
-def tshark_frames(path, port):
-    """The WebSocket frames tshark finds: one dict per frame, in order."""
+def tshark_frames(path, port, keylog=None):
+    """The WebSocket frames tshark finds: one dict per frame, in order; with
+    a key log, inside TLS on that port."""
     require("tshark")
-    proc = subprocess.run(["tshark", "-r", str(path), "-d", f"tcp.port=={port},http",
+    layer = ["-d", f"tcp.port=={port},http"]
+    if keylog:
+        layer = ["-o", f"tls.keylog_file:{keylog}", "-d", f"tcp.port=={port},tls"]
+    proc = subprocess.run(["tshark", "-r", str(path), *layer,
                            "-o", "tcp.desegment_tcp_streams:TRUE",
                            "-o", "tcp.reassemble_out_of_order:TRUE",
                            "-Y", "websocket", "-T", "json", "-J", "websocket tcp ip ipv6"],

@@ -347,3 +347,22 @@ def write_session(path, conns, linktype=ETHERNET, writer=write_pcap, snaplen=262
         write_pcap(path, linktype, pkts, snaplen)
     else:
         writer(path, linktype, pkts)
+
+
+# ---- TLS ----
+
+def tls_record(ctype, body):
+    """One TLS record (TLS 1.2's version in its header, as 1.3 writes too)."""
+    return bytes([ctype, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+
+def tls_hello(htype, suite, extensions=b"", random=bytes(32), version=b"\x03\x03"):
+    """A ClientHello offering one suite (htype 1) or a ServerHello choosing
+    it (htype 2), in its record."""
+    body = version + random + b"\x00"
+    if htype == 1:
+        body += b"\x00\x02" + suite + b"\x01\x00"
+    else:
+        body += suite + b"\x00"
+    body += len(extensions).to_bytes(2, "big") + extensions
+    return tls_record(22, bytes([htype]) + len(body).to_bytes(3, "big") + body)

@@ -1,13 +1,19 @@
 """Chat-like WebSocket traffic made with python3-websockets, for capturing.
 
 Run as a script: `traffic.py SCENARIO HOST PORT` starts a server on
-HOST:PORT, runs the scenario's clients against it and exits. Each scenario
+HOST:PORT, runs the scenario's clients against it and exits. With
+TRAFFIC_TLS=1.2 or 1.3 in the environment it speaks wss:// instead, with
+the certificate TRAFFIC_CERT and key TRAFFIC_KEY, the client writing the
+NSS key log TRAFFIC_KEYLOG; TRAFFIC_CIPHERS limits TLS 1.2 suites (TLS 1.3
+ones are chosen with an OPENSSL_CONF file). Each scenario
 exercises one thing the capture decoder must get right; what the clients
 and the server sent is printed as JSON lines on stdout (the expectation
 the tests compare the decoder's output with).
 """
 import asyncio
 import json
+import os
+import ssl
 import sys
 
 import websockets
@@ -75,6 +81,24 @@ def deflate_opts(nocontext):
     return {"extensions": server, "compression": None}, {"extensions": client, "compression": None}
 
 
+def tls_contexts():
+    """(server, client) SSL contexts from the environment, or (None, None)."""
+    version = os.environ.get("TRAFFIC_TLS")
+    if not version:
+        return None, None
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(os.environ["TRAFFIC_CERT"], os.environ["TRAFFIC_KEY"])
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    client.keylog_filename = os.environ["TRAFFIC_KEYLOG"]
+    v = ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3
+    client.minimum_version = client.maximum_version = v
+    if os.environ.get("TRAFFIC_CIPHERS"):
+        client.set_ciphers(os.environ["TRAFFIC_CIPHERS"])
+    return server, client
+
+
 async def session(uri, copts, name="mynick", says=("oi, pessoal !",), extra=None):
     async with websockets.connect(uri, max_size=None, **copts) as ws:
         await send(ws, "c2s", json.dumps({"type": "login", "name": name}, separators=(",", ":")))
@@ -101,9 +125,13 @@ async def run(scenario, host, port):
         sopts, copts = ({}, {})
         if scenario == "deflate_nocontext":
             sopts, copts = deflate_opts(True)
+    server_tls, client_tls = tls_contexts()
+    if server_tls:
+        sopts = dict(sopts, ssl=server_tls)
+        copts = dict(copts, ssl=client_tls)
     async with websockets.serve(chat_server, host, port, max_size=None, **sopts):
         h = f"[{host}]" if ":" in host else host
-        uri = f"ws://{h}:{port}/chat?room=1"
+        uri = f"{'wss' if server_tls else 'ws'}://{h}:{port}/chat?room=1"
         if scenario in ("basic", "ipv6", "deflate", "deflate_nocontext"):
             await session(uri, copts, says=("oi, pessoal !", "tudo bem?\nsim <b>&</b> \u00e9 \U0001f600"),
                           extra=pinger)

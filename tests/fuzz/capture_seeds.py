@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Writes the starting corpus of fuzz_capture into DIR: small sessions made
 with tests/capture/pcaplib.py (plain and compressed, fragmented, IPv6,
-pcapng, cooked link layer, a reset), each prefixed with the byte that picks
---json (odd) or the text view (even).
+pcapng, cooked link layer, a reset, TLS), each prefixed with the byte that
+picks --json (odd) or the text view (even), and --keylog (bit 2).
 
     tests/fuzz/capture_seeds.py DIR
 """
@@ -55,6 +55,31 @@ def session(name, out, deflate=False, linktype=pl.ETHERNET, writer=pl.write_pcap
             f.write(prefix + data)
 
 
+def tls_session(name, out, version):
+    """wss:// with the all-zero client random that fuzz_capture's key log
+    knows: the hellos, then records that the fuzzer can alter."""
+    c = pl.Conn()
+    c.open()
+    if version == 3:
+        c.c2s(pl.tls_hello(1, b"\x13\x01"))
+        c.s2c(pl.tls_hello(2, b"\x13\x01", b"\x00\x2b\x00\x02\x03\x04", random=b"\x11" * 32))
+    else:
+        c.c2s(pl.tls_hello(1, b"\xc0\x2f"))
+        c.s2c(pl.tls_hello(2, b"\xc0\x2f", random=b"\x11" * 32) + pl.tls_record(20, b"\x01"))
+        c.c2s(pl.tls_record(20, b"\x01"))
+    for i in range(3):
+        c.c2s(pl.tls_record(23, bytes(range(i, 40 + i))))
+        c.s2c(pl.tls_record(23, bytes(range(i, 60 + i))))
+    c.close()
+    path = os.path.join(out, name + ".pcap")
+    pl.write_session(path, [c])
+    data = open(path, "rb").read()
+    os.unlink(path)
+    for mode, prefix in (("json", b"\x03"), ("text", b"\x02")):
+        with open(os.path.join(out, f"{name}-{mode}"), "wb") as f:
+            f.write(prefix + data)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -64,6 +89,8 @@ def main():
     session("pcapng", out, writer=pl.write_pcapng)
     session("sll2", out, linktype=pl.LINUX_SLL2, deflate=True)
     session("rst", out, end="rst")
+    tls_session("tls12", out, 2)
+    tls_session("tls13", out, 3)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,24 @@ static void test_decode_sequence_of_code_points(void **state)
     assert_int_equal(off, 16);
 }
 
+/* utf8_sequence_len() agrees with the validator on every lead byte and
+ * every pair of following bytes, and on every cut of the input. */
+static void test_sequence_len_agrees_with_validator(void **state)
+{
+    (void)state;
+    for (unsigned a = 0; a < 256; a++)
+        for (unsigned b = 0; b < 256; b++)
+            for (unsigned c = 0; c < 256; c += 0x11) {
+                uint8_t p[4] = {(uint8_t)a, (uint8_t)b, (uint8_t)c, 0x80 | (c & 0x3F)};
+                size_t got = utf8_sequence_len(p, 4), want = 0;
+                for (size_t len = 1; len <= 4 && !want; len++)
+                    if (utf8_valid(p, len)) want = len;
+                assert_int_equal(got, want);
+                if (got > 1) assert_int_equal(utf8_sequence_len(p, got - 1), 0);
+            }
+    assert_int_equal(utf8_sequence_len(U(""), 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_exhaustive_against_reference),
         cmocka_unit_test(test_count_code_points),
         cmocka_unit_test(test_decode_sequence_of_code_points),
+        cmocka_unit_test(test_sequence_len_agrees_with_validator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
