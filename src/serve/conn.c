@@ -25,6 +25,9 @@ typedef struct write_req {
 
 /* Pings and pongs a client may send: no client needs more than a few a
  * minute, and each costs a read and (for a ping) an answer. */
+#define OVER_CAP_GRACE_MS 1000
+#define OVER_CAP_HARD 4
+
 /* Bytes read from a closing connection, in a turn, before it is read no more. */
 #define WS_CLOSING_READ (64 * 1024)
 
@@ -247,6 +250,18 @@ static void conn_flush(conn *c)
     if (c->http_waiting) http_resume(c);
 }
 
+/* Past --outbound-cap unwritten after a write, with nothing written for
+ * OVER_CAP_GRACE_MS, or past OVER_CAP_HARD times it at once: a reader
+ * that keeps reading drains a busy room's burst however far behind it is
+ * for a moment, one that does not read is dropped within the grace. */
+static bool over_cap(conn *c)
+{
+    size_t cap = c->w->cfg->outbound_cap;
+    if (c->q.bytes <= cap) return false;
+    return c->q.bytes > OVER_CAP_HARD * cap ||
+           uv_now(c->w->loop) - c->last_progress >= OVER_CAP_GRACE_MS;
+}
+
 void conn_flush_dirty(worker *w)
 {
     w->n_dirty = 0;
@@ -256,7 +271,7 @@ void conn_flush_dirty(worker *w)
         c->dirty = false;
         c->dirty_next = NULL;
         conn_flush(c);
-        if (!c->overflow && c->q.bytes > w->cfg->outbound_cap) c->overflow = true;
+        if (!c->overflow && over_cap(c)) c->overflow = true;
         if (c->overflow && !c->closed && c->state != CONN_CLOSING) {
             COUNTER_ADD(w->stats.slow_closed, 1);
             /* A peer that reads nothing gets nothing more read either:
@@ -672,6 +687,11 @@ void conn_sweep(conn *c, uint64_t now)
          * frame would reach it. */
         COUNTER_ADD(c->w->stats.slow_closed, 1);
         conn_abort(c);
+        return;
+    }
+    if (c->state != CONN_CLOSING && !c->overflow && over_cap(c)) {
+        c->overflow = true;
+        mark_dirty(c);              /* closed at the turn's flush */
         return;
     }
     switch (c->state) {

@@ -148,8 +148,6 @@ def history_of(ws, timeout=3.0):
             items.extend(m["messages"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: private history is matched by name, "
-                   "the impostor gets bob's private messages")
 def test_impostor_with_the_name_gets_no_private_message(make_server):
     srv = make_server()
     ana, _, secrets = exchange_private_messages(srv.ws_port)
@@ -164,7 +162,6 @@ def test_impostor_with_the_name_gets_no_private_message(make_server):
         ana.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: no session token yet")
 def test_owner_presenting_the_session_token_gets_private_history(make_server):
     srv = make_server()
     ana, token, secrets = exchange_private_messages(srv.ws_port)

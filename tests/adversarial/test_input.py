@@ -26,8 +26,6 @@ FRAGMENTS_RSS_BOUND = 48 * MB
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: an unfinished fragmented message pins "
-                   "its buffer for as long as the client pings")
 def test_unfinished_fragmented_message_has_a_deadline(make_server):
     srv = make_server()
     with HonestRoom(srv.ws_port, readers=2, chatter_per_s=1) as room:
@@ -52,8 +50,6 @@ def test_unfinished_fragmented_message_has_a_deadline(make_server):
         a.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: no global budget for partial messages "
-                   "(each connection may pin --max-message)")
 def test_partial_messages_from_200_sockets_stay_within_a_global_budget(make_server):
     srv = make_server()
     with HonestRoom(srv.ws_port, readers=3) as room, RssMonitor(srv.proc.pid) as mon:
@@ -87,8 +83,6 @@ FLOOD_SECONDS = 6
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: the hub's inbox has no back-pressure, "
-                   "messages are copied to it before the rate check")
 def test_flood_of_says_before_login_and_past_the_rate_with_threads(make_server):
     """--threads 2: messages cross to the hub. Two sockets flood before any
     login, two logged-in ones far past the rate."""
