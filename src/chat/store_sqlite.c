@@ -1,9 +1,11 @@
 /* store_sqlite.c -- chat history in SQLite: WAL journal, prepared
- * statements, appends grouped into one transaction per loop turn (the
- * server commits before it writes that turn's output to any socket), and
- * checkpoints on a thread of their own. */
+ * statements, appends grouped into one transaction per loop turn (the chat
+ * commits before it delivers that turn's says to anyone), count, byte and
+ * age limits, the conversion of older files, and checkpoints on a thread
+ * of their own. */
 #include "store.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -11,11 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
+
 /* WAL pages (4 KiB) after which a checkpoint is asked for, as SQLite's
  * own automatic checkpoint would; ten times that and the writer does it
  * itself, so the WAL stays bounded even if the thread falls behind. */
 #define CHECKPOINT_PAGES 1000
 #define CHECKPOINT_FORCE_PAGES (10 * CHECKPOINT_PAGES)
+
+/* How long a write waits for a lock someone else holds. */
+#define BUSY_TIMEOUT_MS 20
 
 /* A checkpoint writes the WAL back and fsyncs: tens of milliseconds the
  * event loop must not wait for. This thread does it on its own
@@ -32,22 +39,33 @@ typedef struct sqlite_store {
     sqlite3 *db;
     store_limits limits;
     int in_tx;
-    sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range;
-    sqlite3_stmt *st_trim_count, *st_trim_age;
+    int tx_void;                /* an append failed: this transaction is lost */
+    uint64_t total_bytes;       /* of every room, as committed or in this transaction */
+    sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range, *st_window;
+    sqlite3_stmt *st_trim_count, *st_trim_age, *st_room_bytes, *st_add_bytes;
+    sqlite3_stmt *st_drop_room_oldest, *st_drop_oldest, *st_total;
     checkpointer ck;
 } sqlite_store;
 
+/* Version 2 keeps a say's raw content and the fields to rebuild it (the
+ * first kept the escaped JSON, up to 8 times the size), and each room's
+ * bytes. A version 1 file is converted when it is opened. */
+#define SCHEMA_VERSION 2
+
+/* Who may see a message: the one place that says it. ?3 is the viewer. */
+#define VISIBLE_TO_VIEWER "(to_uid=0 OR from_name=?3 OR to_name=?3)"
+
 static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
     "CREATE TABLE IF NOT EXISTS rooms ("
-    "  room TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;"
+    "  room TEXT PRIMARY KEY, last_id INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages ("
     "  room TEXT NOT NULL, id INTEGER NOT NULL, ts INTEGER NOT NULL,"
     "  from_uid INTEGER NOT NULL, to_uid INTEGER NOT NULL,"
-    "  from_name TEXT, to_name TEXT, json TEXT NOT NULL,"
+    "  from_name TEXT, to_name TEXT, content TEXT NOT NULL, size INTEGER NOT NULL,"
     "  PRIMARY KEY (room, id)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);";
+    "CREATE INDEX IF NOT EXISTS messages_ts ON messages(ts);"
+    "PRAGMA user_version=2;";
 
 static void *checkpoint_main(void *arg)
 {
@@ -135,6 +153,88 @@ static int run(sqlite3_stmt *st)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
+uint64_t store_msg_bytes(const store_msg *m)
+{
+    return STORE_ROW_BYTES + m->content_len + m->from_name_len + (m->to_name ? m->to_name_len : 0);
+}
+
+/* The byte count of every room, as the file has it. */
+static int load_total(sqlite_store *s)
+{
+    int rc = sqlite3_step(s->st_total);
+    s->total_bytes = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->st_total, 0) : 0;
+    sqlite3_reset(s->st_total);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int add_room_bytes(sqlite_store *s, const char *room, int room_len, int64_t delta)
+{
+    sqlite3_bind_text(s->st_add_bytes, 1, room, room_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s->st_add_bytes, 2, delta);
+    if (run(s->st_add_bytes) < 0) return -1;
+    s->total_bytes += (uint64_t)delta;
+    return 0;
+}
+
+/* Steps a DELETE ... RETURNING room, size and takes the sizes off the
+ * rooms' counts. Returns the rows deleted, or -1. */
+static int64_t deleted_rows(sqlite_store *s, sqlite3_stmt *st)
+{
+    int64_t rows = 0;
+    int rc;
+    /* The rows are deleted by the first step; the others only report them. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t size = sqlite3_column_int64(st, 1);
+        if (add_room_bytes(s, (const char *)sqlite3_column_text(st, 0), sqlite3_column_bytes(st, 0),
+                           -size) < 0) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        rows++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? rows : -1;
+}
+
+static int room_bytes(sqlite_store *s, const char *room, size_t room_len, uint64_t *out)
+{
+    sqlite3_bind_text(s->st_room_bytes, 1, room, (int)room_len, SQLITE_STATIC);
+    int rc = sqlite3_step(s->st_room_bytes);
+    *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->st_room_bytes, 0) : 0;
+    sqlite3_reset(s->st_room_bytes);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The count and byte limits, kept on every append: usually one row goes. */
+static int apply_limits(sqlite_store *s, const char *room, size_t room_len, uint64_t id)
+{
+    const store_limits *l = &s->limits;
+    sqlite3_stmt *st;
+    if (l->max_per_room && id > l->max_per_room) {
+        st = s->st_trim_count;
+        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)(id - l->max_per_room));
+        if (deleted_rows(s, st) < 0) return -1;
+    }
+    uint64_t bytes;
+    if (l->max_room_bytes) {
+        if (room_bytes(s, room, room_len, &bytes) < 0) return -1;
+        st = s->st_drop_room_oldest;
+        sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
+        while (bytes > l->max_room_bytes) {
+            int64_t n = deleted_rows(s, st);
+            if (n < 0 || room_bytes(s, room, room_len, &bytes) < 0) return -1;
+            if (n == 0) break;      /* nothing left to drop */
+        }
+    }
+    while (l->max_bytes && s->total_bytes > l->max_bytes) {
+        int64_t n = deleted_rows(s, s->st_drop_oldest);
+        if (n < 0) return -1;
+        if (n == 0) break;
+    }
+    return 0;
+}
+
 static int sq_last_id(void *impl, const char *room, size_t room_len, uint64_t *out)
 {
     sqlite_store *s = impl;
@@ -145,10 +245,8 @@ static int sq_last_id(void *impl, const char *room, size_t room_len, uint64_t *o
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int sq_append(void *impl, const char *room, size_t room_len, const store_msg *m)
+static int insert_row(sqlite_store *s, const char *room, size_t room_len, const store_msg *m)
 {
-    sqlite_store *s = impl;
-    if (begin(s) < 0) return -1;
     sqlite3_stmt *st = s->st_insert;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)m->id);
@@ -158,41 +256,90 @@ static int sq_append(void *impl, const char *room, size_t room_len, const store_
     sqlite3_bind_text(st, 6, m->from_name, (int)m->from_name_len, SQLITE_STATIC);
     if (m->to_uid) sqlite3_bind_text(st, 7, m->to_name, (int)m->to_name_len, SQLITE_STATIC);
     else sqlite3_bind_null(st, 7);
-    sqlite3_bind_text(st, 8, m->json, (int)m->json_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, m->content, (int)m->content_len, SQLITE_STATIC);
+    int64_t size = (int64_t)store_msg_bytes(m);
+    sqlite3_bind_int64(st, 9, size);
     if (run(st) < 0) return -1;
     st = s->st_set_last;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)m->id);
+    sqlite3_bind_int64(st, 3, size);
     if (run(st) < 0) return -1;
-    /* The count limit is kept on every append: a range delete on the
-     * primary key, usually of one row. */
-    if (s->limits.max_per_room == 0 || m->id <= s->limits.max_per_room) return 0;
-    st = s->st_trim_count;
+    s->total_bytes += (uint64_t)size;
+    return 0;
+}
+
+/* Whatever went wrong, the transaction's appends are gone together: a
+ * half-applied turn would store says nobody was told about. */
+static void void_tx(sqlite_store *s)
+{
+    if (s->in_tx) exec(s, "ROLLBACK");
+    s->in_tx = 0;
+    s->tx_void = 1;
+    load_total(s);
+}
+
+static int sq_append(void *impl, const char *room, size_t room_len, const store_msg *m)
+{
+    sqlite_store *s = impl;
+    if (s->tx_void) return -1;
+    if (begin(s) < 0 || insert_row(s, room, room_len, m) < 0 ||
+        apply_limits(s, room, room_len, m->id) < 0) {
+        void_tx(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int sq_window(void *impl, const char *room, size_t room_len, uint64_t after_id,
+                     unsigned limit, const char *viewer, size_t viewer_len, uint64_t *start)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = s->st_window;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)(m->id - s->limits.max_per_room));
-    return run(st);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
+    sqlite3_bind_text(st, 3, viewer, (int)viewer_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit);
+    int rc = sqlite3_step(st);
+    *start = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : after_id;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* id, ts, from_uid, to_uid, from_name, to_name: the columns from `first`
+ * on (both versions of the table keep them alike). */
+static void read_fields(sqlite3_stmt *st, int first, store_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->id = (uint64_t)sqlite3_column_int64(st, first);
+    m->ts = sqlite3_column_int64(st, first + 1);
+    m->from_uid = (uint32_t)sqlite3_column_int64(st, first + 2);
+    m->to_uid = (uint32_t)sqlite3_column_int64(st, first + 3);
+    m->from_name = (const char *)sqlite3_column_text(st, first + 4);
+    m->from_name_len = (size_t)sqlite3_column_bytes(st, first + 4);
+    m->to_name = (const char *)sqlite3_column_text(st, first + 5);
+    m->to_name_len = (size_t)sqlite3_column_bytes(st, first + 5);
 }
 
 static int sq_range(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                    unsigned limit, const char *viewer, size_t viewer_len,
-                    store_each_fn each, void *arg)
+                    const char *viewer, size_t viewer_len, store_each_fn each, void *arg)
 {
     sqlite_store *s = impl;
     sqlite3_stmt *st = s->st_range;
     sqlite3_bind_text(st, 1, room, (int)room_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
     sqlite3_bind_text(st, 3, viewer, (int)viewer_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, limit);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_msg m = {0};
-        m.json = (const char *)sqlite3_column_text(st, 0);
-        m.json_len = (size_t)sqlite3_column_bytes(st, 0);
-        m.from_name = (const char *)sqlite3_column_text(st, 1);
-        m.from_name_len = (size_t)sqlite3_column_bytes(st, 1);
-        m.to_name = (const char *)sqlite3_column_text(st, 2);
-        m.to_name_len = (size_t)sqlite3_column_bytes(st, 2);
-        each(arg, &m);
+        store_msg m;
+        read_fields(st, 0, &m);
+        m.content = (const char *)sqlite3_column_text(st, 6);
+        m.content_len = (size_t)sqlite3_column_bytes(st, 6);
+        if (!m.content) m.content = "";
+        if (each(arg, &m)) {
+            rc = SQLITE_DONE;
+            break;
+        }
     }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -201,10 +348,12 @@ static int sq_range(void *impl, const char *room, size_t room_len, uint64_t afte
 static int sq_trim(void *impl, int64_t now)
 {
     sqlite_store *s = impl;
+    if (s->limits.max_age <= 0 || s->tx_void) return 0;
     if (begin(s) < 0) return -1;
-    if (s->limits.max_age > 0) {
-        sqlite3_bind_int64(s->st_trim_age, 1, now - s->limits.max_age);
-        if (run(s->st_trim_age) < 0) return -1;
+    sqlite3_bind_int64(s->st_trim_age, 1, now - s->limits.max_age);
+    if (deleted_rows(s, s->st_trim_age) < 0) {
+        void_tx(s);
+        return -1;
     }
     return 0;
 }
@@ -212,10 +361,17 @@ static int sq_trim(void *impl, int64_t now)
 static int sq_commit(void *impl)
 {
     sqlite_store *s = impl;
+    if (s->tx_void) {
+        s->tx_void = 0;
+        return -1;
+    }
     if (!s->in_tx) return 0;
-    s->in_tx = 0;
-    if (exec(s, "COMMIT") == 0) return 0;
-    exec(s, "ROLLBACK");
+    if (exec(s, "COMMIT") == 0) {
+        s->in_tx = 0;
+        return 0;
+    }
+    void_tx(s);
+    s->tx_void = 0;
     return -1;
 }
 
@@ -223,17 +379,19 @@ static void sq_close(void *impl)
 {
     sqlite_store *s = impl;
     if (!s) return;
-    sq_commit(s);
+    if (s->in_tx) sq_commit(s);
     checkpointer_stop(&s->ck);
     sqlite3_stmt *all[] = { s->st_last_id, s->st_set_last, s->st_insert, s->st_range,
-                            s->st_trim_count, s->st_trim_age };
+                            s->st_window, s->st_trim_count, s->st_trim_age, s->st_room_bytes,
+                            s->st_add_bytes, s->st_drop_room_oldest, s->st_drop_oldest,
+                            s->st_total };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
     sqlite3_close(s->db);
     free(s);
 }
 
 static const store_ops sqlite_ops = {
-    sq_last_id, sq_append, sq_range, sq_trim, sq_commit, sq_close,
+    sq_last_id, sq_append, sq_window, sq_range, sq_trim, sq_commit, sq_close,
 };
 
 static int prepare(sqlite_store *s, sqlite3_stmt **st, const char *sql)
@@ -245,17 +403,30 @@ static int prepare_all(sqlite_store *s)
 {
     return prepare(s, &s->st_last_id, "SELECT last_id FROM rooms WHERE room=?1") ||
         prepare(s, &s->st_set_last,
-                "INSERT INTO rooms(room,last_id) VALUES(?1,?2) "
-                "ON CONFLICT(room) DO UPDATE SET last_id=max(last_id,excluded.last_id)") ||
+                "INSERT INTO rooms(room,last_id,bytes) VALUES(?1,?2,?3) "
+                "ON CONFLICT(room) DO UPDATE SET last_id=max(last_id,excluded.last_id),"
+                "bytes=bytes+excluded.bytes") ||
         prepare(s, &s->st_insert,
-                "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,json) "
-                "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)") ||
+                "INSERT INTO messages(room,id,ts,from_uid,to_uid,from_name,to_name,content,size) "
+                "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)") ||
+        prepare(s, &s->st_window,
+                "SELECT id FROM messages WHERE room=?1 AND id>?2 AND " VISIBLE_TO_VIEWER
+                " ORDER BY id DESC LIMIT 1 OFFSET ?4") ||
         prepare(s, &s->st_range,
-                "SELECT json, from_name, to_name FROM (SELECT id, json, from_name, to_name "
-                "FROM messages WHERE room=?1 AND id>?2 "
-                "AND (to_uid=0 OR from_name=?3 OR to_name=?3) ORDER BY id DESC LIMIT ?4) ORDER BY id") ||
-        prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1") ||
-        prepare(s, &s->st_trim_count, "DELETE FROM messages WHERE room=?1 AND id<=?2")
+                "SELECT id, ts, from_uid, to_uid, from_name, to_name, content FROM messages "
+                "WHERE room=?1 AND id>?2 AND " VISIBLE_TO_VIEWER " ORDER BY id") ||
+        prepare(s, &s->st_trim_age, "DELETE FROM messages WHERE ts<?1 RETURNING room, size") ||
+        prepare(s, &s->st_trim_count,
+                "DELETE FROM messages WHERE room=?1 AND id<=?2 RETURNING room, size") ||
+        prepare(s, &s->st_room_bytes, "SELECT bytes FROM rooms WHERE room=?1") ||
+        prepare(s, &s->st_add_bytes, "UPDATE rooms SET bytes=bytes+?2 WHERE room=?1") ||
+        prepare(s, &s->st_drop_room_oldest,
+                "DELETE FROM messages WHERE room=?1 AND id=(SELECT min(id) FROM messages WHERE room=?1) "
+                "RETURNING room, size") ||
+        prepare(s, &s->st_drop_oldest,
+                "DELETE FROM messages WHERE (room,id)=(SELECT room,id FROM messages ORDER BY ts, id LIMIT 1) "
+                "RETURNING room, size") ||
+        prepare(s, &s->st_total, "SELECT coalesce(sum(bytes),0) FROM rooms")
         ? -1 : 0;
 }
 
@@ -275,10 +446,138 @@ static int check_integrity(sqlite_store *s, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+static int query_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    int rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- version 1 files ------------------------------------------------------- */
+
+/* Version 1 kept the content as sent: HTML-escaped, with "<br />" before
+ * each line break. Escaping turned every '<' of the text into "&lt;", so
+ * every "<br />" is one the escaper added: dropping them and decoding the
+ * five entities gives the text back exactly. */
+static size_t entity_at(const char *s, size_t n, char *ch)
+{
+    static const struct { const char *from; char to; } ents[] = {
+        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#039;", '\''},
+    };
+    for (size_t k = 0; k < sizeof ents / sizeof *ents; k++) {
+        size_t el = strlen(ents[k].from);
+        if (n >= el && memcmp(s, ents[k].from, el) == 0) {
+            *ch = ents[k].to;
+            return el;
+        }
+    }
+    return 0;
+}
+
+static void unescape_content(const char *s, size_t n, sbuf *out)
+{
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 6 && memcmp(s + i, "<br />", 6) == 0) {
+            i += 6;
+            continue;
+        }
+        char ch;
+        size_t el = s[i] == '&' ? entity_at(s + i, n - i, &ch) : 0;
+        if (el) {
+            sbuf_putc(out, ch);
+            i += el;
+        } else {
+            sbuf_putc(out, s[i++]);
+        }
+    }
+}
+
+/* Converts one version 1 row (its content only lives in its JSON). */
+static int migrate_row(sqlite_store *s, sqlite3_stmt *old, sbuf *content)
+{
+    const char *js = (const char *)sqlite3_column_text(old, 7);
+    json_t *say = js ? json_loadb(js, (size_t)sqlite3_column_bytes(old, 7), 0, NULL) : NULL;
+    json_t *text = json_object_get(say, "content");
+    if (!json_is_string(text)) {        /* nothing a client could be shown: left out */
+        json_decref(say);
+        return 0;
+    }
+    sbuf_reset(content);
+    unescape_content(json_string_value(text), json_string_length(text), content);
+    json_decref(say);
+    if (content->oom) return -1;
+    store_msg m;
+    read_fields(old, 1, &m);
+    m.content = content->p ? content->p : "";
+    m.content_len = content->len;
+    return insert_row(s, (const char *)sqlite3_column_text(old, 0),
+                      (size_t)sqlite3_column_bytes(old, 0), &m);
+}
+
+/* Version 1 to 2, in one transaction: the old messages table is set aside,
+ * its rows converted into the new one, the rooms' bytes counted. */
+static int migrate_v1(sqlite_store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *old = NULL;
+    sbuf content;
+    sbuf_init(&content);
+    int rc = -1;
+    if (exec(s, "BEGIN IMMEDIATE;"
+                "DROP INDEX IF EXISTS messages_ts;"
+                "ALTER TABLE messages RENAME TO messages_v1;"
+                "ALTER TABLE rooms ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;") < 0 ||
+        exec(s, schema) < 0 || prepare_all(s) < 0 ||
+        sqlite3_prepare_v2(s->db, "SELECT room, id, ts, from_uid, to_uid, from_name, to_name, json "
+                                  "FROM messages_v1 ORDER BY room, id", -1, &old, NULL) != SQLITE_OK)
+        goto out;
+    int step;
+    while ((step = sqlite3_step(old)) == SQLITE_ROW)
+        if (migrate_row(s, old, &content) < 0) goto out;
+    if (step != SQLITE_DONE) goto out;
+    sqlite3_finalize(old);
+    old = NULL;
+    /* insert_row counted every row into its room already. */
+    if (exec(s, "DROP TABLE messages_v1; COMMIT") == 0) rc = 0;
+out:
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot convert the version 1 history: %s", sqlite3_errmsg(s->db));
+        sqlite3_finalize(old);
+        exec(s, "ROLLBACK");
+    }
+    sbuf_free(&content);
+    return rc;
+}
+
+/* Creates the tables of a new file, or converts an old one. */
+static int setup_schema(sqlite_store *s, char *err, size_t errlen)
+{
+    int64_t version = 0, v1 = 0;
+    if (query_int(s->db, "PRAGMA user_version", &version) < 0 ||
+        query_int(s->db, "SELECT count(*) FROM pragma_table_info('messages') WHERE name='json'", &v1) < 0) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "the file was written by a newer tagarela (schema %lld)", (long long)version);
+        return -1;
+    }
+    if (version < SCHEMA_VERSION && v1) return migrate_v1(s, err, errlen);
+    if (exec(s, schema) < 0 || prepare_all(s) < 0) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
+}
+
 void store_limits_defaults(store_limits *l)
 {
     l->max_per_room = 10000;
     l->max_age = 30 * 86400;
+    l->max_room_bytes = 16u << 20;
+    l->max_bytes = 1u << 30;
 }
 
 int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
@@ -299,13 +598,13 @@ int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
         sq_close(s);
         return -1;
     }
-    sqlite3_busy_timeout(s->db, 2000);
-    if (check_integrity(s, err, errlen) < 0) {
-        sq_close(s);
-        return -1;
-    }
-    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK || prepare_all(s) < 0) {
-        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+    /* The loop must not wait on a lock held by someone else: fail fast,
+     * the says of that turn get "unavailable" and their senders retry. */
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    if (check_integrity(s, err, errlen) < 0 ||
+        exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") < 0 ||
+        setup_schema(s, err, errlen) < 0 || load_total(s) < 0) {
+        if (!*err) snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
         sq_close(s);
         return -1;
     }

@@ -212,6 +212,10 @@ static void conn_flush(conn *c)
             return;
         }
     }
+    if (c->want_drain) {
+        c->want_drain = false;
+        chat_link_drained(c);
+    }
     if (c->close_after_flush) conn_finish(c);
 }
 

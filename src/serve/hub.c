@@ -105,6 +105,20 @@ static void io_message_release(void *ctx, void *msg)
     ws_frame_unref(msg);
 }
 
+/* The chat wants to hear when what it queued to cp so far is written (the
+ * next piece of a history waits for it). With threads, the request
+ * travels behind the deliveries it follows. */
+static void io_want_drain(void *ctx, void *cp)
+{
+    hub *h = ctx;
+    conn *c = cp;
+    if (!h->threaded) {
+        c->want_drain = true;
+        return;
+    }
+    xvec_push(&h->out[c->srv->id], (xmsg){ .c = c, .kind = XM_WANT_DRAIN });
+}
+
 /* ---- the connection's side ---------------------------------------------- */
 
 static void post(conn *c, uint8_t kind, void *p, uint32_t n, uint8_t flag)
@@ -122,7 +136,7 @@ void chat_link_connect(conn *c)
         post(c, XM_CONNECT, NULL, 0, 0);
         return;
     }
-    c->user = chat_connect(s->hub->chat, c);
+    c->user = chat_connect(s->hub->chat, c, c->ip ? c->ip->addr : NULL, c->ip ? c->ip->len : 0);
     if (!c->user) {
         c->in_chat = false;
         conn_abort(c);
@@ -152,6 +166,15 @@ void chat_link_binary(conn *c)
     else chat_binary(s->hub->chat, c->user);
 }
 
+/* c's output queue has emptied after the chat asked (io_want_drain). */
+void chat_link_drained(conn *c)
+{
+    server *s = c->srv;
+    if (!c->in_chat) return;
+    if (s->threaded) post(c, XM_DRAINED, NULL, 0, 0);
+    else chat_drained(s->hub->chat, c->user);
+}
+
 bool chat_link_leave(conn *c)
 {
     server *s = c->srv;
@@ -173,7 +196,7 @@ static void hub_handle(hub *h, xmsg *m)
     conn *c = m->c;
     switch (m->kind) {
     case XM_CONNECT:
-        c->user = chat_connect(h->chat, c);
+        c->user = chat_connect(h->chat, c, c->ip ? c->ip->addr : NULL, c->ip ? c->ip->len : 0);
         if (!c->user) xvec_push(&h->out[c->srv->id], (xmsg){ .c = c, .kind = XM_ABORT });
         break;
     case XM_TEXT:
@@ -187,6 +210,9 @@ static void hub_handle(hub *h, xmsg *m)
         if (c->user) chat_disconnect(h->chat, c->user, wall_ms(), m->flag);
         c->user = NULL;
         xvec_push(&h->out[c->srv->id], (xmsg){ .c = c, .kind = XM_RELEASE });
+        break;
+    case XM_DRAINED:
+        if (c->user) chat_drained(h->chat, c->user);
         break;
     case XM_DONE:
         hub_server_done(h, NULL);
@@ -202,10 +228,18 @@ static void hub_on_wake(uv_async_t *a)
     h->spare.len = 0;
 }
 
+/* The chat's turn: its says committed, then its output handed to the
+ * connections (or to the loops' batches). A failed commit is the chat's
+ * to tell: their senders get "unavailable" and nobody gets the says. */
 void hub_commit(hub *h)
 {
-    if (h->store.ops && h->store.ops->commit(h->store.impl) < 0)
-        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
+    if (h->chat) chat_end_turn(h->chat);
+}
+
+/* Nothing to do: the timer only keeps the loop from sleeping, and the
+ * check that follows ends the turn. */
+static void on_next_turn(uv_timer_t *t)
+{
 }
 
 /* Makes the messages durable, then lets them go out: a client never holds
@@ -227,17 +261,21 @@ static void on_hub_coalesce(uv_timer_t *t)
     hub_hand_over(t->data);
 }
 
-/* Once per turn of the main loop. With one thread the server's write
- * decides when to commit; with more, the hand-over to the loops is
- * coalesced as server_write() does for sockets. */
+/* Once per turn of the main loop: the chat's turn ends (commit, then its
+ * output). With one thread the server writes; with more, the hand-over to
+ * the loops is coalesced as server_write() does for sockets. */
 void hub_end_turn(hub *h)
 {
     if (h->chat) {
         STAT_ADD(h->users, chat_user_count(h->chat) - STAT_GET(h->users));
         STAT_ADD(h->rooms, chat_room_count(h->chat) - STAT_GET(h->rooms));
     }
+    hub_commit(h);
     if (!h->threaded) {
         server_flush(&h->servers[0]);
+        /* A connection that drained while being flushed asked for more: the
+         * next turn makes it, without waiting for an event. */
+        if (h->chat && chat_turn_pending(h->chat)) uv_timer_start(&h->coalesce, on_next_turn, 0, 0);
         return;
     }
     if (!coalesce_wait(&h->coalesce, on_hub_coalesce, h->pending, h->last_big_hand_over, h->stopping))
@@ -272,6 +310,9 @@ static void server_handle(server *s, xmsg *m)
         break;
     case XM_RELEASE:
         conn_release(m->c);
+        break;
+    case XM_WANT_DRAIN:
+        m->c->want_drain = true;
         break;
     case XM_ABORT:
         if (m->c) conn_abort(m->c);
@@ -381,7 +422,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
         fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
         return -1;
     }
-    chat_io io = { h, io_message_new, io_message_send, io_message_release };
+    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
     h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
     h->servers = calloc(threads, sizeof *h->servers);

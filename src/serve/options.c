@@ -52,6 +52,11 @@ void config_usage(FILE *out)
         "  --resume-cap N             most messages replayed after a login's last_id (default 1000)\n"
         "  --keep-messages N          messages kept per room, 0: no limit (default 10000)\n"
         "  --keep-days DAYS           days a message is kept, 0: no limit (default 30)\n"
+        "  --history-room-bytes BYTES history bytes kept per room, oldest dropped first,\n"
+        "                             0: no limit (default 16777216)\n"
+        "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
+        "                             0: no limit (default 1073741824)\n"
+        "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"
         "  -h, --help                 this text\n"
         "  --version                  the version\n");
 }
@@ -98,7 +103,7 @@ enum {
     OPT_WS = 256, OPT_HTTP, OPT_DATA, OPT_MAX_MESSAGE, OPT_MAX_NAME, OPT_MAX_CONTENT,
     OPT_RATE, OPT_BURST, OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_OUTBOUND, OPT_PER_IP,
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
-    OPT_THREADS,
+    OPT_THREADS, OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
 };
 
 static const struct option long_opts[] = {
@@ -122,6 +127,9 @@ static const struct option long_opts[] = {
     {"keep-messages", required_argument, 0, OPT_KEEP_MESSAGES},
     {"keep-days", required_argument, 0, OPT_KEEP_DAYS},
     {"threads", required_argument, 0, OPT_THREADS},
+    {"history-room-bytes", required_argument, 0, OPT_HISTORY_ROOM_BYTES},
+    {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
+    {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -181,6 +189,15 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         if (parse_number(name, arg, 0, 4e9, &v)) return -1;
         cfg->retention.max_per_room = (unsigned)v;
         return 0;
+    case OPT_HISTORY_ROOM_BYTES:
+    case OPT_HISTORY_BYTES:
+        if (parse_number(name, arg, 0, 1e15, &v)) return -1;
+        *(opt == OPT_HISTORY_BYTES ? &cfg->retention.max_bytes : &cfg->retention.max_room_bytes) = (uint64_t)v;
+        return 0;
+    case OPT_ROOMS_PER_MINUTE:
+        if (parse_number(name, arg, 0, 1e7, &v)) return -1;
+        cfg->chat.rooms_per_minute = (unsigned)v;
+        return 0;
     case OPT_KEEP_DAYS:
         if (parse_number(name, arg, 0, 365000, &v)) return -1;
         cfg->retention.max_age = (int64_t)(v * 86400);
@@ -239,6 +256,9 @@ int config_parse(server_config *cfg, int argc, char **argv)
         fprintf(stderr, "tagarela: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    /* A piece of history or of a user list must fit the queue it goes
+     * into, with room to spare for live messages. */
+    if (cfg->chat.chunk_bytes > cfg->outbound_cap / 4) cfg->chat.chunk_bytes = cfg->outbound_cap / 4;
     if (cfg->ws.port != 0 && cfg->ws.port == cfg->http.port && strcmp(cfg->ws.host, cfg->http.host) == 0) {
         fprintf(stderr, "tagarela: --ws and --http cannot share a port\n");
         return -1;

@@ -64,6 +64,7 @@ typedef struct conn {
     bool in_chat;                   /* the chat knows it: told of its end */
     bool held;                      /* the hub still refers to it */
     bool handle_closed;             /* the handle is gone, the memory stays while held */
+    bool want_drain;                /* the chat waits for the queue to empty */
 } conn;
 
 /* Counters with one writer (their loop), read by any loop for /stats. */
@@ -167,6 +168,7 @@ void hub_free(hub *h);
 void chat_link_connect(conn *c);
 void chat_link_text(conn *c, const uint8_t *data, size_t n);
 void chat_link_binary(conn *c);
+void chat_link_drained(conn *c);        /* the queue emptied as the chat asked */
 /* The connection is ending; returns true when the hub still holds it (the
  * memory must stay until conn_release). */
 bool chat_link_leave(conn *c);
@@ -189,6 +191,8 @@ enum xmsg_kind {
     XM_CONNECT, XM_TEXT, XM_BINARY, XM_LEAVE,      /* server -> hub */
     XM_SEND, XM_RELEASE, XM_NEWCONN, XM_STOP, XM_ABORT, /* hub -> server */
     XM_DONE,                                         /* server -> hub: its loop ended */
+    XM_WANT_DRAIN,                                   /* hub -> server: tell when written */
+    XM_DRAINED,                                      /* server -> hub: it is */
 };
 
 /* networking.c */

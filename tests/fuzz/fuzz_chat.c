@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     chat_limits_defaults(&lim);
     lim.max_name = 8;
     lim.max_content = 64;
-    chat_io io = {NULL, msg_new, msg_send, msg_release};
+    chat_io io = {NULL, msg_new, msg_send, msg_release, NULL};
     chat *c = chat_new(&lim, &io, 1000, st);
     if (!c) abort();
     chat_user *users[SLOTS] = {0};
@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 0:
             if (users[slot]) break;
             slot_alive[slot] = 1;
-            users[slot] = chat_connect(c, (void *)(intptr_t)slot);
+            users[slot] = chat_connect(c, (void *)(intptr_t)slot, &op, 1);
             if (!users[slot]) abort();
             break;
         case 1: {
@@ -114,7 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             slot_alive[slot] = 0;
             break;
         }
-        if (st->ops->commit(st->impl) != 0) abort();
+        /* The turn's end: its says committed, its output handed over. */
+        chat_end_turn(c);
     }
     for (int s = 0; s < SLOTS; s++)
         if (users[s]) {
