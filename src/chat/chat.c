@@ -107,6 +107,8 @@ struct chat {
     char time_str[20];
 };
 
+static void release_made(chat *c);
+
 void chat_limits_defaults(chat_limits *l)
 {
     l->max_name = 32;
@@ -162,7 +164,8 @@ static void room_free(room *r)
 void chat_free(chat *c)
 {
     if (!c) return;
-    chat_end_turn(c);
+    /* Whatever is still held has no one left to go to. */
+    release_made(c);
     for (size_t i = 0; i < c->rooms.nslots; i++)
         for (dict_entry *e = c->rooms.slots[i]; e; e = e->next) room_free(e->value);
     for (size_t i = 0; i < c->rates.nslots; i++)

@@ -270,14 +270,19 @@ void hub_end_turn(hub *h)
         STAT_ADD(h->users, chat_user_count(h->chat) - STAT_GET(h->users));
         STAT_ADD(h->rooms, chat_room_count(h->chat) - STAT_GET(h->rooms));
     }
-    hub_commit(h);
     if (!h->threaded) {
+        /* While a write waits to be coalesced the turns add up in the chat,
+         * which commits them once when the write goes (flush_now). */
+        if (!uv_is_active((uv_handle_t *)&h->servers[0].coalesce)) hub_commit(h);
         server_flush(&h->servers[0]);
         /* A connection that drained while being flushed asked for more: the
          * next turn makes it, without waiting for an event. */
-        if (h->chat && chat_turn_pending(h->chat)) uv_timer_start(&h->coalesce, on_next_turn, 0, 0);
+        if (h->chat && chat_turn_pending(h->chat) && !uv_is_active((uv_handle_t *)&h->servers[0].coalesce))
+            uv_timer_start(&h->coalesce, on_next_turn, 0, 0);
         return;
     }
+    if (uv_is_active((uv_handle_t *)&h->coalesce)) return;     /* hub_hand_over commits */
+    hub_commit(h);
     if (!coalesce_wait(&h->coalesce, on_hub_coalesce, h->pending, h->last_big_hand_over, h->stopping))
         hub_hand_over(h);
 }
