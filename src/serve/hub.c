@@ -166,13 +166,32 @@ void chat_link_binary(conn *c)
     else chat_binary(s->hub->chat, c->user);
 }
 
-/* c's output queue has emptied after the chat asked (io_want_drain). */
+static void on_next_turn(uv_timer_t *t);
+
+/* The events of the turn so far go to the hub now. */
+static void post_to_hub(server *s)
+{
+    if (!s->to_hub.len) return;
+    xqueue_put(&s->hub->inbox, &s->to_hub);
+    uv_async_send(&s->hub->wake);
+}
+
+/* c's output queue has emptied after the chat asked (io_want_drain). It
+ * may empty in a timer's callback, after which the loop would sleep in
+ * poll before its turn ends: the next piece must not wait for an
+ * unrelated event, so the notice goes at once (threads) or a zero timer
+ * ends the turn (one thread). */
 void chat_link_drained(conn *c)
 {
     server *s = c->srv;
     if (!c->in_chat) return;
-    if (s->threaded) post(c, XM_DRAINED, NULL, 0, 0);
-    else chat_drained(s->hub->chat, c->user);
+    if (s->threaded) {
+        post(c, XM_DRAINED, NULL, 0, 0);
+        post_to_hub(s);
+        return;
+    }
+    chat_drained(s->hub->chat, c->user);
+    uv_timer_start(&s->hub->coalesce, on_next_turn, 0, 0);
 }
 
 bool chat_link_leave(conn *c)
@@ -236,10 +255,10 @@ void hub_commit(hub *h)
     if (h->chat) chat_end_turn(h->chat);
 }
 
-/* Nothing to do: the timer only keeps the loop from sleeping, and the
- * check that follows ends the turn. */
+/* With one thread: a turn's end that cannot wait for the loop's check. */
 static void on_next_turn(uv_timer_t *t)
 {
+    hub_end_turn(t->data);
 }
 
 /* Makes the messages durable, then lets them go out: a client never holds
@@ -275,10 +294,6 @@ void hub_end_turn(hub *h)
          * which commits them once when the write goes (flush_now). */
         if (!uv_is_active((uv_handle_t *)&h->servers[0].coalesce)) hub_commit(h);
         server_flush(&h->servers[0]);
-        /* A connection that drained while being flushed asked for more: the
-         * next turn makes it, without waiting for an event. */
-        if (h->chat && chat_turn_pending(h->chat) && !uv_is_active((uv_handle_t *)&h->servers[0].coalesce))
-            uv_timer_start(&h->coalesce, on_next_turn, 0, 0);
         return;
     }
     if (uv_is_active((uv_handle_t *)&h->coalesce)) return;     /* hub_hand_over commits */
@@ -345,10 +360,7 @@ static void server_on_wake(uv_async_t *a)
 void server_flush(server *s)
 {
     server_write(s);
-    if (s->threaded && s->to_hub.len) {
-        xqueue_put(&s->hub->inbox, &s->to_hub);
-        uv_async_send(&s->hub->wake);
-    }
+    if (s->threaded) post_to_hub(s);
 }
 
 static void server_thread(void *arg)

@@ -26,12 +26,18 @@ import time
 import pytest
 
 from helpers import Client, async_test, check_error, close_all
+from server_proc import BIN
 
 # Contract: 64 KiB of JSON at most in one history or user_list message.
 BUDGET = 64 * 1024
 # A maximum-size say: 4096 code points that each escape to 6 bytes.
 BIG = '"' * 4096
 ID_RE = re.compile(rb'"id":(\d+)[,}]')
+
+
+def sanitized():
+    with open(BIN, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def rss_kib(pid):
@@ -87,11 +93,11 @@ async def read_history_pieces(c, timeout=30.0):
         return ids, sizes
 
 
-async def login_raw(c, name, **extra):
+async def login_raw(c, name, timeout=3.0, **extra):
     """Logs in and reads the user_list and our login broadcast."""
     await c.send(dict({"type": "login", "name": name}, **extra))
-    ul = await c.expect("user_list")
-    me = await c.expect("login")
+    ul = await c.expect("user_list", timeout)
+    me = await c.expect("login", timeout)
     c.uid = me["uid"]
     return ul
 
@@ -138,7 +144,7 @@ async def test_100_resumes_at_once_complete_with_bounded_memory(server):
             await asyncio.sleep(0.05)
 
     async def resume(i, c):
-        await login_raw(c, "r%d" % i, last_id=0)
+        await login_raw(c, "r%d" % i, timeout=60, last_id=0)
         ids, sizes = await read_history_pieces(c, timeout=240)
         assert ids == sent
         assert max(sizes) <= BUDGET
@@ -155,8 +161,10 @@ async def test_100_resumes_at_once_complete_with_bounded_memory(server):
     print("100 resumes of 300 messages: %d pieces each, RSS %d MiB -> peak %d MiB (+%.1f MiB)"
           % (pieces[0], base // 1024, peak[0] // 1024, growth_mib))
     # 100 x 7.4 MB of history: one piece at a time per connection keeps
-    # the growth to the pieces in flight and SQLite's cache.
-    assert growth_mib < 64, "RSS grew by %.1f MiB" % growth_mib
+    # the growth to the pieces in flight and SQLite's cache (5 MiB measured).
+    # A sanitizer's build keeps freed memory in quarantine: not measurable.
+    if not sanitized():
+        assert growth_mib < 64, "RSS grew by %.1f MiB" % growth_mib
     await close_all(clients)
 
 
