@@ -69,7 +69,7 @@ typedef struct store_limits {
 #define STORE_ROW_BYTES 64
 uint64_t store_msg_bytes(const store_msg *m);
 
-/* 10000 messages, 16 MiB a room, 1 GiB in all, 30 days. */
+/* 10000 messages, 20 MiB a room, 1 GiB in all, 30 days. */
 void store_limits_defaults(store_limits *l);
 
 /* Opens (creating if needed) <dir>/tagarela.db, checking that an existing

@@ -601,7 +601,7 @@ void store_limits_defaults(store_limits *l)
 {
     l->max_per_room = 10000;
     l->max_age = 30 * 86400;
-    l->max_room_bytes = 16u << 20;
+    l->max_room_bytes = 20u << 20;     /* 1000 maximum-size says and then some */
     l->max_bytes = 1u << 30;
 }
 

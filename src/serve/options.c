@@ -53,7 +53,7 @@ void config_usage(FILE *out)
         "  --keep-messages N          messages kept per room, 0: no limit (default 10000)\n"
         "  --keep-days DAYS           days a message is kept, 0: no limit (default 30)\n"
         "  --history-room-bytes BYTES history bytes kept per room, oldest dropped first,\n"
-        "                             0: no limit (default 16777216)\n"
+        "                             0: no limit (default 20971520)\n"
         "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
         "                             0: no limit (default 1073741824)\n"
         "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"

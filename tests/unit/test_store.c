@@ -239,6 +239,28 @@ static void test_room_byte_limit_drops_oldest(void **state)
     assert_int_equal(last_id(f, "r"), 7);
 }
 
+/* The contract: a room keeps at least 1000 maximum-size messages, with the
+ * default limits (4096 code points of 4 bytes, names escaped to 6 bytes
+ * a code point, private). */
+static void test_defaults_keep_1000_maximum_messages(void **state)
+{
+    fixture *f = *state;
+    fx_open(f, NULL);
+    char *content = malloc(4096 * 4 + 1);
+    assert_non_null(content);
+    for (size_t i = 0; i < 4096; i++) memcpy(content + 4 * i, "\xF0\x9F\x98\x80", 4);
+    content[4096 * 4] = '\0';
+    char name[32 * 6 + 1] = "";
+    for (size_t i = 0; i < 32; i++) strcat(name, "&quot;");
+    for (uint64_t i = 1; i <= 1001; i++) {
+        assert_int_equal(append(f, "r", say(i, name, name, content)), 0);
+        if (i % 100 == 0) assert_int_equal(f->st.ops->commit(f->st.impl), 0);
+    }
+    assert_int_equal(f->st.ops->commit(f->st.impl), 0);
+    assert_true(query(f, "SELECT count(*) FROM messages") >= 1000);
+    free(content);
+}
+
 static void test_total_byte_limit_drops_oldest_of_all(void **state)
 {
     fixture *f = *state;
@@ -393,6 +415,7 @@ int main(void)
         T(test_ids_survive_reopen),
         T(test_count_limit),
         T(test_room_byte_limit_drops_oldest),
+        T(test_defaults_keep_1000_maximum_messages),
         T(test_total_byte_limit_drops_oldest_of_all),
         T(test_age_limit_keeps_counts),
         T(test_failed_append_voids_the_transaction),
