@@ -29,7 +29,8 @@ static long live_msgs;
 static void *msg_new(void *ctx, const char *json, size_t n)
 {
     json_error_t err;
-    json_t *v = json_loadb(json, n, 0, &err);
+    /* "\u0000" is valid JSON and a valid code point of content */
+    json_t *v = json_loadb(json, n, JSON_ALLOW_NUL, &err);
     if (!v || !json_is_object(v) || !json_is_string(json_object_get(v, "type"))) abort();
     json_decref(v);
     if (!utf8_valid((const uint8_t *)json, n)) abort();
@@ -58,7 +59,7 @@ static store *open_store(void)
     static store st;
     char dir[] = "/tmp/tagarela-fuzz-chat-XXXXXX";
     if (!mkdtemp(dir)) abort();
-    store_limits lim = {.max_per_room = 200, .max_age = 0};
+    store_limits lim = {.max_per_room = 200, .max_age = 0, .max_room_bytes = 4096, .max_bytes = 16384};
     char err[256];
     if (store_sqlite_open(&st, dir, &lim, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
@@ -75,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     chat_limits_defaults(&lim);
     lim.max_name = 8;
     lim.max_content = 64;
+    lim.chunk_bytes = 400;     /* history and user lists in pieces */
     chat_io io = {NULL, msg_new, msg_send, msg_release, NULL};
     chat *c = chat_new(&lim, &io, 1000, st);
     if (!c) abort();
