@@ -929,9 +929,10 @@ static void ask_drains(chat *c)
     }
 }
 
-void chat_end_turn(chat *c)
+size_t chat_end_turn(chat *c)
 {
     bool lost = c->store && c->store->ops->commit(c->store->impl) < 0;
+    size_t refused = lost ? c->says.len : 0;
     if (lost) reload_ids(c);
     for (size_t i = 0; i < c->starting.len; i++) start_history(c, c->starting.v[i]);
     c->starting.len = 0;
@@ -944,6 +945,7 @@ void chat_end_turn(chat *c)
     hand_over(c, false);
     ask_drains(c);
     release_made(c);
+    return refused;
 }
 
 void chat_drained(chat *c, chat_user *u)

@@ -67,8 +67,9 @@ void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet);
  * everything the turn produced is handed to io in order. When the commit
  * fails, no stored say of the turn reaches anyone: each sender gets an
  * "unavailable" error instead, and the rooms' ids are reloaded from the
- * store so that none is given twice. */
-void chat_end_turn(chat *c);
+ * store so that none is given twice. Returns how many says were refused
+ * so (0 when the commit succeeded). */
+size_t chat_end_turn(chat *c);
 /* True when output waits for chat_end_turn. */
 int chat_turn_pending(const chat *c);
 /* What want_drain asked for: u's connection has written all it had; the

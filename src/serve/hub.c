@@ -252,7 +252,9 @@ static void hub_on_wake(uv_async_t *a)
  * to tell: their senders get "unavailable" and nobody gets the says. */
 void hub_commit(hub *h)
 {
-    if (h->chat) chat_end_turn(h->chat);
+    size_t refused = h->chat ? chat_end_turn(h->chat) : 0;
+    if (refused)
+        fprintf(stderr, "tagarela: history commit failed; %zu message(s) refused as unavailable\n", refused);
 }
 
 /* With one thread: a turn's end that cannot wait for the loop's check. */

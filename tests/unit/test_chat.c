@@ -1849,7 +1849,7 @@ static void test_failed_commit_delivers_no_say(void **state)
     w_text_in_turn(w, b, priv);
     w_text_in_turn(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
     none_all(w);                                /* nothing before the turn ends */
-    chat_end_turn(w->c);
+    assert_int_equal(chat_end_turn(w->c), 2);   /* two says refused */
     /* the says reach nobody; the login goes on, in order; the senders hear */
     pop_type(w, c, "user_list");
     pop_type(w, c, "login");
