@@ -252,14 +252,15 @@ static void send_to_room(chat *c, room *r)
     send_to_room_as(c, r, false);
 }
 
-/* After the current message to u, the chat wants to hear when u's
- * connection has written it (chat_drained). */
+/* Nothing more of u's user list or history will be sent. */
 static void replay_stop(chat_user *u)
 {
     free(u->rp.uids);
     memset(&u->rp, 0, sizeof u->rp);
 }
 
+/* After the current message to u, the chat wants to hear when u's
+ * connection has written it (chat_drained). */
 static void drain_then_continue(chat *c, chat_user *u)
 {
     /* Out of memory the rest is dropped: a page resumes with last_id. */
