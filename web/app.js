@@ -62,6 +62,9 @@
     wsUrl: null,           // from /config.json, once it answered
     rooms: new Map(),      // room -> {log, seen:Set, lastId, joinMark, resumeFrom}
     unread: 0,
+    listParts: null,       // a user list still coming in pieces
+    listHeld: [],          // messages that came between its pieces
+    historyPart: null,     // {room, divider, label, shown} while history pieces come
   };
 
   /* ---------- text from the wire ---------- */
@@ -697,6 +700,9 @@
     // Ask for the senders' names in history (uids change with every connection).
     msg.history_names = true;
     roomState(state.room).resumeFrom = msg.last_id ?? null;
+    state.listParts = null;
+    state.listHeld = [];
+    state.historyPart = null;
     sendRaw(msg);
   }
 
@@ -705,6 +711,29 @@
     let msg;
     try { msg = JSON.parse(data); } catch (_) { return; }
     if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return;
+    // A long user list comes in pieces ("more": true on all but the last),
+    // with the room's news between them: the news waits for the whole
+    // list, so that it reads as if the list had come in one message.
+    if (msg.type === 'user_list') {
+      const part = Array.isArray(msg.user_list) ? msg.user_list : [];
+      state.listParts = (state.listParts || []).concat(part);
+      if (msg.more === true) return;
+      const whole = { type: 'user_list', user_list: state.listParts };
+      const held = state.listHeld || [];
+      state.listParts = null;
+      state.listHeld = [];
+      dispatch(whole);
+      for (const m of held) dispatch(m);
+      return;
+    }
+    if (state.listParts) {
+      if (state.listHeld.length < 10000) state.listHeld.push(msg);
+      return;
+    }
+    dispatch(msg);
+  }
+
+  function dispatch(msg) {
     switch (msg.type) {
       case 'ping': sendRaw({ type: 'pong' }); break;
       case 'user_list': onUserList(msg); break;
@@ -776,18 +805,29 @@
   }
 
   /** Replayed messages: the room's recent talk after a first join, or what
-   *  was missed after a reconnect. A divider above them says which. */
+   *  was missed after a reconnect. A divider above them says which. A long
+   *  history comes in pieces ("more": true on all but the last), in
+   *  increasing id order: they share one divider, and an id already shown
+   *  (live, or in another piece) is not shown twice. */
   function onHistory(msg) {
     const list = Array.isArray(msg.messages) ? msg.messages : [];
     const room = roomState(state.room);
     const log = room.log;
     const resumed = room.resumeFrom != null;
+    const part = state.historyPart && state.historyPart.room === room ? state.historyPart : null;
+    state.historyPart = msg.more === true ? (part || { room, divider: null, label: null, shown: 0 }) : null;
     let first = null;
-    let shown = 0;
+    let shown = part ? part.shown : 0;
     for (const m of list) {
       if (!m || typeof m !== 'object' || !(m.type === 'say' || m.type == null)) continue;
       const row = renderSay(m, { history: true });
       if (row) { first = first || row; shown++; }
+    }
+    if (part && part.label) {
+      part.shown = shown;
+      if (state.historyPart) state.historyPart.shown = shown;
+      if (resumed) part.label.textContent = `${shown} ${shown === 1 ? 'message' : 'messages'} while you were away`;
+      return;
     }
     if (!first) return;
     const d = document.createElement('div');
@@ -799,6 +839,7 @@
       : 'Earlier messages';
     d.appendChild(label);
     log.insertBefore(d, first);
+    if (state.historyPart) Object.assign(state.historyPart, { divider: d, label, shown });
   }
 
   const LOGIN_FATAL = new Set(['bad_name', 'bad_json', 'bad_token']);

@@ -3,6 +3,7 @@
  * Ctrl-C, and the summary at exit. The decoding itself lives in the other
  * capture_*.c files, all of it in one cap_ctx. */
 #include "capture.h"
+#include "sys.h"
 #include "capture_int.h"
 #include "file.h"
 #include "keylog.h"
@@ -68,33 +69,7 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-/* "64M", "1g", "4096": bytes. */
-static bool parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-') return false;
-    unsigned long long mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1ULL << 10; end++; break;
-    case 'm': case 'M': mul = 1ULL << 20; end++; break;
-    case 'g': case 'G': mul = 1ULL << 30; end++; break;
-    }
-    if (*end || v == 0 || v > (1ULL << 40) / mul) return false;
-    *out = (size_t)(v * mul);
-    return true;
-}
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 static char *join_args(int argc, char **argv)
 {
@@ -108,6 +83,23 @@ static char *join_args(int argc, char **argv)
 }
 
 enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_KEYLOG, OPT_HELP };
+
+/* "64M", "1g", "4096": bytes (sys.h's reading, here for a size_t). */
+static bool size_option(const char *s, size_t *out)
+{
+    uint64_t v;
+    if (parse_size(s, 1ULL << 40, &v) < 0) return false;
+    *out = (size_t)v;
+    return true;
+}
+
+static bool whole_option(const char *s, double lo, double hi, long long *out)
+{
+    double v;
+    if (parse_number(s, lo, hi, true, &v) < 0) return false;
+    *out = (long long)v;
+    return true;
+}
 
 static int parse_options(int argc, char **argv, cap_opts *o)
 {
@@ -132,16 +124,16 @@ static int parse_options(int argc, char **argv, cap_opts *o)
         case 'r': o->read_file = optarg; break;
         case 'w': o->write_file = optarg; break;
         case 'c':
-            if (!parse_long(optarg, 1, INT64_MAX, &v)) return usage_error("bad -c: %s", optarg);
+            if (!whole_option(optarg, 1, 1e15, &v)) return usage_error("bad -c: %s", optarg);
             o->count = v;
             break;
         case 's':
-            if (!parse_long(optarg, 1, DEFAULT_SNAPLEN, &v))
+            if (!whole_option(optarg, 1, DEFAULT_SNAPLEN, &v))
                 return usage_error("bad -s (1..262144): %s", optarg);
             o->snaplen = (int)v;
             break;
         case 'p':
-            if (!parse_long(optarg, 1, 65535, &v)) return usage_error("bad -p: %s", optarg);
+            if (!whole_option(optarg, 1, 65535, &v)) return usage_error("bad -p: %s", optarg);
             o->port = (uint16_t)v;
             break;
         case 'X': o->hex = true; break;
@@ -154,15 +146,15 @@ static int parse_options(int argc, char **argv, cap_opts *o)
             else return usage_error("bad --color (never, always, auto): %s", optarg);
             break;
         case OPT_MAXMEM:
-            if (!parse_size(optarg, &o->max_mem) || o->max_mem < (1u << 20))
+            if (!size_option(optarg, &o->max_mem) || o->max_mem < (1u << 20))
                 return usage_error("bad --max-mem (at least 1M): %s", optarg);
             break;
         case OPT_MAXMSG:
-            if (!parse_size(optarg, &o->max_message))
+            if (!size_option(optarg, &o->max_message))
                 return usage_error("bad --max-message: %s", optarg);
             break;
         case OPT_IDLE:
-            if (!parse_long(optarg, 1, 1000000000, &v)) return usage_error("bad --idle: %s", optarg);
+            if (!whole_option(optarg, 1, 1000000000, &v)) return usage_error("bad --idle: %s", optarg);
             o->idle = (double)v;
             break;
         case OPT_KEYLOG: o->keylog = optarg; break;

@@ -23,6 +23,8 @@
 
 #define DEFAULT_ROOM "1"
 #define MAX_ROOM_ID 64
+#define DEFAULT_CHUNK_BYTES (64 * 1024)
+#define ROOM_RATE_WINDOW_MS 60000
 
 typedef struct room {
     char *id;
@@ -31,6 +33,22 @@ typedef struct room {
     size_t count;
     uint64_t last_id;           /* last message id given in the room */
 } room;
+
+/* What is left to send after a login, piece by piece as the connection
+ * drains: the rest of a long user list, then the history. */
+typedef struct replay {
+    uint32_t *uids;             /* the user list's members at login; NULL: done */
+    size_t n_uids, next_uid;
+    bool history;               /* history still to send */
+    bool started;               /* its bounds are set (after the login's turn) */
+    bool sent_one;              /* a history message went out */
+    bool always;                /* a resume: a history message even when empty */
+    bool names;                 /* history_names */
+    unsigned limit;
+    uint64_t after;             /* the last id sent (or the window's start) */
+    uint64_t upto;              /* the room's last id once the login was stored:
+                                   later ones reach the client live */
+} replay;
 
 struct chat_user {
     void *conn;
@@ -42,7 +60,34 @@ struct chat_user {
     room *room;
     chat_user *prev, *next;     /* room membership */
     bucket rate;                /* messages it may still send */
+    replay rp;
+    uint8_t key[CHAT_KEY_MAX];  /* who the client is, for per-client limits */
+    uint8_t key_len;
 };
+
+/* One message for one connection, held until the turn ends. */
+typedef struct delivery {
+    void *conn;
+    void *msg;
+    bool stored;                /* a say: it goes only if the commit succeeds */
+} delivery;
+
+/* A say stored this turn: its sender hears of a failed commit. */
+typedef struct turn_say {
+    chat_user *from;
+    room *room;
+} turn_say;
+
+/* Rooms a client key brought up in the current minute. */
+typedef struct room_rate {
+    uint64_t since_ms;
+    unsigned count;
+    uint8_t key_len;
+    uint8_t key[CHAT_KEY_MAX];
+} room_rate;
+
+/* A growable array of n items of a given size. */
+#define VEC(T) struct { T *v; size_t len, cap; }
 
 struct chat {
     chat_limits limits;         /* auth_key points to the chat's own copy */
@@ -53,9 +98,20 @@ struct chat {
     uint32_t next_uid;
     sbuf out;                   /* reused for every outgoing message */
     sbuf tmp;
+    sbuf item;                  /* one history item */
+    /* this turn's output, released by chat_end_turn */
+    VEC(delivery) outbox;
+    VEC(void *) made;           /* the chat's reference on each message made */
+    VEC(turn_say) says;
+    VEC(chat_user *) starting;  /* logins whose history begins after the commit */
+    VEC(chat_user *) draining;  /* connections to hear from once written */
+    dict rates;                 /* client key -> room_rate */
+    size_t rates_after_sweep;
     time_t time_sec;            /* cached formatted time */
     char time_str[20];
 };
+
+static void release_made(chat *c);
 
 void chat_limits_defaults(chat_limits *l)
 {
@@ -67,7 +123,24 @@ void chat_limits_defaults(chat_limits *l)
     l->resume_cap = 1000;
     l->auth_key = NULL;
     l->auth_key_len = 0;
+    l->chunk_bytes = DEFAULT_CHUNK_BYTES;
+    l->rooms_per_minute = 30;
 }
+
+/* Makes room for one more item in a VEC; -1 when out of memory. */
+static int vec_grow(void *vec, size_t size)
+{
+    VEC(char) *v = vec;
+    if (v->len < v->cap) return 0;
+    size_t cap = v->cap ? v->cap * 2 : 16;
+    char *p = realloc(v->v, cap * size);
+    if (!p) return -1;
+    v->v = p;
+    v->cap = cap;
+    return 0;
+}
+#define VEC_PUSH(vec, item) \
+    (vec_grow(&(vec), sizeof *(vec).v) < 0 ? -1 : ((vec).v[(vec).len++] = (item), 0))
 
 chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st)
 {
@@ -83,12 +156,15 @@ chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, 
         memcpy(key, limits->auth_key, limits->auth_key_len);
         c->limits.auth_key = key;
     }
+    if (!c->limits.chunk_bytes) c->limits.chunk_bytes = DEFAULT_CHUNK_BYTES;
     c->io = *io;
     c->store = st;
     dict_init(&c->rooms);
     dict_init(&c->users);
+    dict_init(&c->rates);
     sbuf_init(&c->out);
     sbuf_init(&c->tmp);
+    sbuf_init(&c->item);
     c->next_uid = uid_seed ? uid_seed : 1;
     c->time_sec = -1;
     return c;
@@ -103,22 +179,35 @@ static void room_free(room *r)
 void chat_free(chat *c)
 {
     if (!c) return;
+    /* Whatever is still held has no one left to go to. */
+    release_made(c);
     for (size_t i = 0; i < c->rooms.nslots; i++)
         for (dict_entry *e = c->rooms.slots[i]; e; e = e->next) room_free(e->value);
+    for (size_t i = 0; i < c->rates.nslots; i++)
+        for (dict_entry *e = c->rates.slots[i]; e; e = e->next) free(e->value);
     dict_free(&c->rooms);
     dict_free(&c->users);
+    dict_free(&c->rates);
     sbuf_free(&c->out);
     sbuf_free(&c->tmp);
     free((void *)c->limits.auth_key);
+    sbuf_free(&c->item);
+    free(c->outbox.v);
+    free(c->made.v);
+    free(c->says.v);
+    free(c->starting.v);
+    free(c->draining.v);
     free(c);
 }
 
-chat_user *chat_connect(chat *c, void *conn)
+chat_user *chat_connect(chat *c, void *conn, const void *key, size_t key_len)
 {
     chat_user *u = calloc(1, sizeof *u);
     if (!u) return NULL;
     u->conn = conn;
     bucket_init(&u->rate, c->limits.burst, 0);
+    u->key_len = (uint8_t)(key_len < CHAT_KEY_MAX ? key_len : CHAT_KEY_MAX);
+    if (u->key_len) memcpy(u->key, key, u->key_len);
     return u;
 }
 
@@ -140,26 +229,58 @@ static const char *now_str(chat *c, uint64_t now_ms)
 
 /* ---- delivering ------------------------------------------------------ */
 
+/* A message of c->out; the chat's reference is dropped at the turn's end. */
 static void *make_message(chat *c)
 {
     if (c->out.oom) return NULL;
-    return c->io.message_new(c->io.ctx, c->out.p, c->out.len);
+    void *m = c->io.message_new(c->io.ctx, c->out.p, c->out.len);
+    if (m && VEC_PUSH(c->made, m) < 0) {
+        c->io.message_release(c->io.ctx, m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Holds m for conn until the turn ends: a pointer per recipient. Out of
+ * memory, a message that needs no commit goes at once, and a say is lost
+ * for that recipient only (its history still has it). */
+static void deliver(chat *c, void *conn, void *m, bool stored)
+{
+    if (VEC_PUSH(c->outbox, ((delivery){ conn, m, stored })) == 0) return;
+    if (!stored) c->io.message_send(c->io.ctx, conn, m);
 }
 
 static void send_to(chat *c, chat_user *u)
 {
     void *m = make_message(c);
+    if (m) deliver(c, u->conn, m, false);
+}
+
+static void send_to_room_as(chat *c, room *r, bool stored)
+{
+    void *m = make_message(c);
     if (!m) return;
-    c->io.message_send(c->io.ctx, u->conn, m);
-    c->io.message_release(c->io.ctx, m);
+    for (chat_user *u = r->head; u; u = u->next) deliver(c, u->conn, m, stored);
 }
 
 static void send_to_room(chat *c, room *r)
 {
-    void *m = make_message(c);
-    if (!m) return;
-    for (chat_user *u = r->head; u; u = u->next) c->io.message_send(c->io.ctx, u->conn, m);
-    c->io.message_release(c->io.ctx, m);
+    send_to_room_as(c, r, false);
+}
+
+/* Nothing more of u's user list or history will be sent. */
+static void replay_stop(chat_user *u)
+{
+    free(u->rp.uids);
+    memset(&u->rp, 0, sizeof u->rp);
+}
+
+/* After the current message to u, the chat wants to hear when u's
+ * connection has written it (chat_drained). */
+static void drain_then_continue(chat *c, chat_user *u)
+{
+    /* Out of memory the rest is dropped: a page resumes with last_id. */
+    if (VEC_PUSH(c->draining, u) < 0) replay_stop(u);
 }
 
 static void send_error(chat *c, chat_user *u, const char *code, const char *message)
@@ -197,6 +318,52 @@ static room *room_get(chat *c, const char *id, size_t len)
         return NULL;
     }
     return r;
+}
+
+/* Old windows go once the table has doubled since the last sweep, so it
+ * holds about the keys of the last minute. */
+static void sweep_rates(chat *c, uint64_t now_ms)
+{
+    if (c->rates.count < 2 * c->rates_after_sweep + 256) return;
+    for (size_t i = 0; i < c->rates.nslots; i++) {
+        dict_entry *next;
+        for (dict_entry *e = c->rates.slots[i]; e; e = next) {
+            next = e->next;
+            room_rate *rt = e->value;
+            if (now_ms - rt->since_ms < ROOM_RATE_WINDOW_MS) continue;
+            dict_del(&c->rates, rt->key, rt->key_len);
+            free(rt);
+        }
+    }
+    c->rates_after_sweep = c->rates.count;
+}
+
+/* A room costs its table entry and, once someone speaks, rows on disk: a
+ * client key brings up at most rooms_per_minute of them a minute. */
+static bool may_create_room(chat *c, chat_user *u, uint64_t now_ms)
+{
+    unsigned limit = c->limits.rooms_per_minute;
+    if (!limit) return true;
+    sweep_rates(c, now_ms);
+    room_rate *rt = dict_get(&c->rates, u->key, u->key_len);
+    if (!rt) {
+        rt = calloc(1, sizeof *rt);
+        if (!rt) return false;
+        rt->key_len = u->key_len;
+        memcpy(rt->key, u->key, u->key_len);
+        rt->since_ms = now_ms;
+        if (dict_put(&c->rates, rt->key, rt->key_len, rt) < 0) {
+            free(rt);
+            return false;
+        }
+    }
+    if (now_ms - rt->since_ms >= ROOM_RATE_WINDOW_MS) {
+        rt->since_ms = now_ms;
+        rt->count = 0;
+    }
+    if (rt->count >= limit) return false;
+    rt->count++;
+    return true;
 }
 
 static void room_leave(chat *c, chat_user *u)
@@ -280,6 +447,41 @@ static void write_user(sbuf *o, const chat_user *u)
     sbuf_putc(o, '}');
 }
 
+/* The closing of a piece that is not the last one. */
+#define MORE_TAIL ",\"more\":true}"
+
+/* The next piece of a long user list: the members at login still in the
+ * room, as many as fit the budget, the new client last. */
+static void send_user_list_piece(chat *c, chat_user *u, room *r)
+{
+    replay *rp = &u->rp;
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"user_list\",\"user_list\":[");
+    size_t empty = o->len;
+    for (; rp->next_uid < rp->n_uids; rp->next_uid++) {
+        chat_user *m = dict_get(&c->users, &rp->uids[rp->next_uid], sizeof(uint32_t));
+        if (!m || (m->room != r && m != u)) continue;   /* gone since: its logout came */
+        size_t before = o->len;
+        if (o->len > empty) sbuf_putc(o, ',');
+        write_user(o, m);
+        if (before > empty && o->len + sizeof MORE_TAIL > c->limits.chunk_bytes) {
+            o->len = before;
+            break;
+        }
+    }
+    bool more = rp->next_uid < rp->n_uids;
+    sbuf_puts(o, more ? "]" MORE_TAIL : "]}");
+    send_to(c, u);
+    if (!more) {
+        free(rp->uids);
+        rp->uids = NULL;
+    }
+    if (more || rp->history) drain_then_continue(c, u);
+}
+
+/* Everyone in the room, u last: one message, or pieces when it would pass
+ * the budget (a room of thousands). */
 static void send_user_list(chat *c, chat_user *u, room *r)
 {
     sbuf *o = &c->out;
@@ -291,27 +493,70 @@ static void send_user_list(chat *c, chat_user *u, room *r)
     }
     write_user(o, u);
     sbuf_puts(o, "]}");
-    send_to(c, u);
-}
-
-typedef struct history_out {
-    sbuf *o;
-    bool names;
-} history_out;
-
-/* A say as it was sent; a client that asked for names gets the parties'
- * names added after its last key (uids change with every connection, so a
- * page could not name who said what before it came). */
-static void add_history_item(void *arg, const store_msg *m)
-{
-    history_out *h = arg;
-    sbuf *o = h->o;
-    if (o->p[o->len - 1] != '[') sbuf_putc(o, ',');
-    if (!h->names || !m->from_name || m->json_len < 2 || m->json[m->json_len - 1] != '}') {
-        sbuf_put(o, m->json, m->json_len);
+    if (o->len <= c->limits.chunk_bytes) {
+        send_to(c, u);
         return;
     }
-    sbuf_put(o, m->json, m->json_len - 1);
+    replay *rp = &u->rp;
+    rp->uids = malloc((r->count + 1) * sizeof *rp->uids);
+    if (!rp->uids) {
+        send_error(c, u, "internal", "out of memory");
+        return;
+    }
+    for (chat_user *m = r->head; m; m = m->next) rp->uids[rp->n_uids++] = m->uid;
+    rp->uids[rp->n_uids++] = u->uid;
+    send_user_list_piece(c, u, r);
+}
+
+/* A say as the contract shapes it, from its raw content: live and in
+ * history alike, so a replayed say is the very text first sent. */
+static void write_say_to(chat *c, sbuf *o, uint32_t from, uint32_t to, const char *s, size_t n,
+                         const char *time, uint64_t id)
+{
+    sbuf_puts(o, "{\"type\":\"say\",\"from_uid\":");
+    sbuf_u64(o, from);
+    if (to) {
+        sbuf_puts(o, ",\"to_uid\":");
+        sbuf_u64(o, to);
+    } else {
+        sbuf_puts(o, ",\"to_uid\":\"all\"");
+    }
+    sbuf_puts(o, ",\"content\":");
+    sbuf_reset(&c->tmp);
+    html_escape(&c->tmp, s, n, true);
+    if (c->tmp.oom) o->oom = 1;
+    else sbuf_json_str(o, c->tmp.p, c->tmp.len);
+    sbuf_puts(o, ",\"time\":\"");
+    sbuf_puts(o, time);
+    sbuf_putc(o, '"');
+    if (id) {
+        sbuf_puts(o, ",\"id\":");
+        sbuf_u64(o, id);
+    }
+    sbuf_putc(o, '}');
+}
+
+/* One history piece being filled. */
+typedef struct history_piece {
+    chat *c;
+    chat_user *u;
+    unsigned items;
+    bool more;                  /* stopped by the budget */
+} history_piece;
+
+/* A stored say, rebuilt; a client that asked for names gets the parties'
+ * names added after its last key (uids change with every connection, so a
+ * page could not name who said what before it came). */
+static void write_history_item(chat *c, sbuf *o, const store_msg *m, bool names)
+{
+    char time[20];
+    time_t sec = (time_t)m->ts;
+    struct tm tm;
+    localtime_r(&sec, &tm);
+    strftime(time, sizeof time, "%Y-%m-%d %H:%M:%S", &tm);
+    write_say_to(c, o, m->from_uid, m->to_uid, m->content, m->content_len, time, m->id);
+    if (!names || !m->from_name) return;
+    o->len--;                   /* the closing brace */
     sbuf_puts(o, ",\"from_name\":");
     sbuf_json_str(o, m->from_name, m->from_name_len);
     if (m->to_name) {
@@ -321,30 +566,94 @@ static void add_history_item(void *arg, const store_msg *m)
     sbuf_putc(o, '}');
 }
 
-/* The room's recent messages, or all those after last_id (up to a cap), for
- * a client that logs in. Sent when there is something to say, or always when
- * the client asked with last_id. */
-static void send_history(chat *c, chat_user *u, json_t *last_id, bool names)
+static int add_history_item(void *arg, const store_msg *m)
 {
-    if (!c->store) return;
-    bool resume = json_is_integer(last_id) && json_integer_value(last_id) >= 0;
-    uint64_t after = resume ? (uint64_t)json_integer_value(last_id) : 0;
-    unsigned limit = resume ? c->limits.resume_cap : c->limits.history;
-    if (limit == 0) return;
+    history_piece *h = arg;
+    chat *c = h->c;
+    replay *rp = &h->u->rp;
+    if (m->id > rp->upto) return 1;     /* later ones reached the client live */
+    sbuf *item = &c->item, *o = &c->out;
+    sbuf_reset(item);
+    write_history_item(c, item, m, rp->names);
+    if (item->oom) {
+        o->oom = 1;
+        return 1;
+    }
+    /* A say alone is always smaller than the budget allows: the first
+     * item always goes, so every piece makes progress. */
+    if (h->items && o->len + 1 + item->len + sizeof MORE_TAIL + 1 > c->limits.chunk_bytes) {
+        h->more = true;
+        return 1;
+    }
+    if (h->items) sbuf_putc(o, ',');
+    sbuf_put(o, item->p, item->len);
+    h->items++;
+    rp->after = m->id;
+    return 0;
+}
+
+/* The next piece of u's history: messages in increasing id order, as many
+ * as fit the budget; all but the last end with "more":true. */
+static void send_history_piece(chat *c, chat_user *u)
+{
+    replay *rp = &u->rp;
+    room *r = u->room;
     sbuf *o = &c->out;
     sbuf_reset(o);
     sbuf_puts(o, "{\"type\":\"history\",\"messages\":[");
-    size_t empty = o->len;
-    room *r = u->room;
-    history_out h = { o, names };
-    if (c->store->ops->range(c->store->impl, r->id, r->id_len, after, limit,
-                             u->ident, add_history_item, &h) < 0) {
-        send_error(c, u, "internal", "history is unavailable");
+    history_piece h = { c, u, 0, false };
+    if (c->store->ops->range(c->store->impl, r->id, r->id_len, rp->after,
+                             u->ident, add_history_item, &h) < 0 || o->oom) {
+        replay_stop(u);
+        send_error(c, u, "unavailable", "history is unavailable");
         return;
     }
-    if (o->len == empty && !resume) return;
-    sbuf_puts(o, "]}");
-    send_to(c, u);
+    if (!h.more) rp->history = false;
+    if (h.items || rp->sent_one || rp->always) {
+        sbuf_puts(o, h.more ? "]" MORE_TAIL : "]}");
+        send_to(c, u);
+        rp->sent_one = true;
+    }
+    if (h.more) drain_then_continue(c, u);
+}
+
+/* After the login's turn is stored: the history ends at the room's last id
+ * and starts where its newest `limit` messages do. */
+static void start_history(chat *c, chat_user *u)
+{
+    replay *rp = &u->rp;
+    room *r = u->room;
+    rp->upto = r->last_id;
+    rp->started = true;
+    if (c->store->ops->window(c->store->impl, r->id, r->id_len, rp->after, rp->limit,
+                              u->ident, &rp->after) < 0) {
+        replay_stop(u);
+        send_error(c, u, "unavailable", "history is unavailable");
+        return;
+    }
+    if (!rp->uids) send_history_piece(c, u);
+}
+
+/* The room's recent messages, or all those after last_id (up to a cap), for
+ * a client that logs in: sent after the turn is stored (so that nothing of
+ * it is missed or shown unstored), when there is something to say, or
+ * always when the client asked with last_id. */
+static void queue_history(chat *c, chat_user *u, json_t *last_id, bool names)
+{
+    if (!c->store) return;
+    bool resume = json_is_integer(last_id) && json_integer_value(last_id) >= 0;
+    unsigned limit = resume ? c->limits.resume_cap : c->limits.history;
+    if (limit == 0) return;
+    replay *rp = &u->rp;
+    rp->after = resume ? (uint64_t)json_integer_value(last_id) : 0;
+    rp->limit = limit;
+    rp->always = resume;
+    rp->names = names;
+    if (VEC_PUSH(c->starting, u) < 0) {
+        send_error(c, u, "internal", "out of memory");
+        return;
+    }
+    rp->history = true;
 }
 
 /* ---- identity -------------------------------------------------------- */
@@ -459,8 +768,8 @@ static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_l
     sbuf_puts(o, "\"}");
     send_to_room(c, r);
     send_session(c, u, li);
-    send_history(c, u, json_object_get(msg, "last_id"),
-                 json_is_true(json_object_get(msg, "history_names")));
+    queue_history(c, u, json_object_get(msg, "last_id"),
+                  json_is_true(json_object_get(msg, "history_names")));
 }
 
 /* Checks a login in the order a client can act on: token (under
@@ -490,6 +799,10 @@ static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, l
     }
     if (li->signed_in && !room_allowed(&li->claims, id, (size_t)id_len)) {
         send_error(c, u, "bad_token", "the token does not allow this room");
+        return;
+    }
+    if (!dict_get(&c->rooms, id, (size_t)id_len) && !may_create_room(c, u, now_ms)) {
+        send_error(c, u, "too_many_rooms", "too many new rooms from your address; try again in a minute");
         return;
     }
     if (resolve_identity(c, token, now_ms, li) < 0) {
@@ -549,34 +862,10 @@ static bool rate_allows(chat *c, chat_user *u, uint64_t now_ms)
 static void write_say(chat *c, chat_user *from, int64_t to, const char *s, size_t n,
                       uint64_t now_ms, uint64_t id)
 {
-    sbuf *o = &c->out;
-    sbuf_reset(o);
-    sbuf_puts(o, "{\"type\":\"say\",\"from_uid\":");
-    sbuf_u64(o, from->uid);
-    if (to) {
-        sbuf_puts(o, ",\"to_uid\":");
-        sbuf_u64(o, (uint64_t)to);
-    } else {
-        sbuf_puts(o, ",\"to_uid\":\"all\"");
-    }
-    sbuf_puts(o, ",\"content\":");
-    sbuf_reset(&c->tmp);
-    html_escape(&c->tmp, s, n, true);
-    if (c->tmp.oom) o->oom = 1;
-    else sbuf_json_str(o, c->tmp.p, c->tmp.len);
-    sbuf_puts(o, ",\"time\":\"");
-    sbuf_puts(o, now_str(c, now_ms));
-    sbuf_putc(o, '"');
-    if (id) {
-        sbuf_puts(o, ",\"id\":");
-        sbuf_u64(o, id);
-    }
-    sbuf_putc(o, '}');
+    sbuf_reset(&c->out);
+    write_say_to(c, &c->out, from->uid, (uint32_t)to, s, n, now_str(c, now_ms), id);
 }
 
-/* Gives the message its id and stores it; the server commits the store
- * before it writes this loop turn's output, so no client ever receives a
- * message that a crash could lose. */
 /* The retention pass forgets identities unused for the history's age that
  * no kept message names; a connection can outlive that age, so the store
  * hears of use at logout and, at most hourly, on private talk. */
@@ -588,6 +877,9 @@ static void touch_identity(chat *c, chat_user *u, int64_t now, bool force)
     if (c->store->ops->identity_touch(c->store->impl, u->ident, now) == 0) u->ident_used = now;
 }
 
+/* Gives the message its id and stores its raw content; the turn's end
+ * commits before anyone receives it, so no client ever holds a message
+ * that the history could lose. */
 static int store_say(chat *c, chat_user *u, chat_user *target, int64_t to,
                      const char *s, size_t n, uint64_t now_ms)
 {
@@ -596,18 +888,24 @@ static int store_say(chat *c, chat_user *u, chat_user *target, int64_t to,
         write_say(c, u, to, s, n, now_ms, 0);
         return 0;
     }
-    uint64_t id = ++r->last_id;
+    /* Booked first: a say its sender could not be told about is not stored. */
+    if (VEC_PUSH(c->says, ((turn_say){ u, r })) < 0) return -1;
+    uint64_t id = r->last_id + 1;
     write_say(c, u, to, s, n, now_ms, id);
-    if (c->out.oom) return -1;
     store_msg m = { id, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to,
                     u->name, u->name_len, target ? target->name : NULL,
-                    target ? target->name_len : 0, c->out.p, c->out.len,
+                    target ? target->name_len : 0, s, n,
                     target ? u->ident : 0, target ? target->ident : 0 };
+    if (c->out.oom || c->store->ops->append(c->store->impl, r->id, r->id_len, &m) < 0) {
+        c->says.len--;
+        return -1;
+    }
+    r->last_id = id;
     if (target) {
         touch_identity(c, u, m.ts, false);
         touch_identity(c, target, m.ts, false);
     }
-    return c->store->ops->append(c->store->impl, r->id, r->id_len, &m);
+    return 0;
 }
 
 static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
@@ -643,18 +941,18 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
         }
     }
     if (store_say(c, u, target, to, s, n, now_ms) < 0) {
-        send_error(c, u, "internal", "the message could not be stored; try again");
+        send_error(c, u, "unavailable", "the message could not be stored; it was not delivered");
         return;
     }
+    bool stored = c->store != NULL;
     if (!target) {
-        send_to_room(c, u->room);
+        send_to_room_as(c, u->room, stored);
         return;
     }
     void *m = make_message(c);
     if (!m) return;
-    c->io.message_send(c->io.ctx, target->conn, m);
-    if (target != u) c->io.message_send(c->io.ctx, u->conn, m);
-    c->io.message_release(c->io.ctx, m);
+    deliver(c, target->conn, m, stored);
+    if (target != u) deliver(c, u->conn, m, stored);
 }
 
 /* ---- dispatch -------------------------------------------------------- */
@@ -705,6 +1003,8 @@ void chat_binary(chat *c, chat_user *u)
 void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
 {
     if (!u) return;
+    /* What the turn holds may name u or its room: it goes out first. */
+    if (chat_turn_pending(c)) chat_end_turn(c);
     if (u->uid) {
         room *r = u->room;
         bool others = r->count > 1;     /* else room_leave frees the room */
@@ -722,6 +1022,85 @@ void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
             send_to_room(c, r);
         }
     }
+    replay_stop(u);
     free(u->name);
     free(u);
+}
+
+/* ---- the end of a turn ------------------------------------------------- */
+
+int chat_turn_pending(const chat *c)
+{
+    return c->outbox.len || c->says.len || c->starting.len || c->draining.len;
+}
+
+/* The commit failed: the rooms' ids go back to what the store holds, so
+ * the lost ones (never shown to anyone) are given again and no id a
+ * client saw ever is. */
+static void reload_ids(chat *c)
+{
+    for (size_t i = 0; i < c->says.len; i++) {
+        room *r = c->says.v[i].room;
+        uint64_t id;
+        if (c->store->ops->last_id(c->store->impl, r->id, r->id_len, &id) == 0) r->last_id = id;
+    }
+}
+
+static void hand_over(chat *c, bool lost)
+{
+    for (size_t i = 0; i < c->outbox.len; i++) {
+        delivery *d = &c->outbox.v[i];
+        if (!(lost && d->stored)) c->io.message_send(c->io.ctx, d->conn, d->msg);
+    }
+    c->outbox.len = 0;
+}
+
+static void release_made(chat *c)
+{
+    for (size_t i = 0; i < c->made.len; i++) c->io.message_release(c->io.ctx, c->made.v[i]);
+    c->made.len = 0;
+}
+
+/* Each piece asked for a notice once written; without a way to get one
+ * (tests), the next piece goes at once. */
+static void ask_drains(chat *c)
+{
+    while (c->draining.len) {
+        if (c->io.want_drain) {
+            for (size_t i = 0; i < c->draining.len; i++)
+                c->io.want_drain(c->io.ctx, c->draining.v[i]->conn);
+            c->draining.len = 0;
+            return;
+        }
+        chat_user *u = c->draining.v[--c->draining.len];
+        chat_drained(c, u);
+        hand_over(c, false);
+    }
+}
+
+size_t chat_end_turn(chat *c)
+{
+    bool lost = c->store && c->store->ops->commit(c->store->impl) < 0;
+    size_t refused = lost ? c->says.len : 0;
+    if (lost) reload_ids(c);
+    for (size_t i = 0; i < c->starting.len; i++) start_history(c, c->starting.v[i]);
+    c->starting.len = 0;
+    hand_over(c, lost);
+    if (lost)
+        for (size_t i = 0; i < c->says.len; i++)
+            send_error(c, c->says.v[i].from, "unavailable",
+                       "the message could not be stored; it was not delivered");
+    c->says.len = 0;
+    hand_over(c, false);
+    ask_drains(c);
+    release_made(c);
+    return refused;
+}
+
+void chat_drained(chat *c, chat_user *u)
+{
+    replay *rp = &u->rp;
+    if (!u->room) return;
+    if (rp->uids) send_user_list_piece(c, u, u->room);
+    else if (rp->history && rp->started) send_history_piece(c, u);
 }

@@ -4,7 +4,8 @@
  * The server tells it what happened on a connection (a new one, a text or
  * binary message, a disconnect) and it answers through chat_io: it makes
  * one shareable message per JSON text and hands it to each recipient, so a
- * broadcast is encoded once whatever the size of the room. */
+ * broadcast is encoded once whatever the size of the room. Output is held
+ * until chat_end_turn, which makes the turn's says durable first. */
 #ifndef TAGARELA_CHAT_H
 #define TAGARELA_CHAT_H
 
@@ -28,10 +29,13 @@ typedef struct chat_limits {
      * keeps a copy. */
     const uint8_t *auth_key;
     size_t auth_key_len;
+    size_t chunk_bytes;         /* a history or user_list message stays under this (0: 64 KiB) */
+    unsigned rooms_per_minute;  /* rooms one client key may bring up a minute (0: no limit) */
 } chat_limits;
 
 /* The contract's limits: names of 32, contents of 4096 code points, a
- * burst of 100 and 50 a second. */
+ * burst of 100 and 50 a second; history and user lists in 64 KiB pieces;
+ * 30 new rooms a minute per client key. */
 void chat_limits_defaults(chat_limits *l);
 
 typedef struct chat_io {
@@ -42,6 +46,9 @@ typedef struct chat_io {
     void (*message_send)(void *ctx, void *conn, void *msg);
     /* Drops the reference message_new returned. */
     void (*message_release)(void *ctx, void *msg);
+    /* Asks to be told (chat_drained) once everything queued to conn so far
+     * has been written to its socket. NULL: the chat goes on at once. */
+    void (*want_drain)(void *ctx, void *conn);
 } chat_io;
 
 /* st may be NULL: no history and no identities (no session message). The
@@ -49,8 +56,11 @@ typedef struct chat_io {
 chat *chat_new(const chat_limits *limits, const chat_io *io, uint32_t uid_seed, store *st);
 void chat_free(chat *c);
 
-/* A connection opened; conn is the server's handle, passed back to io. */
-chat_user *chat_connect(chat *c, void *conn);
+/* A connection opened; conn is the server's handle, passed back to io.
+ * key names the client for per-client limits (the server passes its
+ * address; at most CHAT_KEY_MAX bytes count). */
+#define CHAT_KEY_MAX 32
+chat_user *chat_connect(chat *c, void *conn, const void *key, size_t key_len);
 /* A text message arrived (valid UTF-8). now_ms: wall clock, milliseconds.
  * Every message but the heartbeat {"type":"pong"} takes a token of the
  * sender's rate limit, and a message longer than CHAT_FREE_MAX is refused
@@ -65,6 +75,19 @@ void chat_binary(chat *c, chat_user *u);
 /* The connection is gone: the room hears a logout; u is freed. With
  * quiet, no logout is sent (the whole server is shutting down). */
 void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet);
+
+/* The end of a turn: the turn's says are committed to the store, then
+ * everything the turn produced is handed to io in order. When the commit
+ * fails, no stored say of the turn reaches anyone: each sender gets an
+ * "unavailable" error instead, and the rooms' ids are reloaded from the
+ * store so that none is given twice. Returns how many says were refused
+ * so (0 when the commit succeeded). */
+size_t chat_end_turn(chat *c);
+/* True when output waits for chat_end_turn. */
+int chat_turn_pending(const chat *c);
+/* What want_drain asked for: u's connection has written all it had; the
+ * next piece of its history or user list is made. */
+void chat_drained(chat *c, chat_user *u);
 
 uint32_t chat_user_uid(const chat_user *u);     /* 0 before login */
 size_t chat_user_count(const chat *c);          /* logged in */

@@ -17,33 +17,42 @@ typedef struct store_msg {
     size_t from_name_len;
     const char *to_name;
     size_t to_name_len;
-    const char *json;           /* the say message exactly as sent */
-    size_t json_len;
+    const char *content;        /* as the client wrote it: not escaped */
+    size_t content_len;
     uint64_t from_ident;        /* a private message's parties' identities (0: */
     uint64_t to_ident;          /* none, and always 0 for a public message) */
 } store_msg;
 
 #define STORE_KEY_LEN 32        /* an identity's key: a SHA-256 hash */
 
-/* Called per message, oldest first, with its json and the names of its
- * parties (from_name is NULL for a public message stored by an older
- * version; to_name is NULL for a public message). */
-typedef void (*store_each_fn)(void *arg, const store_msg *m);
+/* Called per message, oldest first, with the fields the chat rebuilds the
+ * say from (from_name may be NULL for a message migrated from a version
+ * that did not keep it; to_name is NULL for a public message). Returns
+ * nonzero to stop the walk. */
+typedef int (*store_each_fn)(void *arg, const store_msg *m);
 
 typedef struct store_ops {
     /* Highest id ever given in the room (0 for a new room). */
     int (*last_id)(void *impl, const char *room, size_t room_len, uint64_t *out);
-    /* Adds a message; durable once commit() returns. */
+    /* Adds a message; durable once commit() returns 0. A failed append
+     * voids the whole transaction: later appends fail too and the next
+     * commit() returns -1. */
     int (*append)(void *impl, const char *room, size_t room_len, const store_msg *m);
-    /* The newest `limit` messages with id > after_id that the viewer may see
-     * (public ones, and private ones of which the viewer's identity is a
-     * party; viewer 0: public ones only), oldest first. Never by name: any
-     * client may take any name. */
+    /* Where the newest `limit` messages with id > after_id that the viewer
+     * may see begin: *start is the id right before them (after_id when
+     * there are no more than limit). The viewer sees public messages and
+     * the private ones of which its identity is a party (viewer 0: public
+     * ones only); never by name: any client may take any name. */
+    int (*window)(void *impl, const char *room, size_t room_len, uint64_t after_id,
+                  unsigned limit, uint64_t viewer, uint64_t *start);
+    /* The messages with id > after_id that the viewer may see, oldest
+     * first, until each() returns nonzero. */
     int (*range)(void *impl, const char *room, size_t room_len, uint64_t after_id,
-                 unsigned limit, uint64_t viewer, store_each_fn each, void *arg);
-    /* Applies the age limit; the count limit is kept by append. */
+                 uint64_t viewer, store_each_fn each, void *arg);
+    /* Applies the age limit; the count and byte limits are kept by append. */
     int (*trim)(void *impl, int64_t now);
-    /* Makes the appends since the last commit durable. */
+    /* Makes the appends since the last commit durable; -1 when they are
+     * lost (the transaction is rolled back). */
     int (*commit)(void *impl);
     void (*close)(void *impl);
     /* The identity with this key, its last use set to now: 1 and *id when
@@ -67,9 +76,17 @@ typedef struct store_limits {
     int64_t max_age;            /* seconds a message is kept (0: no limit) */
     unsigned max_identities;    /* identities kept beyond those a kept message
                                  * names, least recently used out first (0: no limit) */
+    uint64_t max_room_bytes;    /* bytes kept per room, oldest dropped first (0: no limit) */
+    uint64_t max_bytes;         /* bytes kept in all rooms (0: no limit) */
 } store_limits;
 
-void store_limits_defaults(store_limits *l);   /* 10000 a room, 30 days, 1000000 identities */
+/* What a message costs against the byte limits: its content and names,
+ * plus a fixed charge for the row. */
+#define STORE_ROW_BYTES 64
+uint64_t store_msg_bytes(const store_msg *m);
+
+/* 10000 messages, 20 MiB a room, 1 GiB in all, 30 days, 1000000 identities. */
+void store_limits_defaults(store_limits *l);
 
 /* Opens (creating if needed) <dir>/tagarela.db, checking that an existing
  * file is sound. On failure returns -1 and writes the reason into err. */

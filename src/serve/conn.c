@@ -246,6 +246,10 @@ static void conn_flush(conn *c)
         conn_finish(c);
         return;
     }
+    if (c->want_drain) {
+        c->want_drain = false;
+        c->w->link->drained(c);
+    }
     if (c->next_ping) answer_latest_ping(c);
     if (c->http_waiting) http_resume(c);
 }

@@ -86,6 +86,7 @@ typedef struct conn {
     bool turn_full;                 /* read its share of this turn */
     bool http_waiting;              /* an HTTP answer is unsent: the next request waits */
     bool hub_full;                  /* CONN_HUB_INFLIGHT on the way: not read (atomic) */
+    bool want_drain;                /* the chat waits for the queue to empty */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */

@@ -47,6 +47,27 @@ static void io_message_release(void *ctx, void *msg)
     ws_frame_unref(msg);
 }
 
+/* The chat wants to hear when what it queued to cp so far is written (the
+ * next piece of a history waits for it). With threads, the request
+ * travels behind the deliveries it follows. */
+static void io_want_drain(void *ctx, void *cp)
+{
+    hub *h = ctx;
+    conn *c = cp;
+    if (!h->threaded) {
+        c->want_drain = true;
+        return;
+    }
+    xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_WANT_DRAIN });
+}
+
+/* The client key per-client limits count: the address as counted against
+ * --max-conns-per-ip (an IPv6 /64, the client a trusted proxy names). */
+static chat_user *connect_user(hub *h, conn *c)
+{
+    return chat_connect(h->chat, c, c->ip ? c->ip->addr : NULL, c->ip ? c->ip->len : 0);
+}
+
 /* ---- one thread: the chat called from the connection's loop -------------- */
 
 static hub *hub_of(const worker *w)
@@ -57,7 +78,7 @@ static hub *hub_of(const worker *w)
 static void direct_connect(conn *c)
 {
     c->in_chat = true;
-    c->user = chat_connect(hub_of(c->w)->chat, c);
+    c->user = connect_user(hub_of(c->w), c);
     if (!c->user) {
         c->in_chat = false;
         conn_abort(c);
@@ -83,10 +104,34 @@ static bool direct_leave(conn *c)
     return false;
 }
 
+/* The chat's turn: its says committed, then its output handed to the
+ * connections (or to the loops' batches). A failed commit is the chat's
+ * to tell: their senders get "unavailable" and nobody gets the says. */
 static void hub_commit(hub *h)
 {
-    if (h->store.ops && h->store.ops->commit(h->store.impl) < 0)
-        fprintf(stderr, "tagarela: history commit failed; messages of this moment may be missing from it\n");
+    size_t refused = h->chat ? chat_end_turn(h->chat) : 0;
+    if (refused)
+        fprintf(stderr, "tagarela: history commit failed; %zu message(s) refused as unavailable\n", refused);
+}
+
+static void hub_end_turn(hub *h);
+
+/* With one thread: a turn's end that cannot wait for the loop's check. */
+static void on_next_turn(uv_timer_t *t)
+{
+    hub_end_turn(t->data);
+}
+
+/* c's output queue has emptied after the chat asked (io_want_drain). It
+ * may empty in a timer's callback, after which the loop would sleep in
+ * poll before its turn ends: the next piece must not wait for an
+ * unrelated event, so a zero timer ends the turn. */
+static void direct_drained(conn *c)
+{
+    hub *h = hub_of(c->w);
+    if (!c->in_chat) return;
+    chat_drained(h->chat, c->user);
+    uv_timer_start(&h->coalesce, on_next_turn, 0, 0);
 }
 
 /* The history's transaction is committed right before the writes: grouped
@@ -168,6 +213,15 @@ static void posted_turn_end(worker *w)
     if (w->to_hub.len) hub_post(hub_of(w), &w->to_hub);
 }
 
+/* The notice goes at once, with the turn's events before it: the next
+ * piece must not wait for an unrelated event. */
+static void posted_drained(conn *c)
+{
+    if (!c->in_chat) return;
+    post(c, XM_DRAINED, NULL, 0, 0);
+    posted_turn_end(c->w);
+}
+
 /* On the worker's thread, its loop over. */
 static void posted_done(worker *w)
 {
@@ -194,7 +248,7 @@ static void hub_handle(hub *h, xmsg *m)
     conn *c = m->c;
     switch (m->kind) {
     case XM_CONNECT:
-        c->user = chat_connect(h->chat, c);
+        c->user = connect_user(h, c);
         if (!c->user) xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_ABORT });
         break;
     case XM_TEXT:
@@ -212,6 +266,9 @@ static void hub_handle(hub *h, xmsg *m)
         if (c->user) chat_disconnect(h->chat, c->user, wall_ms(), m->flag);
         c->user = NULL;
         xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_RELEASE });
+        break;
+    case XM_DRAINED:
+        if (c->user) chat_drained(h->chat, c->user);
         break;
     case XM_DONE:
         hub_worker_done(h);
@@ -243,22 +300,31 @@ static void on_hub_coalesce(uv_timer_t *t)
     hub_hand_over(t->data);
 }
 
-/* Once per turn of the main loop. With one thread the worker's write
- * decides when to commit; with more, the hand-over to the loops is
- * coalesced as the workers' writes are. */
-static void on_hub_turn(uv_check_t *t)
+/* Once per turn of the main loop: the chat's turn ends (commit, then its
+ * output). With one thread the worker writes; with more, the hand-over to
+ * the loops is coalesced as the workers' writes are. */
+static void hub_end_turn(hub *h)
 {
-    hub *h = t->data;
     if (h->chat) {
         COUNTER_SET(h->users, chat_user_count(h->chat));
         COUNTER_SET(h->rooms, chat_room_count(h->chat));
     }
     if (!h->threaded) {
+        /* While a write waits to be coalesced the turns add up in the chat,
+         * which commits them once when the write goes (before_write). */
+        if (!uv_is_active((uv_handle_t *)&h->workers[0].coalesce)) hub_commit(h);
         worker_flush(&h->workers[0]);
         return;
     }
+    if (uv_is_active((uv_handle_t *)&h->coalesce)) return;     /* hub_hand_over commits */
+    hub_commit(h);
     if (!coalesce_wait(&h->coalesce, on_hub_coalesce, h->pending, h->last_big_hand_over, h->stopping))
         hub_hand_over(h);
+}
+
+static void on_hub_turn(uv_check_t *t)
+{
+    hub_end_turn(t->data);
 }
 
 static void post_all(hub *h, uint8_t kind)
@@ -393,12 +459,12 @@ static void direct_done(worker *w)
 }
 
 static const worker_link direct_link_ops = {
-    direct_connect, direct_text, direct_binary, direct_leave,
+    direct_connect, direct_text, direct_binary, direct_leave, direct_drained,
     direct_before_write, nothing, direct_done, NULL,
 };
 
 static const worker_link posted_link_ops = {
-    posted_connect, posted_text, posted_binary, posted_leave,
+    posted_connect, posted_text, posted_binary, posted_leave, posted_drained,
     nothing, posted_turn_end, posted_done, NULL,
 };
 
@@ -417,7 +483,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
         fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
         return -1;
     }
-    chat_io io = { h, io_message_new, io_message_send, io_message_release };
+    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
     h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
     h->workers = calloc(threads, sizeof *h->workers);

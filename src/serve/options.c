@@ -90,6 +90,11 @@ void config_usage(FILE *out)
         "                             messages, least recently used out first, 0: no limit (default 1000000)\n"
         "  --auth-key FILE            logins must carry a JWT signed (HS256) with the secret in FILE\n"
         "                             (see docs/identity.md)\n"
+        "  --history-room-bytes BYTES history bytes kept per room, oldest dropped first,\n"
+        "                             0: no limit (default 20971520)\n"
+        "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
+        "                             0: no limit (default 1073741824)\n"
+        "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"
         "  -h, --help                 this text\n"
         "  --version                  the version\n");
 }
@@ -141,6 +146,7 @@ enum {
     OPT_ORIGIN, OPT_WS_URL, OPT_HISTORY, OPT_RESUME_CAP, OPT_KEEP_MESSAGES, OPT_KEEP_DAYS,
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
+    OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
 };
 
 static const struct option long_opts[] = {
@@ -171,6 +177,9 @@ static const struct option long_opts[] = {
     {"trusted-proxy", required_argument, 0, OPT_TRUSTED_PROXY},
     {"keep-identities", required_argument, 0, OPT_KEEP_IDENTITIES},
     {"auth-key", required_argument, 0, OPT_AUTH_KEY},
+    {"history-room-bytes", required_argument, 0, OPT_HISTORY_ROOM_BYTES},
+    {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
+    {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -238,6 +247,15 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_KEEP_MESSAGES:
         if (parse_whole(name, arg, 0, 4e9, &v)) return -1;
         cfg->retention.max_per_room = (unsigned)v;
+        return 0;
+    case OPT_HISTORY_ROOM_BYTES:
+    case OPT_HISTORY_BYTES:
+        if (parse_whole(name, arg, 0, 1e15, &v)) return -1;
+        *(opt == OPT_HISTORY_BYTES ? &cfg->retention.max_bytes : &cfg->retention.max_room_bytes) = (uint64_t)v;
+        return 0;
+    case OPT_ROOMS_PER_MINUTE:
+        if (parse_whole(name, arg, 0, 1e7, &v)) return -1;
+        cfg->chat.rooms_per_minute = (unsigned)v;
         return 0;
     case OPT_KEEP_DAYS:
         if (option_number(name, arg, 0, 365000, &v)) return -1;
@@ -390,6 +408,9 @@ int config_parse(server_config *cfg, int argc, char **argv)
         fprintf(stderr, "tagarela: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    /* A piece of history or of a user list must fit the queue it goes
+     * into, with room to spare for live messages. */
+    if (cfg->chat.chunk_bytes > cfg->outbound_cap / 4) cfg->chat.chunk_bytes = cfg->outbound_cap / 4;
     if (cfg->ws.port != 0 && cfg->ws.port == cfg->http.port && strcmp(cfg->ws.host, cfg->http.host) == 0) {
         fprintf(stderr, "tagarela: --ws and --http cannot share a port\n");
         return -1;

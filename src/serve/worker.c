@@ -251,6 +251,9 @@ static void worker_handle(worker *w, xmsg *m)
     case XM_RELEASE:
         conn_release(m->c);
         break;
+    case XM_WANT_DRAIN:
+        m->c->want_drain = true;
+        break;
     case XM_ABORT:
         if (m->c) conn_abort(m->c);
         else worker_abort_all(w);

@@ -52,6 +52,7 @@ typedef struct worker_link {
     /* The connection is ending; true when the hub still holds it (the
      * memory must stay until conn_release). */
     bool (*leave)(conn *c);
+    void (*drained)(conn *c);           /* its queue emptied, as the chat asked */
     void (*before_write)(worker *w);    /* this turn's writes are about to go out */
     void (*turn_end)(worker *w);        /* the turn is over: hand its events on */
     void (*done)(worker *w);            /* stopped: its loop has nothing left */

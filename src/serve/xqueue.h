@@ -26,6 +26,8 @@ enum xmsg_kind {
     XM_SEND, XM_RELEASE, XM_NEWCONN, XM_STOP, XM_ABORT, /* hub -> worker */
     XM_RESUME,                                          /* hub -> worker: read it again */
     XM_DONE,                                             /* worker -> hub: its loop ended */
+    XM_WANT_DRAIN,                                       /* hub -> worker: tell when written */
+    XM_DRAINED,                                          /* worker -> hub: it is */
 };
 
 typedef struct xvec {

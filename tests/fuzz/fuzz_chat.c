@@ -29,7 +29,8 @@ static long live_msgs;
 static void *msg_new(void *ctx, const char *json, size_t n)
 {
     json_error_t err;
-    json_t *v = json_loadb(json, n, 0, &err);
+    /* "\u0000" is valid JSON and a valid code point of content */
+    json_t *v = json_loadb(json, n, JSON_ALLOW_NUL, &err);
     if (!v || !json_is_object(v) || !json_is_string(json_object_get(v, "type"))) abort();
     json_decref(v);
     if (!utf8_valid((const uint8_t *)json, n)) abort();
@@ -58,7 +59,7 @@ static store *open_store(void)
     static store st;
     char dir[] = "/tmp/tagarela-fuzz-chat-XXXXXX";
     if (!mkdtemp(dir)) abort();
-    store_limits lim = {.max_per_room = 200, .max_age = 0};
+    store_limits lim = {.max_per_room = 200, .max_age = 0, .max_room_bytes = 4096, .max_bytes = 16384};
     char err[256];
     if (store_sqlite_open(&st, dir, &lim, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
@@ -75,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     chat_limits_defaults(&lim);
     lim.max_name = 8;
     lim.max_content = 64;
-    chat_io io = {NULL, msg_new, msg_send, msg_release};
+    lim.chunk_bytes = 400;     /* history and user lists in pieces */
+    chat_io io = {NULL, msg_new, msg_send, msg_release, NULL};
     chat *c = chat_new(&lim, &io, 1000, st);
     if (!c) abort();
     chat_user *users[SLOTS] = {0};
@@ -91,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 0:
             if (users[slot]) break;
             slot_alive[slot] = 1;
-            users[slot] = chat_connect(c, (void *)(intptr_t)slot);
+            users[slot] = chat_connect(c, (void *)(intptr_t)slot, &op, 1);
             if (!users[slot]) abort();
             break;
         case 1: {
@@ -114,7 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             slot_alive[slot] = 0;
             break;
         }
-        if (st->ops->commit(st->impl) != 0) abort();
+        /* The turn's end: its says committed, its output handed over. */
+        chat_end_turn(c);
     }
     for (int s = 0; s < SLOTS; s++)
         if (users[s]) {
