@@ -45,8 +45,6 @@ def resumed(client, last_id):
     return (not client.alive) or set(range(1, last_id + 1)) <= set(history_ids(client))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: history is one giant frame, the "
-                   "resuming client is closed with 1008")
 def test_resume_of_300_maximum_size_messages_arrives_whole(make_server):
     srv = make_server()
     last = fill_room(srv.ws_port, "big", 300)
@@ -65,8 +63,6 @@ def test_resume_of_300_maximum_size_messages_arrives_whole(make_server):
         mon.check(RESUME_100_RSS_BOUND, "one resume of %d messages" % last)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: each resume builds one ~10 MB history "
-                   "frame; 100 at once cost ~1 GB and all are closed")
 def test_100_resumes_at_once_stay_within_bounded_memory(make_server):
     srv = make_server()
     last = fill_room(srv.ws_port, "big", 300)

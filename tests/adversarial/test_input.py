@@ -111,8 +111,6 @@ def test_flood_of_says_before_login_and_past_the_rate_with_threads(make_server):
 ROOM_FLOOD = 150
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: rooms cost nothing to create, no limit "
-                   "per address")
 def test_room_creation_flood_from_one_address_is_limited(make_server):
     srv = make_server()
     with HonestRoom(srv.ws_port, readers=2) as room:
