@@ -1,16 +1,18 @@
 // Browser test of history and user lists that come in several pieces
 // ("more": true on all but the last), against the real server binary.
 //
-// The server runs with --outbound-cap 1024: its pieces stay under a quarter
-// of it (256 bytes), so a room of five long names and a few says is enough
-// to make both the user list and the history come in pieces.
+// The server runs with --outbound-cap 1100: its pieces stay under a quarter
+// of it (275 bytes), so a room of five long names and a few says is enough
+// to make both the user list and the history come in pieces. (A cap that
+// small needs short maximum says too: the server refuses a cap that a
+// maximum say, escaped, could not fit.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   setUp, tearDown, login, waitIn, waitMessage, waitUsers, countText, duplicateIds, shownMessages, say,
 } from './lib.mjs';
 
-before(() => setUp({ extra: ['--outbound-cap', '1024'] }));
+before(() => setUp({ extra: ['--outbound-cap', '1100', '--max-content', '54', '--max-name', '30'] }));
 after(() => tearDown());
 
 const long = (name) => `${name} ${'x'.repeat(28 - name.length)}`;
