@@ -229,3 +229,19 @@ async def close_all(clients):
 
 
 ConnectionClosed = websockets.exceptions.ConnectionClosed
+
+
+def sanitized():
+    """True for a server built with ASan, which keeps freed memory in
+    quarantine: its RSS says nothing of the server's own bounds."""
+    from server_proc import BIN
+    with open(BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

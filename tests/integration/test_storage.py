@@ -25,27 +25,13 @@ import time
 
 import pytest
 
-from helpers import Client, async_test, check_error, close_all
-from server_proc import BIN
+from helpers import Client, async_test, check_error, close_all, rss_kib, sanitized
 
 # Contract: 64 KiB of JSON at most in one history or user_list message.
 BUDGET = 64 * 1024
 # A maximum-size say: 4096 code points that each escape to 6 bytes.
 BIG = '"' * 4096
 ID_RE = re.compile(rb'"id":(\d+)[,}]')
-
-
-def sanitized():
-    with open(BIN, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 async def post_many(c, n, content=BIG):
