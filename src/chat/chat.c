@@ -338,6 +338,14 @@ static void sweep_rates(chat *c, uint64_t now_ms)
     c->rates_after_sweep = c->rates.count;
 }
 
+/* A room that has a history is not new when its last member comes back
+ * to it: only rooms never spoken in count against rooms_per_minute. */
+static bool room_has_history(chat *c, const char *id, size_t len)
+{
+    uint64_t last = 0;
+    return c->store && c->store->ops->last_id(c->store->impl, id, len, &last) == 0 && last > 0;
+}
+
 /* A room costs its table entry and, once someone speaks, rows on disk: a
  * client key brings up at most rooms_per_minute of them a minute. */
 static bool may_create_room(chat *c, chat_user *u, uint64_t now_ms)
@@ -801,7 +809,8 @@ static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, l
         send_error(c, u, "bad_token", "the token does not allow this room");
         return;
     }
-    if (!dict_get(&c->rooms, id, (size_t)id_len) && !may_create_room(c, u, now_ms)) {
+    if (!dict_get(&c->rooms, id, (size_t)id_len) && !room_has_history(c, id, (size_t)id_len) &&
+        !may_create_room(c, u, now_ms)) {
         send_error(c, u, "too_many_rooms", "too many new rooms from your address; try again in a minute");
         return;
     }

@@ -316,6 +316,10 @@ void conn_abort(conn *c)
     if (c->closed) return;
     c->closed = true;
     leave_chat(c);
+    /* The socket closes here: its address may connect again at once, also
+     * to another loop, while this one or the hub still holds the memory. */
+    ip_release(c->w->ips, c->ip);
+    c->ip = NULL;
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 

@@ -2403,6 +2403,29 @@ static int w_conn_key(world *w, const char *key)
     return i;
 }
 
+/* A room with a history that empties and comes back is no new room: its
+ * last member may leave and return as often as they like. */
+static void test_room_with_history_comes_back_free(void **state)
+{
+    chat_limits l = test_limits();
+    l.rooms_per_minute = 1;
+    world *w = w_open(state, &l, 1, true);
+    int a = w_conn_key(w, "10.0.0.1");
+    w_login_room(w, a, "a", "\"talk\"");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"kept\"}");
+    pop_type(w, a, "say");
+    for (int k = 0; k < 5; k++) {
+        w_disconnect(w, a, 0);
+        a = w_conn_key(w, "10.0.0.1");
+        w_login_room(w, a, "a", "\"talk\"");
+        drain_all(w);
+    }
+    /* a room never spoken in still counts */
+    int b = w_conn_key(w, "10.0.0.1");
+    w_send(w, b, "{\"type\":\"login\",\"name\":\"b\",\"room_id\":\"new\"}");
+    expect_error(w, b, "too_many_rooms");
+}
+
 static void test_rooms_per_minute_per_key(void **state)
 {
     chat_limits l = test_limits();
@@ -2518,6 +2541,7 @@ int main(void)
         T(test_history_in_pieces_as_the_connection_drains),
         T(test_history_piece_pending_when_client_leaves),
         T(test_user_list_in_pieces),
+        T(test_room_with_history_comes_back_free),
         T(test_rooms_per_minute_per_key),
         T(test_rooms_per_minute_table_is_swept),
     };
