@@ -297,7 +297,9 @@ static void send_error(chat *c, chat_user *u, const char *code, const char *mess
 
 /* ---- rooms and uids -------------------------------------------------- */
 
-static room *room_get(chat *c, const char *id, size_t len)
+/* The room, brought up when it has no member. last_id: the room's last id
+ * when the caller has read it already (NULL: read it here). */
+static room *room_get(chat *c, const char *id, size_t len, const uint64_t *last_id)
 {
     room *r = dict_get(&c->rooms, id, len);
     if (r) return r;
@@ -312,8 +314,12 @@ static room *room_get(chat *c, const char *id, size_t len)
     r->id[len] = '\0';
     r->id_len = len;
     /* Ids continue where the room left off, across restarts. */
-    if ((c->store && c->store->ops->last_id(c->store->impl, r->id, len, &r->last_id) < 0) ||
-        dict_put(&c->rooms, r->id, len, r) < 0) {
+    if (last_id) r->last_id = *last_id;
+    else if (c->store && c->store->ops->last_id(c->store->impl, r->id, len, &r->last_id) < 0) {
+        room_free(r);
+        return NULL;
+    }
+    if (dict_put(&c->rooms, r->id, len, r) < 0) {
         room_free(r);
         return NULL;
     }
@@ -338,13 +344,6 @@ static void sweep_rates(chat *c, uint64_t now_ms)
     c->rates_after_sweep = c->rates.count;
 }
 
-/* A room that has a history is not new when its last member comes back
- * to it: only rooms never spoken in count against rooms_per_minute. */
-static bool room_has_history(chat *c, const char *id, size_t len)
-{
-    uint64_t last = 0;
-    return c->store && c->store->ops->last_id(c->store->impl, id, len, &last) == 0 && last > 0;
-}
 
 /* A room costs its table entry and, once someone speaks, rows on disk: a
  * client key brings up at most rooms_per_minute of them a minute. */
@@ -738,9 +737,9 @@ static void send_session(chat *c, chat_user *u, const login_identity *li)
 /* The login's checks passed (its escaped name is in c->tmp): into the room,
  * then the contract's sequence: user_list, login broadcast, session, history. */
 static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_len,
-                 const login_identity *li, uint64_t now_ms)
+                 const login_identity *li, uint64_t now_ms, const uint64_t *last_id)
 {
-    room *r = room_get(c, id, id_len);
+    room *r = room_get(c, id, id_len, last_id);
     char *name = malloc(c->tmp.len + 1);
     if (!r || !name) {
         free(name);
@@ -809,8 +808,15 @@ static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, l
         send_error(c, u, "bad_token", "the token does not allow this room");
         return;
     }
-    if (!dict_get(&c->rooms, id, (size_t)id_len) && !room_has_history(c, id, (size_t)id_len) &&
-        !may_create_room(c, u, now_ms)) {
+    /* A room with no member comes up with this login: new unless it has a
+     * history (its last member may come back as often as they like). */
+    bool up = dict_get(&c->rooms, id, (size_t)id_len) != NULL;
+    uint64_t last_id = 0;
+    if (!up && c->store && c->store->ops->last_id(c->store->impl, id, (size_t)id_len, &last_id) < 0) {
+        send_error(c, u, "unavailable", "the room's history is unavailable; try again");
+        return;
+    }
+    if (!up && last_id == 0 && !may_create_room(c, u, now_ms)) {
         send_error(c, u, "too_many_rooms", "too many new rooms from your address; try again in a minute");
         return;
     }
@@ -818,7 +824,7 @@ static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, l
         send_error(c, u, "unavailable", "your identity could not be stored; try again");
         return;
     }
-    join(c, u, msg, id, (size_t)id_len, li, now_ms);
+    join(c, u, msg, id, (size_t)id_len, li, now_ms, up ? NULL : &last_id);
 }
 
 static void do_login(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
