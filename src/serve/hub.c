@@ -13,6 +13,7 @@
  * worker keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
 #include "hub.h"
+#include "log.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -111,7 +112,7 @@ static void hub_commit(hub *h)
 {
     size_t refused = h->chat ? chat_end_turn(h->chat) : 0;
     if (refused)
-        fprintf(stderr, "tagarela: history commit failed; %zu message(s) refused as unavailable\n", refused);
+        log_event(LOG_ERROR, "history_commit_failed", "refused=%zu", refused);
 }
 
 static void hub_end_turn(hub *h);
@@ -406,7 +407,7 @@ static void on_trim(uv_timer_t *t)
 {
     hub *h = t->data;
     if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
-        fprintf(stderr, "tagarela: history retention pass failed\n");
+        log_event(LOG_ERROR, "history_trim_failed", "");
 }
 
 /* ---- counters for the web port -------------------------------------------- */

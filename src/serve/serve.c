@@ -1,18 +1,24 @@
 /* serve.c -- `tagarela serve` as a process: its options, the data
- * directory, the listeners, the signals, and running until a clean
- * shutdown. The chat and the loops are the hub's (hub.c). */
+ * directory, the listeners, the signals (SIGHUP: reload), telling systemd
+ * it is ready, and running until a clean shutdown. The chat and the loops
+ * are the hub's (hub.c). */
 #include "serve.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "hub.h"
+#include "log.h"
 #include "options.h"
 #include "sys.h"
 
@@ -20,8 +26,11 @@ typedef struct serve_proc {
     uv_loop_t loop;
     hub hub;
     uv_tcp_t ws_listener, http_listener;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    const server_config *cfg;
 } serve_proc;
+
+static void sd_notify(const char *state);
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -66,10 +75,12 @@ static void print_listening(uv_tcp_t *h, const char *what)
         uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
         port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
         printf("%s listening on [%s]:%d\n", what, ip, port);
+        log_event(LOG_INFO, "listening", "listener=%s host=%s port=%d", what, ip, port);
     } else {
         uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
         port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
         printf("%s listening on %s:%d\n", what, ip, port);
+        log_event(LOG_INFO, "listening", "listener=%s host=%s port=%d", what, ip, port);
     }
     fflush(stdout);
 }
@@ -79,7 +90,10 @@ static void print_listening(uv_tcp_t *h, const char *what)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     serve_proc *p = sig->data;
+    log_event(LOG_INFO, "signal", "name=%s stopping=%s", signum == SIGINT ? "INT" : "TERM",
+              p->hub.stopping ? "now" : "clean");
     if (!p->hub.stopping) {
+        sd_notify("STOPPING=1");
         uv_close((uv_handle_t *)&p->ws_listener, NULL);
         uv_close((uv_handle_t *)&p->http_listener, NULL);
     }
@@ -92,6 +106,108 @@ static void on_hub_done(hub *h)
     serve_proc *p = (serve_proc *)((char *)h - offsetof(serve_proc, hub));
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
+    uv_close((uv_handle_t *)&p->sighup, NULL);
+}
+
+/* Tells systemd (Type=notify) how the service is doing: one datagram to
+ * $NOTIFY_SOCKET, a path or, starting with '@', an abstract name. Without
+ * the variable (not under systemd) there is no one to tell. */
+static void sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0 || n >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@')) return;
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@') sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+        log_event(LOG_WARN, "notify_failed", "socket=%s error=%s", path, strerror(errno));
+    close(fd);
+}
+
+/* An option a reload found changed. */
+static void reload_changed(const char *key, bool applied)
+{
+    log_event(applied ? LOG_INFO : LOG_WARN, "reload_option", "key=%s applied=%s restart=%s", key,
+              applied ? "yes" : "no", applied ? NULL : "needed");
+}
+
+/* The options held in plain fields, by the name of their key. */
+static const struct { const char *key; size_t off, len; } plain_options[] = {
+#define PLAIN(key, field) { key, offsetof(server_config, field), sizeof ((server_config *)0)->field }
+    PLAIN("ws", ws), PLAIN("http", http), PLAIN("max-message", max_message),
+    PLAIN("max-header", max_header), PLAIN("ping-interval", ping_interval_ms),
+    PLAIN("idle-timeout", idle_timeout_ms), PLAIN("handshake-timeout", handshake_timeout_ms),
+    PLAIN("write-timeout", write_timeout_ms), PLAIN("message-timeout", message_timeout_ms),
+    PLAIN("partial-budget", partial_budget), PLAIN("outbound-cap", outbound_cap),
+    PLAIN("max-conns-per-ip", max_conns_per_ip), PLAIN("threads", threads),
+    PLAIN("max-name", chat.max_name), PLAIN("max-content", chat.max_content),
+    PLAIN("rate", chat.rate), PLAIN("burst", chat.burst), PLAIN("history", chat.history),
+    PLAIN("resume-cap", chat.resume_cap), PLAIN("rooms-per-minute", chat.rooms_per_minute),
+    PLAIN("keep-messages", retention.max_per_room), PLAIN("keep-days", retention.max_age),
+    PLAIN("keep-identities", retention.max_identities),
+    PLAIN("history-room-bytes", retention.max_room_bytes), PLAIN("history-bytes", retention.max_bytes),
+#undef PLAIN
+};
+
+static void report_unapplied(const server_config *cfg, const server_config *old)
+{
+    for (size_t i = 0; i < sizeof plain_options / sizeof plain_options[0]; i++) {
+        const char *a = (const char *)cfg + plain_options[i].off, *b = (const char *)old + plain_options[i].off;
+        if (memcmp(a, b, plain_options[i].len) != 0) reload_changed(plain_options[i].key, false);
+    }
+    if (cfg->n_trusted != old->n_trusted ||
+        memcmp(cfg->trusted, old->trusted, sizeof cfg->trusted[0] * (size_t)cfg->n_trusted) != 0)
+        reload_changed("trusted-proxy", false);
+    if (cfg->auth_key_len != old->auth_key_len || memcmp(cfg->auth_key, old->auth_key, cfg->auth_key_len) != 0)
+        reload_changed("auth-key", false);
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* SIGHUP: the options are read again, file and command line. Only the log
+ * level changes live: the others are read by the loops' threads with no
+ * lock, so a change to them waits for a restart, and each one found
+ * changed is logged as such. */
+static void on_reload(uv_signal_t *sig, int signum)
+{
+    serve_proc *p = sig->data;
+    const server_config *old = p->cfg;
+    sd_notify("RELOADING=1");
+    server_config *cfg = malloc(sizeof *cfg);
+    if (!cfg) {
+        log_event(LOG_ERROR, "reload_failed", "error=%s", "out of memory");
+        sd_notify("READY=1");
+        return;
+    }
+    config_defaults(cfg);
+    int rc = config_parse(cfg, old->argc, old->argv);
+    if (rc != 0) {
+        log_event(LOG_ERROR, "reload_failed", "config=%s error=%s", old->config_path,
+                  "invalid configuration (see the line above); nothing changed");
+    } else {
+        if (cfg->log_level != old->log_level) {
+            log_set_level(cfg->log_level);
+            reload_changed("log-level", true);
+        }
+        if (cfg->log_format != old->log_format) reload_changed("log-format", false);
+        if (str_differs(cfg->data_dir, old->data_dir)) reload_changed("data", false);
+        if (str_differs(cfg->ws_url, old->ws_url)) reload_changed("ws-url", false);
+        bool origins = cfg->n_origins != old->n_origins;
+        for (int i = 0; !origins && i < cfg->n_origins; i++) origins = str_differs(cfg->origins[i], old->origins[i]);
+        if (origins) reload_changed("origin", false);
+        report_unapplied(cfg, old);
+        log_event(LOG_INFO, "reloaded", "config=%s", old->config_path);
+    }
+    config_free(cfg);
+    free(cfg);
+    sd_notify("READY=1");
 }
 
 static int start_process_handles(serve_proc *p, const server_config *cfg)
@@ -100,9 +216,11 @@ static int start_process_handles(serve_proc *p, const server_config *cfg)
     if (listen_on(p, &p->http_listener, &cfg->http, "http") < 0) return -1;
     uv_signal_init(&p->loop, &p->sigint);
     uv_signal_init(&p->loop, &p->sigterm);
-    p->sigint.data = p->sigterm.data = p;
+    uv_signal_init(&p->loop, &p->sighup);
+    p->sigint.data = p->sigterm.data = p->sighup.data = p;
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&p->sighup, on_reload, SIGHUP);
     return 0;
 }
 
@@ -139,6 +257,7 @@ static int serve_run(const server_config *cfg)
     if (prepare_data_dir(cfg->data_dir) < 0) return 1;
     serve_proc p;
     memset(&p, 0, sizeof p);
+    p.cfg = cfg;
     if (uv_loop_init(&p.loop) < 0) return 1;
     int rc = hub_init(&p.hub, cfg, &p.loop, cfg->threads ? cfg->threads : usable_cores());
     p.hub.on_done = on_hub_done;
@@ -147,6 +266,9 @@ static int serve_run(const server_config *cfg)
     if (rc == 0) {
         print_listening(&p.ws_listener, "ws");
         print_listening(&p.http_listener, "http");
+        log_event(LOG_INFO, "started", "version=%s threads=%u data=%s", TAGARELA_VERSION,
+                  p.hub.n_workers, cfg->data_dir);
+        sd_notify("READY=1");
         uv_run(&p.loop, UV_RUN_DEFAULT);
         hub_join(&p.hub);
     } else {
@@ -166,6 +288,12 @@ int serve_main(int argc, char **argv)
     server_config cfg;
     config_defaults(&cfg);
     int rc = config_parse(&cfg, argc, argv);
-    if (rc != 0) return rc > 0 ? 0 : 2;
-    return serve_run(&cfg);
+    if (rc == 0) {
+        log_setup(cfg.log_format, cfg.log_level);
+        rc = serve_run(&cfg);
+    } else {
+        rc = rc > 0 ? 0 : 2;
+    }
+    config_free(&cfg);
+    return rc;
 }

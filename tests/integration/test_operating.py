@@ -1,0 +1,250 @@
+"""Running tagarela as a service (issue 14): the --config file and its
+precedence, --check-config, the event log (logfmt / JSON, levels, no
+timestamps under journald, no message contents), SIGHUP reload and the
+systemd readiness notification."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from server_proc import BIN
+from wsraw import RawWS
+
+
+def log_lines(srv):
+    return [json.loads(l) for l in srv.stderr(1 << 20).splitlines() if l.startswith("{")]
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.02)
+    return pred()
+
+
+def wait_event(srv, event, timeout=5.0, **fields):
+    def find():
+        return [e for e in log_lines(srv) if e.get("event") == event and
+                all(e.get(k) == v for k, v in fields.items())]
+    found = wait_for(find, timeout)
+    assert found, "no %s %r in the log:\n%s" % (event, fields, srv.stderr())
+    return found[-1]
+
+
+def write_conf(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def run_serve(*args, env=None):
+    return subprocess.run([BIN, "serve", *map(str, args)], capture_output=True,
+                          text=True, timeout=10, env=env)
+
+
+# ---- the config file ----------------------------------------------------------
+
+def send_big(port, size):
+    """A text message of size bytes; the close code it brings, or None."""
+    ws = RawWS(port)
+    ws.send_text("x" * size)
+    ws.send_ping(b"still-open")
+    while True:
+        try:
+            f = ws.recv_frame(3.0)
+        except Exception:
+            return None
+        if f.opcode == 0x8:
+            return f.close_code
+        if f.opcode == 0xA:
+            ws.close()
+            return None
+
+
+def test_config_file_sets_options_and_command_line_overrides_it(make_server, tmp_path):
+    conf = write_conf(tmp_path / "t.conf",
+                      "# comment line\n"
+                      "max-message 200      # a comment after a blank\n"
+                      "log-format = json\n"
+                      "\n"
+                      "rate=20\n")
+    srv = make_server("--config", conf)
+    assert send_big(srv.ws_port, 300) == 1009
+    wait_event(srv, "close", code=1009, reason="message too big")
+    srv2 = make_server("--config", conf, "--max-message", "1000")
+    assert send_big(srv2.ws_port, 300) is None
+
+
+def test_command_line_origins_replace_the_files(make_server, tmp_path):
+    conf = write_conf(tmp_path / "t.conf", "origin http://file.example\n")
+    srv = make_server("--config", conf, "--origin", "http://cli.example")
+    RawWS(srv.ws_port, origin="http://cli.example").close()
+    ws = RawWS(srv.ws_port, origin="http://file.example", handshake=False)
+    with pytest.raises(AssertionError, match="403"):
+        ws.handshake()
+    ws.close()
+
+
+@pytest.mark.parametrize("text,says", [
+    ("bogus 1\n", "t.conf:1: 'bogus' is not a setting"),
+    ("# ok\nrate fast\n", "rate wants a number"),
+    ("# ok\n\nrate fast\n", "t.conf, line 3"),
+    ("max-message\n", "t.conf:1: max-message needs a value"),
+    ("config other.conf\n", "'config' is not a setting"),
+    ("check-config 1\n", "'check-config' is not a setting"),
+    ("log-level loud\n", "error, warn, info or debug"),
+    ("log-format xml\n", "logfmt or json"),
+    ("ws nowhere\n", "HOST:PORT"),
+])
+def test_config_errors_exit_2_naming_the_line(tmp_path, text, says):
+    conf = write_conf(tmp_path / "t.conf", text)
+    r = run_serve("--config", conf, "--check-config")
+    assert r.returncode == 2, r
+    assert says in r.stderr, r.stderr
+    r = run_serve("--config", conf, "--ws", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--data", tmp_path / "d")
+    assert r.returncode == 2 and says in r.stderr, r
+
+
+def test_config_file_unreadable_or_binary(tmp_path):
+    r = run_serve("--config", tmp_path / "missing.conf")
+    assert r.returncode == 2 and "missing.conf" in r.stderr, r
+    (tmp_path / "nul.conf").write_bytes(b"rate 5\n\0\n")
+    r = run_serve("--config", tmp_path / "nul.conf", "--check-config")
+    assert r.returncode == 2 and "NUL" in r.stderr, r
+    (tmp_path / "big.conf").write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    r = run_serve("--config", tmp_path / "big.conf", "--check-config")
+    assert r.returncode == 2 and "1 MiB" in r.stderr, r
+
+
+def test_check_config_valid_exits_0_without_serving(tmp_path):
+    conf = write_conf(tmp_path / "t.conf", "ws 127.0.0.1:1\nhttp 127.0.0.1:2\nrate 5\n")
+    r = run_serve("--config", conf, "--check-config")
+    assert r.returncode == 0, r
+    assert "valid" in r.stdout and conf in r.stdout
+    # the combined check still runs: a say larger than the outbound cap
+    r = run_serve("--config", conf, "--max-content", "1000000", "--check-config")
+    assert r.returncode == 2 and "--outbound-cap" in r.stderr, r
+
+
+# ---- the event log ---------------------------------------------------------------
+
+def test_log_lines_for_each_close_reason(make_server):
+    srv = make_server("--log-format", "json", "--max-message", "200",
+                      "--idle-timeout", "0.5", "--ping-interval", "10")
+    wait_event(srv, "listening", listener="ws", port=srv.ws_port)
+    wait_event(srv, "started")
+
+    ws = RawWS(srv.ws_port)                      # the client closes
+    ws.send_close(1000)
+    ws.expect_close()
+    e = wait_event(srv, "close", code=1000, by="client")
+    assert e["level"] == "info" and e["addr"] == "127.0.0.1" and "time" in e
+
+    assert send_big(srv.ws_port, 300) == 1009     # too big
+    e = wait_event(srv, "close", code=1009)
+    assert e["level"] == "warn" and e["by"] == "server" and e["addr"] == "127.0.0.1"
+
+    ws = RawWS(srv.ws_port)                      # invalid UTF-8
+    ws.send_text(b"\xff\xfe")
+    assert ws.expect_close()[0] == 1007
+    wait_event(srv, "close", code=1007, reason="invalid UTF-8")
+
+    ws = RawWS(srv.ws_port)                      # idle
+    assert ws.expect_close(timeout=5)[0] == 1008
+    wait_event(srv, "close", code=1008, reason="idle timeout")
+
+    srv.terminate()
+    assert any(e.get("event") == "signal" and e.get("name") == "TERM" for e in log_lines(srv))
+
+
+def test_log_never_holds_contents_or_tokens(make_server):
+    srv = make_server("--log-format", "json")
+    ws = RawWS(srv.ws_port)
+    ws.login("SecretName")
+    ws.send_json({"type": "say", "content": "the-secret-content"})
+    assert ws.recv_json()["type"] == "say"
+    ws.send_close(1000)
+    ws.expect_close()
+    wait_event(srv, "close", code=1000)
+    text = srv.stderr(1 << 20)
+    for secret in ("SecretName", "the-secret-content", ws.token):
+        assert secret not in text, text
+
+
+def test_logfmt_levels_and_journald(make_server):
+    env = dict(os.environ, JOURNAL_STREAM="8:12345")
+    srv = make_server("--log-level", "warn", env=env)
+    ws = RawWS(srv.ws_port)
+    ws.send_close(1000)
+    ws.expect_close()
+    ws = RawWS(srv.ws_port)
+    ws.send_text(b"\xff")
+    assert ws.expect_close()[0] == 1007
+    line = wait_for(lambda: [l for l in srv.stderr().splitlines() if "code=1007" in l])
+    assert line, srv.stderr()
+    assert line[0] == 'level=warn event=close code=1007 reason="invalid UTF-8" by=server addr=127.0.0.1'
+    # info lines (listening, the client's close) are below the level
+    assert "level=info" not in srv.stderr() and "time=" not in srv.stderr()
+
+
+# ---- SIGHUP --------------------------------------------------------------------
+
+def test_sighup_reloads_log_level_and_says_what_needs_a_restart(make_server, tmp_path):
+    path = tmp_path / "t.conf"
+    write_conf(path, "log-format json\nlog-level warn\nrate 20\n")
+    srv = make_server("--config", str(path))
+    ws = RawWS(srv.ws_port)
+    ws.send_close(1000)
+    ws.expect_close()
+    time.sleep(0.2)
+    assert not [e for e in log_lines(srv) if e.get("event") == "close"]
+
+    write_conf(path, "log-format json\nlog-level info\nrate 5\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    e = wait_event(srv, "reload_option", key="log-level")
+    assert e["applied"] == "yes"
+    e = wait_event(srv, "reload_option", key="rate")
+    assert e["applied"] == "no" and e["restart"] == "needed" and e["level"] == "warn"
+    wait_event(srv, "reloaded")
+    ws = RawWS(srv.ws_port)
+    ws.send_close(1000)
+    ws.expect_close()
+    wait_event(srv, "close", code=1000)
+
+    # a broken file changes nothing and the server goes on
+    write_conf(path, "log-format json\nlog-level warn\nrate fast\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_event(srv, "reload_failed")
+    ws = RawWS(srv.ws_port)
+    ws.send_close(1000)
+    ws.expect_close()
+    assert wait_for(lambda: len([e for e in log_lines(srv) if e.get("event") == "close"]) == 2)
+
+
+# ---- systemd's notification -------------------------------------------------------
+
+def test_notify_socket_hears_ready_reloading_stopping(make_server, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    try:
+        srv = make_server(env=dict(os.environ, NOTIFY_SOCKET=path))
+        assert sock.recv(256) == b"READY=1"
+        # READY comes once the listeners accept
+        RawWS(srv.ws_port).close()
+        srv.proc.send_signal(signal.SIGHUP)
+        assert sock.recv(256) == b"RELOADING=1"
+        assert sock.recv(256) == b"READY=1"
+        assert srv.terminate() == 0
+        assert sock.recv(256) == b"STOPPING=1"
+    finally:
+        sock.close()
