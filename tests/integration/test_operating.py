@@ -248,3 +248,133 @@ def test_notify_socket_hears_ready_reloading_stopping(make_server, tmp_path):
         assert sock.recv(256) == b"STOPPING=1"
     finally:
         sock.close()
+
+
+# ---- man pages, install, the systemd unit ---------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MAN = os.path.join(REPO, "man")
+PAGES = ["tagarela.1", "tagarela-serve.1", "tagarela-capture.1", "tagarela-bench.1",
+         "tagarela.conf.5"]
+
+
+def require(tool):
+    import shutil
+    if not shutil.which(tool):
+        pytest.skip("%s is not installed (scripts/install-deps.sh --test installs it)" % tool)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_man_page_is_clean_mdoc(page):
+    require("mandoc")
+    r = subprocess.run(["mandoc", "-Tlint", "-W", "warning", os.path.join(MAN, page)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stdout and not r.stderr, r.stdout + r.stderr
+
+
+def help_options(text):
+    """The options a --help text lists: each line's leading -x / --xxx."""
+    import re
+    opts = set()
+    for line in text.splitlines():
+        m = re.match(r"^\s+((?:-[\w-]+(?:[= ][A-Z]+)?,?\s)+)", line + " ")
+        if m:
+            opts |= set(re.findall(r"(--?[a-zA-Z][\w-]*)", m.group(1)))
+    return opts
+
+
+def man_options(page):
+    """The options a page describes: its .It Fl items."""
+    import re
+    opts = set()
+    with open(os.path.join(MAN, page)) as f:
+        for line in f:
+            if line.startswith(".It Fl"):
+                opts |= {"-" + o for o in re.findall(r"Fl (-?[\w-]+)", line)}
+    return opts
+
+
+@pytest.mark.parametrize("cmd,page", [("serve", "tagarela-serve.1"),
+                                      ("capture", "tagarela-capture.1"),
+                                      ("bench", "tagarela-bench.1")])
+def test_help_and_man_page_list_the_same_options(cmd, page):
+    r = subprocess.run([BIN, cmd, "--help"], capture_output=True, text=True)
+    in_help = help_options(r.stdout + r.stderr)
+    assert len(in_help) > 10, (r.stdout, r.stderr)
+    in_man = man_options(page)
+    assert in_help - in_man == set(), "in --help, not in %s" % page
+    assert in_man - in_help == set(), "in %s, not in --help" % page
+
+
+def test_main_help_commands_in_tagarela_1():
+    r = subprocess.run([BIN, "--help"], capture_output=True, text=True)
+    text = open(os.path.join(MAN, "tagarela.1")).read()
+    for cmd in ("serve", "capture", "bench"):
+        assert ("tagarela %s" % cmd) in r.stdout and (".Cm %s" % cmd) in text
+
+
+def make(*args):
+    return subprocess.run(["make", "--no-print-directory", "-C", REPO, *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def tree(root):
+    out = []
+    for d, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+def test_make_install_and_uninstall(tmp_path):
+    dest = tmp_path / "root"
+    build = os.path.dirname(BIN)
+    args = ["DESTDIR=%s" % dest, "PREFIX=/opt/tg", "BUILD=%s" % build]
+    r = make("install", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert tree(dest) == sorted([
+        "etc/tagarela/tagarela.conf", "opt/tg/bin/tagarela",
+        "opt/tg/lib/systemd/system/tagarela.service",
+        "opt/tg/share/man/man1/tagarela-bench.1", "opt/tg/share/man/man1/tagarela-capture.1",
+        "opt/tg/share/man/man1/tagarela-serve.1", "opt/tg/share/man/man1/tagarela.1",
+        "opt/tg/share/man/man5/tagarela.conf.5"])
+    binary = dest / "opt/tg/bin/tagarela"
+    assert subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.startswith("tagarela ")
+    unit = (dest / "opt/tg/lib/systemd/system/tagarela.service").read_text()
+    assert "ExecStart=/opt/tg/bin/tagarela serve --config /etc/tagarela/tagarela.conf\n" in unit
+    # the example config is valid as installed
+    r = subprocess.run([str(binary), "serve", "--config", str(dest / "etc/tagarela/tagarela.conf"),
+                        "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    # an operator's config survives a reinstall and the uninstall
+    conf = dest / "etc/tagarela/tagarela.conf"
+    conf.write_text(conf.read_text() + "rate 7\n")
+    assert make("install", *args).returncode == 0
+    assert conf.read_text().endswith("rate 7\n")
+    r = make("uninstall", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert tree(dest) == ["etc/tagarela/tagarela.conf"]
+    conf.unlink()
+    make("install", *args)
+    assert make("uninstall", *args).returncode == 0
+    assert tree(dest) == []
+
+
+def test_systemd_unit_verifies(tmp_path):
+    require("systemd-analyze")
+    text = open(os.path.join(REPO, "contrib/systemd/tagarela.service")).read()
+    for key in ("Type=notify", "DynamicUser=yes", "StateDirectory=tagarela",
+                "ProtectSystem=strict", "NoNewPrivileges=yes", "LimitNOFILE=",
+                "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert key in text, key
+    # verify checks that ExecStart's binary exists: point it at the tested one
+    unit = tmp_path / "tagarela.service"
+    unit.write_text(text.replace("/usr/bin/tagarela", BIN))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
+    # and it does notice a broken unit
+    unit.write_text(text.replace("/usr/bin/tagarela", BIN).replace("Type=notify", "Type=notifyy"))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 or "notifyy" in r.stderr, r.stdout + r.stderr
