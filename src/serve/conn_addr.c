@@ -118,7 +118,7 @@ void conn_refuse_busy(conn *c)
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
     sbuf_free(&out);
-    log_event(LOG_WARN, "limit", "name=max-conns-per-ip addr=%s", c->addr_text);
+    log_event(LOG_WARN, "limit", "name=%s addr=%s", "max-conns-per-ip", c->addr_text);
     conn_abort(c);
 }
 

@@ -328,12 +328,20 @@ static void on_hub_turn(uv_check_t *t)
     hub_end_turn(t->data);
 }
 
-static void post_all(hub *h, uint8_t kind)
+static void post_all(hub *h, uint8_t kind, void *p, uint32_t n)
 {
     for (unsigned i = 0; i < h->n_workers; i++)
-        xvec_push(&h->out[i], (xmsg){ .kind = kind });
+        xvec_push(&h->out[i], (xmsg){ .kind = kind, .p = p, .n = n });
     uv_timer_stop(&h->coalesce);
     hub_hand_over(h);
+}
+
+/* Each loop takes the reloaded options on its own thread, in order with
+ * the rest of its messages: no connection reads a struct being changed. */
+void hub_reload(hub *h, const server_config *cfg, uint32_t gen)
+{
+    if (h->threaded) post_all(h, XM_CONFIG, (void *)cfg, gen);
+    else worker_set_config(&h->workers[0], cfg, gen);
 }
 
 void hub_stop(hub *h)
@@ -341,7 +349,7 @@ void hub_stop(hub *h)
     uint8_t kind = h->stopping ? XM_ABORT : XM_STOP;
     h->stopping = true;
     if (h->threaded) {
-        post_all(h, kind);
+        post_all(h, kind, NULL, 0);
     } else if (kind == XM_STOP) {
         worker_stop(&h->workers[0]);
     } else {

@@ -22,12 +22,21 @@
 #include "options.h"
 #include "sys.h"
 
+/* A reload's options, kept until no loop reads them. */
+typedef struct config_gen {
+    server_config cfg;
+    uint32_t number;
+    struct config_gen *older;
+} config_gen;
+
 typedef struct serve_proc {
     uv_loop_t loop;
     hub hub;
     uv_tcp_t ws_listener, http_listener;
     uv_signal_t sigint, sigterm, sighup;
-    const server_config *cfg;
+    const server_config *cfg;       /* the newest options: the start's, or a reload's */
+    config_gen *gens;               /* the reloads' options, newest first */
+    uint32_t last_gen;              /* the start's are generation 0 */
 } serve_proc;
 
 static void sd_notify(const char *state);
@@ -135,78 +144,147 @@ static void reload_changed(const char *key, bool applied)
               applied ? "yes" : "no", applied ? NULL : "needed");
 }
 
-/* The options held in plain fields, by the name of their key. */
-static const struct { const char *key; size_t off, len; } plain_options[] = {
-#define PLAIN(key, field) { key, offsetof(server_config, field), sizeof ((server_config *)0)->field }
-    PLAIN("ws", ws), PLAIN("http", http), PLAIN("max-message", max_message),
-    PLAIN("max-header", max_header), PLAIN("ping-interval", ping_interval_ms),
-    PLAIN("idle-timeout", idle_timeout_ms), PLAIN("handshake-timeout", handshake_timeout_ms),
-    PLAIN("write-timeout", write_timeout_ms), PLAIN("message-timeout", message_timeout_ms),
-    PLAIN("partial-budget", partial_budget), PLAIN("outbound-cap", outbound_cap),
-    PLAIN("max-conns-per-ip", max_conns_per_ip), PLAIN("threads", threads),
-    PLAIN("max-name", chat.max_name), PLAIN("max-content", chat.max_content),
-    PLAIN("rate", chat.rate), PLAIN("burst", chat.burst), PLAIN("history", chat.history),
-    PLAIN("resume-cap", chat.resume_cap), PLAIN("rooms-per-minute", chat.rooms_per_minute),
-    PLAIN("keep-messages", retention.max_per_room), PLAIN("keep-days", retention.max_age),
-    PLAIN("keep-identities", retention.max_identities),
-    PLAIN("history-room-bytes", retention.max_room_bytes), PLAIN("history-bytes", retention.max_bytes),
+/* The options held in plain fields, by the name of their key; live ones
+ * are read at each event and change on a reload. */
+static const struct { const char *key; size_t off, len; bool live; } plain_options[] = {
+#define PLAIN(key, field, live) { key, offsetof(server_config, field), sizeof ((server_config *)0)->field, live }
+    PLAIN("ping-interval", ping_interval_ms, true), PLAIN("idle-timeout", idle_timeout_ms, true),
+    PLAIN("handshake-timeout", handshake_timeout_ms, true), PLAIN("write-timeout", write_timeout_ms, true),
+    PLAIN("message-timeout", message_timeout_ms, true), PLAIN("partial-budget", partial_budget, true),
+    PLAIN("outbound-cap", outbound_cap, true), PLAIN("max-conns-per-ip", max_conns_per_ip, true),
+    PLAIN("log-level", log_level, true),
+    PLAIN("ws", ws, false), PLAIN("http", http, false), PLAIN("max-message", max_message, false),
+    PLAIN("max-header", max_header, false), PLAIN("threads", threads, false),
+    PLAIN("log-format", log_format, false),
+    PLAIN("max-name", chat.max_name, false), PLAIN("max-content", chat.max_content, false),
+    PLAIN("rate", chat.rate, false), PLAIN("burst", chat.burst, false), PLAIN("history", chat.history, false),
+    PLAIN("resume-cap", chat.resume_cap, false), PLAIN("rooms-per-minute", chat.rooms_per_minute, false),
+    PLAIN("keep-messages", retention.max_per_room, false), PLAIN("keep-days", retention.max_age, false),
+    PLAIN("keep-identities", retention.max_identities, false),
+    PLAIN("history-room-bytes", retention.max_room_bytes, false),
+    PLAIN("history-bytes", retention.max_bytes, false),
 #undef PLAIN
 };
-
-static void report_unapplied(const server_config *cfg, const server_config *old)
-{
-    for (size_t i = 0; i < sizeof plain_options / sizeof plain_options[0]; i++) {
-        const char *a = (const char *)cfg + plain_options[i].off, *b = (const char *)old + plain_options[i].off;
-        if (memcmp(a, b, plain_options[i].len) != 0) reload_changed(plain_options[i].key, false);
-    }
-    if (cfg->n_trusted != old->n_trusted ||
-        memcmp(cfg->trusted, old->trusted, sizeof cfg->trusted[0] * (size_t)cfg->n_trusted) != 0)
-        reload_changed("trusted-proxy", false);
-    if (cfg->auth_key_len != old->auth_key_len || memcmp(cfg->auth_key, old->auth_key, cfg->auth_key_len) != 0)
-        reload_changed("auth-key", false);
-}
 
 static bool str_differs(const char *a, const char *b)
 {
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
-/* SIGHUP: the options are read again, file and command line. Only the log
- * level changes live: the others are read by the loops' threads with no
- * lock, so a change to them waits for a restart, and each one found
- * changed is logged as such. */
+static bool origins_differ(const server_config *a, const server_config *b)
+{
+    bool differ = a->n_origins != b->n_origins;
+    for (int i = 0; !differ && i < a->n_origins; i++) differ = str_differs(a->origins[i], b->origins[i]);
+    return differ;
+}
+
+/* Logs each option the file and command line now give differently. */
+static void report_changes(const server_config *parsed, const server_config *old)
+{
+    for (size_t i = 0; i < sizeof plain_options / sizeof plain_options[0]; i++) {
+        const char *a = (const char *)parsed + plain_options[i].off, *b = (const char *)old + plain_options[i].off;
+        if (memcmp(a, b, plain_options[i].len) != 0) reload_changed(plain_options[i].key, plain_options[i].live);
+    }
+    if (origins_differ(parsed, old)) reload_changed("origin", true);
+    if (str_differs(parsed->data_dir, old->data_dir)) reload_changed("data", false);
+    if (str_differs(parsed->ws_url, old->ws_url)) reload_changed("ws-url", false);
+    if (parsed->n_trusted != old->n_trusted ||
+        memcmp(parsed->trusted, old->trusted, sizeof parsed->trusted[0] * (size_t)parsed->n_trusted) != 0)
+        reload_changed("trusted-proxy", false);
+    if (parsed->auth_key_len != old->auth_key_len || memcmp(parsed->auth_key, old->auth_key, parsed->auth_key_len) != 0)
+        reload_changed("auth-key", false);
+}
+
+/* The next generation: the old options with the live ones as parsed. The
+ * others (listeners, history, the chat's limits, which the chat copied at
+ * start) keep their values, and their strings stay those of the start.
+ * Takes the parsed file's text, which the new origins point into. */
+static void take_live_options(server_config *next, const server_config *old, server_config *parsed)
+{
+    *next = *old;
+    for (size_t i = 0; i < sizeof plain_options / sizeof plain_options[0]; i++)
+        if (plain_options[i].live)
+            memcpy((char *)next + plain_options[i].off, (const char *)parsed + plain_options[i].off,
+                   plain_options[i].len);
+    next->n_origins = parsed->n_origins;
+    memcpy(next->origins, parsed->origins, sizeof next->origins);
+    if (next->chat.auth_key) next->chat.auth_key = next->auth_key;
+    next->file_text = parsed->file_text;
+    parsed->file_text = NULL;
+}
+
+/* Generations no loop reads any more: older than every loop's. */
+static void free_unread_generations(serve_proc *p)
+{
+    uint32_t oldest = p->last_gen;
+    for (unsigned i = 0; i < p->hub.n_workers; i++) {
+        uint32_t g = __atomic_load_n(&p->hub.workers[i].config_gen, __ATOMIC_ACQUIRE);
+        if (g < oldest) oldest = g;
+    }
+    for (config_gen **at = &p->gens; *at; ) {
+        config_gen *g = *at;
+        if (g->number < oldest) {
+            *at = g->older;
+            config_free(&g->cfg);
+            free(g);
+        } else {
+            at = &g->older;
+        }
+    }
+}
+
+/* Parses the options again and, when valid, publishes the next generation
+ * to the loops. Returns 0 or -1 (logged). */
+static int reload_options(serve_proc *p, server_config *parsed)
+{
+    const server_config *old = p->cfg;
+    config_defaults(parsed);
+    if (config_parse(parsed, old->argc, old->argv) != 0) {
+        log_event(LOG_ERROR, "reload_failed", "config=%s error=%s", old->config_path,
+                  "invalid configuration (see the line above); nothing changed");
+        return -1;
+    }
+    config_gen *g = malloc(sizeof *g);
+    if (!g) {
+        log_event(LOG_ERROR, "reload_failed", "error=%s", "out of memory");
+        return -1;
+    }
+    take_live_options(&g->cfg, old, parsed);
+    if (config_validate(&g->cfg) < 0) {
+        log_event(LOG_ERROR, "reload_failed", "config=%s error=%s", old->config_path,
+                  "the new limits do not fit the options kept from the start (see above); nothing changed");
+        config_free(&g->cfg);
+        free(g);
+        return -1;
+    }
+    log_set_level(g->cfg.log_level);    /* first: the report below is at the new level */
+    report_changes(parsed, old);
+    g->number = ++p->last_gen;
+    g->older = p->gens;
+    p->gens = g;
+    p->cfg = &g->cfg;
+    hub_reload(&p->hub, &g->cfg, g->number);
+    return 0;
+}
+
+/* SIGHUP: the options are read again, file and command line. The live
+ * ones (timeouts, caps, origins, log level) are handed to each loop as a
+ * new copy that it takes on its own thread; the old copy is freed once
+ * every loop has moved on. The rest is logged as waiting for a restart. */
 static void on_reload(uv_signal_t *sig, int signum)
 {
     serve_proc *p = sig->data;
-    const server_config *old = p->cfg;
+    if (p->hub.stopping) return;
     sd_notify("RELOADING=1");
-    server_config *cfg = malloc(sizeof *cfg);
-    if (!cfg) {
+    free_unread_generations(p);
+    server_config *parsed = malloc(sizeof *parsed);
+    if (!parsed) {
         log_event(LOG_ERROR, "reload_failed", "error=%s", "out of memory");
-        sd_notify("READY=1");
-        return;
-    }
-    config_defaults(cfg);
-    int rc = config_parse(cfg, old->argc, old->argv);
-    if (rc != 0) {
-        log_event(LOG_ERROR, "reload_failed", "config=%s error=%s", old->config_path,
-                  "invalid configuration (see the line above); nothing changed");
     } else {
-        if (cfg->log_level != old->log_level) {
-            log_set_level(cfg->log_level);
-            reload_changed("log-level", true);
-        }
-        if (cfg->log_format != old->log_format) reload_changed("log-format", false);
-        if (str_differs(cfg->data_dir, old->data_dir)) reload_changed("data", false);
-        if (str_differs(cfg->ws_url, old->ws_url)) reload_changed("ws-url", false);
-        bool origins = cfg->n_origins != old->n_origins;
-        for (int i = 0; !origins && i < cfg->n_origins; i++) origins = str_differs(cfg->origins[i], old->origins[i]);
-        if (origins) reload_changed("origin", false);
-        report_unapplied(cfg, old);
-        log_event(LOG_INFO, "reloaded", "config=%s", old->config_path);
+        if (reload_options(p, parsed) == 0) log_event(LOG_INFO, "reloaded", "config=%s", p->cfg->config_path);
+        config_free(parsed);
+        free(parsed);
     }
-    config_free(cfg);
-    free(cfg);
     sd_notify("READY=1");
 }
 
@@ -280,6 +358,12 @@ static int serve_run(const server_config *cfg)
     }
     uv_loop_close(&p.loop);
     hub_free(&p.hub);
+    while (p.gens) {                    /* every loop is gone: all of them go */
+        config_gen *g = p.gens;
+        p.gens = g->older;
+        config_free(&g->cfg);
+        free(g);
+    }
     return rc == 0 ? 0 : 1;
 }
 

@@ -61,7 +61,8 @@ typedef struct worker_link {
 
 struct worker {
     uv_loop_t *loop;
-    const server_config *cfg;
+    const server_config *cfg;       /* changed on its own thread only (worker_set_config) */
+    uint32_t config_gen;            /* atomic: the reload whose options cfg is */
     const worker_link *link;
     ip_table *ips;
     web_ctx web;
@@ -109,6 +110,8 @@ void worker_post(worker *w, xvec *batch);
 /* A connection is gone for good; drop it from its worker. */
 void worker_forget(worker *w, conn *c);
 void worker_stop(worker *w);
+/* A reload's options, generation gen, on the worker's own thread. */
+void worker_set_config(worker *w, const server_config *cfg, uint32_t gen);
 void worker_abort_all(worker *w);
 void worker_flush(worker *w);           /* end of a loop turn */
 

@@ -197,36 +197,87 @@ def test_logfmt_levels_and_journald(make_server):
 
 # ---- SIGHUP --------------------------------------------------------------------
 
-def test_sighup_reloads_log_level_and_says_what_needs_a_restart(make_server, tmp_path):
+def test_sighup_applies_live_limits_and_says_what_needs_a_restart(make_server, tmp_path):
     path = tmp_path / "t.conf"
     write_conf(path, "log-format json\nlog-level warn\nrate 20\n")
     srv = make_server("--config", str(path))
     ws = RawWS(srv.ws_port)
     ws.send_close(1000)
     ws.expect_close()
+    early = RawWS(srv.ws_port)                   # open across the reload
     time.sleep(0.2)
     assert not [e for e in log_lines(srv) if e.get("event") == "close"]
 
-    write_conf(path, "log-format json\nlog-level info\nrate 5\n")
+    write_conf(path, "log-format json\nlog-level info\nrate 5\n"
+                     "idle-timeout 0.6\nping-interval 10\norigin http://ok.example\n")
     srv.proc.send_signal(signal.SIGHUP)
-    e = wait_event(srv, "reload_option", key="log-level")
-    assert e["applied"] == "yes"
+    for key in ("log-level", "idle-timeout", "ping-interval", "origin"):
+        e = wait_event(srv, "reload_option", key=key)
+        assert e["applied"] == "yes" and "restart" not in e, e
     e = wait_event(srv, "reload_option", key="rate")
     assert e["applied"] == "no" and e["restart"] == "needed" and e["level"] == "warn"
     wait_event(srv, "reloaded")
-    ws = RawWS(srv.ws_port)
+
+    # the new idle timeout closes the connection opened before the reload
+    t0 = time.monotonic()
+    assert early.expect_close(timeout=5)[0] == 1008
+    assert time.monotonic() - t0 < 3
+    wait_event(srv, "close", code=1008, reason="idle timeout")
+    # the new origin list holds for new handshakes
+    ws = RawWS(srv.ws_port, origin="http://other.example", handshake=False)
+    with pytest.raises(AssertionError, match="403"):
+        ws.handshake()
+    ws.close()
+    ws = RawWS(srv.ws_port, origin="http://ok.example")
     ws.send_close(1000)
     ws.expect_close()
-    wait_event(srv, "close", code=1000)
+    wait_event(srv, "close", code=1000)          # the info level is live too
 
-    # a broken file changes nothing and the server goes on
+    # a broken file, or live limits that no longer fit, change nothing
+    closes = len([e for e in log_lines(srv) if e.get("event") == "close"])
     write_conf(path, "log-format json\nlog-level warn\nrate fast\n")
     srv.proc.send_signal(signal.SIGHUP)
     wait_event(srv, "reload_failed")
-    ws = RawWS(srv.ws_port)
+    write_conf(path, "log-format json\nlog-level warn\noutbound-cap 1024\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: len([e for e in log_lines(srv) if e.get("event") == "reload_failed"]) == 2)
+    ws = RawWS(srv.ws_port, origin="http://ok.example")
     ws.send_close(1000)
     ws.expect_close()
-    assert wait_for(lambda: len([e for e in log_lines(srv) if e.get("event") == "close"]) == 2)
+    assert wait_for(lambda: len([e for e in log_lines(srv) if e.get("event") == "close"]) == closes + 1)
+
+
+def test_many_reloads_keep_serving(make_server, tmp_path):
+    """Each reload hands the loops a new copy of the options and frees the
+    ones no loop reads; a burst of them while clients come and go."""
+    path = tmp_path / "t.conf"
+    write_conf(path, "log-level warn\n")
+    srv = make_server("--config", str(path))
+    for i in range(60):
+        write_conf(path, "log-level warn\nmax-conns-per-ip %d\nidle-timeout %d\n" % (100 + i, 30 + i))
+        srv.proc.send_signal(signal.SIGHUP)
+        if i % 10 == 0:
+            ws = RawWS(srv.ws_port)
+            ws.send_close(1000)
+            ws.expect_close()
+        time.sleep(0.01)
+    # the last one holds: 5 clients at once were fine, now a second is refused
+    five = [RawWS(srv.ws_port) for _ in range(5)]
+    for ws in five:
+        ws.close()
+    write_conf(path, "log-level warn\nmax-conns-per-ip 1\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "max-conns-per-ip" in srv.stderr() or None, 0.5)
+    time.sleep(0.3)
+    statuses = []
+    conns = [RawWS(srv.ws_port, handshake=False) for _ in range(2)]
+    for c in conns:
+        c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses.append(c.read_http_response().status)
+    assert 503 in statuses, statuses
+    for c in conns:
+        c.close()
+    assert srv.alive()
 
 
 # ---- systemd's notification -------------------------------------------------------
