@@ -310,6 +310,7 @@ void conn_close_ws(conn *c, unsigned code, const char *reason)
 {
     if (c->closed || c->state == CONN_CLOSING) return;
     log_close(c, code, reason);
+    COUNTER_ADD(c->w->stats.closes[close_slot(code)], 1);
     c->state = CONN_CLOSING;
     c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
     leave_chat(c);

@@ -439,7 +439,9 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->frames_out += COUNTER_GET(st->frames_out);
         sum->bytes_out += COUNTER_GET(st->bytes_out);
         sum->slow_closed += COUNTER_GET(st->slow_closed);
+        for (unsigned k = 0; k < CLOSE_SLOTS; k++) sum->closes[k] += COUNTER_GET(st->closes[k]);
     }
+    proc_info_read(&sum->proc);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
 }

@@ -280,6 +280,50 @@ def test_many_reloads_keep_serving(make_server, tmp_path):
     assert srv.alive()
 
 
+# ---- /metrics: closes by code, the process ------------------------------------
+
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    values, types = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            types[line.split(" ")[2]] = line.split(" ")[3]
+        elif line and not line.startswith("#"):
+            name, v = line.rsplit(" ", 1)
+            values[name] = float(v)
+    return values, types
+
+
+def test_metrics_count_closes_by_code_and_show_the_process(make_server):
+    srv = make_server("--max-message", "200")
+    before, types = scrape(srv.http_port)
+    assert types["tagarela_closes_total"] == "counter"
+    for code in ("1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "other"):
+        assert before['tagarela_closes_total{code="%s"}' % code] == 0
+    held = [RawWS(srv.ws_port) for _ in range(20)]
+    during, _ = scrape(srv.http_port)
+    assert during["tagarela_process_open_fds"] >= before["tagarela_process_open_fds"] + 20
+    assert during["tagarela_process_max_fds"] >= during["tagarela_process_open_fds"]
+    assert 1 << 20 < during["tagarela_process_resident_memory_bytes"] < 1 << 31
+    for ws in held:
+        ws.send_close(1000)
+        ws.expect_close()
+        ws.close()                               # the server waits for our FIN to let go
+    assert send_big(srv.ws_port, 300) == 1009
+    ws = RawWS(srv.ws_port)
+    ws.send_close(4000)                          # an application's own code
+    ws.expect_close()
+    after = wait_for(lambda: (lambda v: v if v['tagarela_closes_total{code="other"}'] == 1 else None)(
+        scrape(srv.http_port)[0]))
+    assert after, scrape(srv.http_port)[0]
+    assert after['tagarela_closes_total{code="1000"}'] == 20
+    assert after['tagarela_closes_total{code="1009"}'] == 1
+    assert wait_for(lambda: scrape(srv.http_port)[0]["tagarela_process_open_fds"]
+                    < during["tagarela_process_open_fds"] - 10)
+
+
 # ---- systemd's notification -------------------------------------------------------
 
 def test_notify_socket_hears_ready_reloading_stopping(make_server, tmp_path):
