@@ -324,6 +324,21 @@ def test_metrics_count_closes_by_code_and_show_the_process(make_server):
                     < during["tagarela_process_open_fds"] - 10)
 
 
+def test_grafana_dashboard_reads_metrics_the_server_has(server):
+    """contrib/grafana/tagarela.json: each tagarela_* series its queries
+    name is one /metrics serves."""
+    import re
+    with open(os.path.join(REPO, "contrib/grafana/tagarela.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = set(re.findall(r"\b(tagarela_\w+)", " ".join(exprs)))
+    _, types = scrape(server.http_port)
+    assert len(names) >= 12 and names <= set(types), names - set(types)
+    for name in names:                       # counters are read as rates
+        if types[name] == "counter":
+            assert all("rate(%s{" % name in e for e in exprs if name in e), name
+
+
 # ---- systemd's notification -------------------------------------------------------
 
 def test_notify_socket_hears_ready_reloading_stopping(make_server, tmp_path):
