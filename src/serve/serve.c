@@ -34,6 +34,7 @@ typedef struct serve_proc {
     hub hub;
     uv_tcp_t ws_listener, http_listener;
     uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t watchdog;            /* WATCHDOG=1 to systemd, when it asks */
     const server_config *cfg;       /* the newest options: the start's, or a reload's */
     config_gen *gens;               /* the reloads' options, newest first */
     uint32_t last_gen;              /* the start's are generation 0 */
@@ -116,6 +117,7 @@ static void on_hub_done(hub *h)
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sighup, NULL);
+    uv_close((uv_handle_t *)&p->watchdog, NULL);
 }
 
 /* Tells systemd (Type=notify) how the service is doing: one datagram to
@@ -288,6 +290,25 @@ static void on_reload(uv_signal_t *sig, int signum)
     sd_notify("READY=1");
 }
 
+static void on_watchdog(uv_timer_t *t)
+{
+    sd_notify("WATCHDOG=1");
+}
+
+/* With WatchdogSec= systemd sets $WATCHDOG_USEC (and $WATCHDOG_PID: ours,
+ * not a child's) and restarts a service silent that long. The main loop
+ * says it is alive twice per period: it runs the hub, so a stuck chat or
+ * history stops the pings. */
+static void start_watchdog(serve_proc *p)
+{
+    const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    double v;
+    if (!usec || parse_number(usec, 2000, 1e12, true, &v) < 0) return;
+    if (pid && strtol(pid, NULL, 10) != (long)getpid()) return;
+    uint64_t every = (uint64_t)(v / 2000);
+    uv_timer_start(&p->watchdog, on_watchdog, every, every);
+}
+
 static int start_process_handles(serve_proc *p, const server_config *cfg)
 {
     if (listen_on(p, &p->ws_listener, &cfg->ws, "ws") < 0) return -1;
@@ -299,6 +320,8 @@ static int start_process_handles(serve_proc *p, const server_config *cfg)
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sighup, on_reload, SIGHUP);
+    uv_timer_init(&p->loop, &p->watchdog);
+    start_watchdog(p);
     return 0;
 }
 
