@@ -341,23 +341,54 @@ def test_grafana_dashboard_reads_metrics_the_server_has(server):
 
 # ---- systemd's notification -------------------------------------------------------
 
-def test_notify_socket_hears_ready_reloading_stopping(make_server, tmp_path):
+@pytest.fixture
+def notify(tmp_path):
+    """A datagram socket standing in for systemd's: (socket, its path)."""
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(5)
-    try:
-        srv = make_server(env=dict(os.environ, NOTIFY_SOCKET=path))
-        assert sock.recv(256) == b"READY=1"
-        # READY comes once the listeners accept
-        RawWS(srv.ws_port).close()
-        srv.proc.send_signal(signal.SIGHUP)
-        assert sock.recv(256) == b"RELOADING=1"
-        assert sock.recv(256) == b"READY=1"
-        assert srv.terminate() == 0
-        assert sock.recv(256) == b"STOPPING=1"
-    finally:
-        sock.close()
+    yield sock, path
+    sock.close()
+
+
+def test_notify_socket_hears_ready_reloading_stopping(make_server, notify):
+    sock, path = notify
+    srv = make_server(env=dict(os.environ, NOTIFY_SOCKET=path))
+    assert sock.recv(256) == b"READY=1"
+    # READY comes once the listeners accept
+    RawWS(srv.ws_port).close()
+    srv.proc.send_signal(signal.SIGHUP)
+    assert sock.recv(256) == b"RELOADING=1"
+    assert sock.recv(256) == b"READY=1"
+    assert srv.terminate() == 0
+    assert sock.recv(256) == b"STOPPING=1"
+
+
+def test_watchdog_pings_when_systemd_asks(make_server, notify):
+    sock, path = notify
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    first = make_server(env=env)
+    got, t0 = [], time.monotonic()
+    while len([g for g in got if g == b"WATCHDOG=1"]) < 4:
+        got.append(sock.recv(256))
+    assert b"READY=1" in got
+    assert 0.25 < time.monotonic() - t0 < 2, got   # every 100 ms
+    assert first.terminate() == 0
+    sock.settimeout(0.3)
+    try:                                         # what it sent until it stopped
+        while sock.recv(256):
+            pass
+    except socket.timeout:
+        pass
+    # another process's watchdog (WATCHDOG_PID) is not ours to feed
+    srv = make_server(env=dict(env, WATCHDOG_PID="1"))
+    sock.settimeout(5)
+    assert sock.recv(256) == b"READY=1"
+    sock.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        sock.recv(256)
+    assert srv.alive()
 
 
 # ---- man pages, install, the systemd unit ---------------------------------------
@@ -488,36 +519,3 @@ def test_systemd_unit_verifies(tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 or "notifyy" in r.stderr, r.stdout + r.stderr
-
-
-def test_watchdog_pings_when_systemd_asks(make_server, tmp_path):
-    path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(5)
-    try:
-        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
-        first = make_server(env=env)
-        got, t0 = [], time.monotonic()
-        while len([g for g in got if g == b"WATCHDOG=1"]) < 4:
-            got.append(sock.recv(256))
-        assert b"READY=1" in got
-        assert 0.25 < time.monotonic() - t0 < 2, got   # every 100 ms
-        assert first.terminate() == 0
-        sock.settimeout(0.3)
-        try:                                     # what it sent until it stopped
-            while sock.recv(256):
-                pass
-        except socket.timeout:
-            pass
-        # another process's watchdog (WATCHDOG_PID) is not ours to feed
-        env = dict(env, WATCHDOG_PID="1")
-        srv = make_server(env=env)
-        sock.settimeout(5)
-        assert sock.recv(256) == b"READY=1"
-        sock.settimeout(0.5)
-        with pytest.raises(socket.timeout):
-            sock.recv(256)
-        assert srv.alive()
-    finally:
-        sock.close()
