@@ -12,7 +12,19 @@ JOBS       ?= $(shell nproc)
 # connections' loop (1) and loops on threads around the hub (2).
 THREAD_SHAPES ?= 1 2
 
-.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean adversarial attacks soak
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean adversarial attacks soak install uninstall deb
+
+# `make install` puts the binary, the man pages, the systemd unit and the
+# example config under DESTDIR + these; an operator's config is kept.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+CONF       := $(DESTDIR)$(SYSCONFDIR)/tagarela/tagarela.conf
+MAN1       := tagarela.1 tagarela-serve.1 tagarela-capture.1 tagarela-bench.1
+MAN5       := tagarela.conf.5
 
 all: build
 
@@ -90,6 +102,33 @@ attacks:
 # 600), not in CI: bench/results/soak.json and soak.png.
 soak: test-deps build
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/soak/run.py
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/tagarela
+	install -m 755 $(BUILD)/tagarela $(DESTDIR)$(BINDIR)/tagarela
+	cd man && install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	cd man && install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	sed -e 's|/usr/bin/tagarela|$(BINDIR)/tagarela|g' -e 's|/etc/tagarela/|$(SYSCONFDIR)/tagarela/|g' \
+	  contrib/systemd/tagarela.service > $(DESTDIR)$(UNITDIR)/tagarela.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/tagarela.service
+	@if [ -e $(CONF) ]; then echo "kept $(CONF)"; else install -m 644 contrib/tagarela.conf $(CONF); fi
+
+# The config goes only when it is still the one installed: an operator's
+# edits are never deleted.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tagarela $(DESTDIR)$(UNITDIR)/tagarela.service
+	cd $(DESTDIR)$(MANDIR)/man1 2>/dev/null && rm -f $(MAN1) || true
+	cd $(DESTDIR)$(MANDIR)/man5 2>/dev/null && rm -f $(MAN5) || true
+	@if cmp -s contrib/tagarela.conf $(CONF); then rm -f $(CONF); \
+	  elif [ -e $(CONF) ]; then echo "kept $(CONF) (changed since installed)"; fi
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/tagarela 2>/dev/null
+
+# The Debian package, built in $(BUILD)/deb from a copy of the tree:
+# $(BUILD)/deb/tagarela_*.deb (debian/, docs/operating.md).
+deb:
+	@sh scripts/install-deps.sh --deb
+	@sh scripts/build-deb.sh $(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -7,13 +7,16 @@ set -eu
 BUILD="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-dev
 libhttp-parser-dev libsqlite3-dev libhiredis-dev libpcap-dev zlib1g-dev libcmocka-dev"
 TEST="python3 python3-websockets python3-pytest redis-server tcpdump tshark openssl
-chromium gnuplot-nox haproxy"
+chromium gnuplot-nox haproxy mandoc"
 FUZZ="clang libclang-rt-14-dev"
+# `make deb`: the Debian package and its check.
+DEB="dpkg-dev fakeroot lintian"
 
 want="$BUILD"
 case "${1:-}" in
   --test) want="$BUILD $TEST" ;;
   --fuzz) want="$BUILD $TEST $FUZZ" ;;
+  --deb) want="$BUILD $DEB" ;;
 esac
 
 missing=""

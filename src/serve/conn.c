@@ -2,6 +2,7 @@
  * the WebSocket phase, its output queue of shared buffers, flushing once
  * per loop turn, and the ways a connection ends. */
 #include "conn.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -295,9 +296,21 @@ static void leave_chat(conn *c)
     c->held = c->w->link->leave(c);
 }
 
+/* Every close handshake, either side's: the server gives a reason, the
+ * client's close carries none we keep. 1000 and 1001 are the usual ends;
+ * the others mean a limit or a broken client. */
+static void log_close(const conn *c, unsigned code, const char *reason)
+{
+    bool usual = code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY || !reason;
+    log_event(usual ? LOG_INFO : LOG_WARN, "close", "code=%u reason=%s by=%s addr=%s", code, reason,
+              reason ? "server" : "client", c->addr_text);
+}
+
 void conn_close_ws(conn *c, unsigned code, const char *reason)
 {
     if (c->closed || c->state == CONN_CLOSING) return;
+    log_close(c, code, reason);
+    COUNTER_ADD(c->w->stats.closes[close_slot(code)], 1);
     c->state = CONN_CLOSING;
     c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
     leave_chat(c);
@@ -694,6 +707,7 @@ void conn_sweep(conn *c, uint64_t now)
         /* Nothing it was sent has moved for that long: not even a close
          * frame would reach it. */
         COUNTER_ADD(c->w->stats.slow_closed, 1);
+        log_event(LOG_WARN, "write_timeout", "addr=%s unwritten=%zu", c->addr_text, c->q.bytes);
         conn_abort(c);
         return;
     }

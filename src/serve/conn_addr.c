@@ -4,6 +4,7 @@
  * counting the connection against that address. worker.c calls in at
  * accept, conn.c from its HTTP phase. */
 #include "conn_addr.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,7 @@ void conn_refuse_busy(conn *c)
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
     sbuf_free(&out);
+    log_event(LOG_WARN, "limit", "name=%s addr=%s", "max-conns-per-ip", c->addr_text);
     conn_abort(c);
 }
 

@@ -13,6 +13,7 @@
  * worker keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
 #include "hub.h"
+#include "log.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -111,7 +112,7 @@ static void hub_commit(hub *h)
 {
     size_t refused = h->chat ? chat_end_turn(h->chat) : 0;
     if (refused)
-        fprintf(stderr, "tagarela: history commit failed; %zu message(s) refused as unavailable\n", refused);
+        log_event(LOG_ERROR, "history_commit_failed", "refused=%zu", refused);
 }
 
 static void hub_end_turn(hub *h);
@@ -327,12 +328,20 @@ static void on_hub_turn(uv_check_t *t)
     hub_end_turn(t->data);
 }
 
-static void post_all(hub *h, uint8_t kind)
+static void post_all(hub *h, uint8_t kind, void *p, uint32_t n)
 {
     for (unsigned i = 0; i < h->n_workers; i++)
-        xvec_push(&h->out[i], (xmsg){ .kind = kind });
+        xvec_push(&h->out[i], (xmsg){ .kind = kind, .p = p, .n = n });
     uv_timer_stop(&h->coalesce);
     hub_hand_over(h);
+}
+
+/* Each loop takes the reloaded options on its own thread, in order with
+ * the rest of its messages: no connection reads a struct being changed. */
+void hub_reload(hub *h, const server_config *cfg, uint32_t gen)
+{
+    if (h->threaded) post_all(h, XM_CONFIG, (void *)cfg, gen);
+    else worker_set_config(&h->workers[0], cfg, gen);
 }
 
 void hub_stop(hub *h)
@@ -340,7 +349,7 @@ void hub_stop(hub *h)
     uint8_t kind = h->stopping ? XM_ABORT : XM_STOP;
     h->stopping = true;
     if (h->threaded) {
-        post_all(h, kind);
+        post_all(h, kind, NULL, 0);
     } else if (kind == XM_STOP) {
         worker_stop(&h->workers[0]);
     } else {
@@ -406,7 +415,7 @@ static void on_trim(uv_timer_t *t)
 {
     hub *h = t->data;
     if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
-        fprintf(stderr, "tagarela: history retention pass failed\n");
+        log_event(LOG_ERROR, "history_trim_failed", "");
 }
 
 /* ---- counters for the web port -------------------------------------------- */
@@ -430,7 +439,9 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->frames_out += COUNTER_GET(st->frames_out);
         sum->bytes_out += COUNTER_GET(st->bytes_out);
         sum->slow_closed += COUNTER_GET(st->slow_closed);
+        for (unsigned k = 0; k < CLOSE_SLOTS; k++) sum->closes[k] += COUNTER_GET(st->closes[k]);
     }
+    proc_info_read(&sum->proc);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
 }

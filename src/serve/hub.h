@@ -42,6 +42,8 @@ typedef struct hub {
 
 /* Opens the history and sets up `threads` workers (one: on loop itself). */
 int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads);
+/* Hands reloaded options (generation gen) to every loop: see serve.c. */
+void hub_reload(hub *h, const server_config *cfg, uint32_t gen);
 void hub_free(hub *h);
 int hub_start(hub *h);
 void hub_join(hub *h);

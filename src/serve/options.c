@@ -1,12 +1,14 @@
-/* options.c -- command line options of `tagarela serve`, their defaults,
- * and the start-up check that no combination of them can overflow a frame
- * or a counter. */
+/* options.c -- the options of `tagarela serve` from the command line and
+ * the --config file, their defaults, and the start-up check that no
+ * combination of them can overflow a frame or a counter. */
 #include "options.h"
+#include "log.h"
 #include "sys.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,8 @@ void config_defaults(server_config *cfg)
     cfg->max_conns_per_ip = DEFAULT_MAX_CONNS_PER_IP;
     chat_limits_defaults(&cfg->chat);
     store_limits_defaults(&cfg->retention);
+    cfg->log_format = LOG_LOGFMT;
+    cfg->log_level = LOG_INFO;
 }
 
 void config_usage(FILE *out)
@@ -95,6 +99,11 @@ void config_usage(FILE *out)
         "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
         "                             0: no limit (default 1073741824)\n"
         "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"
+        "  --config FILE              read these options from FILE first, one 'key value' a line\n"
+        "                             (see tagarela.conf(5)); the command line overrides it\n"
+        "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
+        "  --log-format FORMAT        event lines on stderr as logfmt or json (default logfmt)\n"
+        "  --log-level LEVEL          error, warn, info or debug (default info)\n"
         "  -h, --help                 this text\n"
         "  --version                  the version\n");
 }
@@ -147,6 +156,7 @@ enum {
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
+    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL,
 };
 
 static const struct option long_opts[] = {
@@ -180,6 +190,10 @@ static const struct option long_opts[] = {
     {"history-room-bytes", required_argument, 0, OPT_HISTORY_ROOM_BYTES},
     {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
+    {"config", required_argument, 0, OPT_CONFIG},
+    {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"log-format", required_argument, 0, OPT_LOG_FORMAT},
+    {"log-level", required_argument, 0, OPT_LOG_LEVEL},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -353,61 +367,217 @@ static int read_auth_key(server_config *cfg, const char *path)
     return 0;
 }
 
-int config_parse(server_config *cfg, int argc, char **argv)
+/* Where the options come from: a repeatable option of the command line
+ * replaces the file's list instead of adding to it. */
+typedef struct parse_state {
+    bool from_cmdline;
+    bool cmd_origins, cmd_trusted;
+    bool check_only;
+} parse_state;
+
+static int set_log_option(server_config *cfg, int opt, const char *name, const char *arg)
+{
+    int v = opt == OPT_LOG_LEVEL ? log_level_parse(arg) : log_format_parse(arg);
+    if (v < 0) {
+        fprintf(stderr, "tagarela: %s wants %s, not '%s'\n", name,
+                opt == OPT_LOG_LEVEL ? "error, warn, info or debug" : "logfmt or json", arg);
+        return -1;
+    }
+    *(opt == OPT_LOG_LEVEL ? &cfg->log_level : &cfg->log_format) = v;
+    return 0;
+}
+
+/* One option and its value, from the file or the command line. */
+static int apply_option(server_config *cfg, parse_state *st, int opt, const char *name, const char *arg)
+{
+    switch (opt) {
+    case OPT_WS:
+    case OPT_HTTP:
+        if (config_parse_addr(arg, opt == OPT_WS ? &cfg->ws : &cfg->http) < 0) {
+            fprintf(stderr, "tagarela: %s wants HOST:PORT, not '%s'\n", name, arg);
+            return -1;
+        }
+        return 0;
+    case OPT_DATA:
+        cfg->data_dir = arg;
+        return 0;
+    case OPT_ORIGIN:
+        if (st->from_cmdline && !st->cmd_origins) cfg->n_origins = 0;
+        st->cmd_origins = st->from_cmdline;
+        if (cfg->n_origins == CONFIG_MAX_ORIGINS) {
+            fprintf(stderr, "tagarela: at most %d --origin\n", CONFIG_MAX_ORIGINS);
+            return -1;
+        }
+        cfg->origins[cfg->n_origins++] = arg;
+        return 0;
+    case OPT_WS_URL:
+        cfg->ws_url = arg;
+        return 0;
+    case OPT_TRUSTED_PROXY:
+        if (st->from_cmdline && !st->cmd_trusted) cfg->n_trusted = 0;
+        st->cmd_trusted = st->from_cmdline;
+        return add_trusted_proxy(cfg, name, arg);
+    case OPT_AUTH_KEY:
+        return read_auth_key(cfg, arg);
+    case OPT_LOG_FORMAT:
+    case OPT_LOG_LEVEL:
+        return set_log_option(cfg, opt, name, arg);
+    case OPT_CHECK_CONFIG:
+        st->check_only = true;
+        return 0;
+    case OPT_CONFIG:
+        return 0;                       /* read before everything else */
+    }
+    return set_number(cfg, opt, name, arg);
+}
+
+static const struct option *find_key(const char *key)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (strcmp(o->name, key) == 0) return o;
+    return NULL;
+}
+
+/* The whole file, NUL-terminated, or NULL after saying why. */
+static char *read_config_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "tagarela: --config: cannot read '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(CONFIG_MAX_FILE + 1);
+    size_t n = text ? fread(text, 1, CONFIG_MAX_FILE + 1, f) : 0;
+    int bad = !text || ferror(f);
+    fclose(f);
+    const char *why = bad ? "cannot read" : n > CONFIG_MAX_FILE ? "more than 1 MiB in"
+                    : memchr(text, '\0', n) ? "a NUL byte in" : NULL;
+    if (why) {
+        fprintf(stderr, "tagarela: --config: %s '%s'\n", why, path);
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    return text;
+}
+
+/* Cuts a line at its comment (a '#' first or after a blank) and its
+ * trailing blanks. */
+static void strip_line(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) s[--n] = '\0';
+}
+
+/* One "key value" or "key = value" line; 0, or -1 after saying why. */
+static int apply_line(server_config *cfg, parse_state *st, char *s, const char *path, int lineno)
+{
+    char *key = s + strspn(s, " \t");
+    if (!*key) return 0;
+    char *v = key + strcspn(key, " \t=");
+    char sep = *v;
+    *v = '\0';
+    if (sep) v++;
+    v += strspn(v, " \t");
+    if (sep != '=' && *v == '=') v += 1 + strspn(v + 1, " \t");
+    const struct option *o = find_key(key);
+    if (!o || o->has_arg != required_argument || o->val == OPT_CONFIG) {
+        fprintf(stderr, "tagarela: %s:%d: '%s' is not a setting (the long options of "
+                        "tagarela serve --help, less --config, are)\n", path, lineno, key);
+        return -1;
+    }
+    if (!*v) {
+        fprintf(stderr, "tagarela: %s:%d: %s needs a value\n", path, lineno, key);
+        return -1;
+    }
+    char name[40];
+    snprintf(name, sizeof name, "%s", key);
+    if (apply_option(cfg, st, o->val, name, v) < 0) {
+        fprintf(stderr, "tagarela: (in %s, line %d)\n", path, lineno);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_config_file(server_config *cfg, parse_state *st, const char *path)
+{
+    char *text = read_config_file(path);
+    if (!text) return -1;
+    free(cfg->file_text);
+    cfg->file_text = text;
+    int lineno = 0;
+    for (char *s = text; s; ) {
+        char *nl = strchr(s, '\n');
+        if (nl) *nl = '\0';
+        lineno++;
+        strip_line(s);
+        if (apply_line(cfg, st, s, path, lineno) < 0) return -1;
+        s = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+/* The first pass over the command line: --help, --version and --config
+ * only, so that the file can be read before the options it yields to. */
+static int first_pass(server_config *cfg, int argc, char **argv)
 {
     int opt, idx;
-    optind = 1;
+    optind = 0;                         /* glibc: start over (a reload parses again) */
     opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
+        if (opt == 'h') {
+            config_usage(stdout);
+            return 1;
+        }
+        if (opt == 'V') {
+            printf("tagarela %s\n", TAGARELA_VERSION);
+            return 1;
+        }
+        if (opt == OPT_CONFIG) cfg->config_path = optarg;
+    }
+    return 0;
+}
+
+static int parse_command_line(server_config *cfg, parse_state *st, int argc, char **argv)
+{
+    int opt, idx;
+    optind = 0;
+    opterr = 0;
+    st->from_cmdline = true;
     while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
         char name[40];
         snprintf(name, sizeof name, "--%s", opt >= OPT_WS ? long_opts[idx].name : "?");
-        switch (opt) {
-        case 'h':
-            config_usage(stdout);
-            return 1;
-        case 'V':
-            printf("tagarela %s\n", TAGARELA_VERSION);
-            return 1;
-        case OPT_WS:
-        case OPT_HTTP:
-            if (config_parse_addr(optarg, opt == OPT_WS ? &cfg->ws : &cfg->http) < 0) {
-                fprintf(stderr, "tagarela: %s wants HOST:PORT, not '%s'\n", name, optarg);
-                return -1;
-            }
-            break;
-        case OPT_DATA:
-            cfg->data_dir = optarg;
-            break;
-        case OPT_ORIGIN:
-            if (cfg->n_origins == CONFIG_MAX_ORIGINS) {
-                fprintf(stderr, "tagarela: at most %d --origin\n", CONFIG_MAX_ORIGINS);
-                return -1;
-            }
-            cfg->origins[cfg->n_origins++] = optarg;
-            break;
-        case OPT_WS_URL:
-            cfg->ws_url = optarg;
-            break;
-        case OPT_TRUSTED_PROXY:
-            if (add_trusted_proxy(cfg, name, optarg) < 0) return -1;
-            break;
-        case OPT_AUTH_KEY:
-            if (read_auth_key(cfg, optarg) < 0) return -1;
-            break;
-        case ':':
+        if (opt == ':') {
             fprintf(stderr, "tagarela: %s needs a value\n", argv[optind - 1]);
             return -1;
-        case '?':
+        }
+        if (opt == '?') {
             fprintf(stderr, "tagarela: unknown option '%s' (see tagarela serve --help)\n", argv[optind - 1]);
             return -1;
-        default:
-            if (set_number(cfg, opt, name, optarg) < 0) return -1;
         }
+        if (apply_option(cfg, st, opt, name, optarg) < 0) return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "tagarela: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    return 0;
+}
+
+int config_parse(server_config *cfg, int argc, char **argv)
+{
+    parse_state st = {0};
+    cfg->argc = argc;
+    cfg->argv = argv;
+    int rc = first_pass(cfg, argc, argv);
+    if (rc != 0) return rc;
+    if (cfg->config_path && parse_config_file(cfg, &st, cfg->config_path) < 0) return -1;
+    if (parse_command_line(cfg, &st, argc, argv) < 0) return -1;
     /* A piece of history or of a user list must fit the queue it goes
      * into, with room to spare for live messages. */
     if (cfg->chat.chunk_bytes > cfg->outbound_cap / 4) cfg->chat.chunk_bytes = cfg->outbound_cap / 4;
@@ -415,5 +585,17 @@ int config_parse(server_config *cfg, int argc, char **argv)
         fprintf(stderr, "tagarela: --ws and --http cannot share a port\n");
         return -1;
     }
-    return config_validate(cfg);
+    if (config_validate(cfg) < 0) return -1;
+    if (st.check_only) {
+        printf("tagarela: the configuration%s%s is valid\n",
+               cfg->config_path ? " in " : "", cfg->config_path ? cfg->config_path : "");
+        return 1;
+    }
+    return 0;
+}
+
+void config_free(server_config *cfg)
+{
+    free(cfg->file_text);
+    cfg->file_text = NULL;
 }

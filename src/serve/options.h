@@ -48,12 +48,24 @@ typedef struct server_config {
     store_limits retention;
     uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
     size_t auth_key_len;
+    int log_format;                 /* enum log_format */
+    int log_level;                  /* enum log_level */
+    const char *config_path;        /* --config; NULL: none */
+    char *file_text;                /* the config file's text, values point into it */
+    int argc;                       /* the command line, kept to parse again on reload */
+    char **argv;
 } server_config;
 
-void config_defaults(server_config *cfg);
+#define CONFIG_MAX_FILE (1u << 20)   /* bytes of a config file */
 
-/* Parses the options after "serve". Returns 0, 1 when --help was printed,
- * or -1 after printing what is wrong to stderr. */
+void config_defaults(server_config *cfg);
+/* Frees what config_parse allocated (the config file's text). */
+void config_free(server_config *cfg);
+
+/* Parses the options after "serve": the --config file's first, then the
+ * command line over it. Returns 0, 1 when --help, --version or
+ * --check-config said all there was to say, or -1 after printing what is
+ * wrong to stderr. */
 int config_parse(server_config *cfg, int argc, char **argv);
 
 /* "HOST:PORT", "[V6]:PORT" or ":PORT". Returns 0 or -1. */

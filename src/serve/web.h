@@ -10,11 +10,20 @@
 
 #include "http_req.h"
 #include "options.h"
+#include "procinfo.h"
 #include "sbuf.h"
+
+/* Close handshakes are counted by code: the ones a server sends or hears
+ * most, each in its slot, any other in the last. */
+#define CLOSE_SLOTS 9
+unsigned close_slot(unsigned code);
+unsigned close_slot_code(unsigned slot);        /* 0: the slot of the others */
 
 /* A moment's picture of the server's counters, for /stats and /metrics. */
 typedef struct serve_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
+    uint64_t closes[CLOSE_SLOTS];
+    proc_info proc;
     size_t conns, users, rooms;
     unsigned threads;
     size_t *per_thread;             /* threads counts, or NULL when out of memory */

@@ -67,10 +67,43 @@ static void stats_json(const web_ctx *x, sbuf *body)
     free(m.per_thread);
 }
 
+static const unsigned close_codes[CLOSE_SLOTS - 1] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011 };
+
+unsigned close_slot(unsigned code)
+{
+    for (unsigned i = 0; i < CLOSE_SLOTS - 1; i++)
+        if (close_codes[i] == code) return i;
+    return CLOSE_SLOTS - 1;
+}
+
+unsigned close_slot_code(unsigned slot)
+{
+    return slot < CLOSE_SLOTS - 1 ? close_codes[slot] : 0;
+}
+
 static void metric(sbuf *b, const char *name, const char *type, const char *help, unsigned long long v)
 {
     sbuf_printf(b, "# HELP tagarela_%s %s\n# TYPE tagarela_%s %s\ntagarela_%s %llu\n",
                 name, help, name, type, name, v);
+}
+
+/* Close handshakes by code, and the process's memory and descriptors
+ * under the names Prometheus's own clients give them. */
+static void health_metrics(sbuf *b, const serve_stats *m)
+{
+    sbuf_puts(b, "# HELP tagarela_closes_total WebSocket close handshakes, by close code (either side's).\n"
+                 "# TYPE tagarela_closes_total counter\n");
+    for (unsigned k = 0; k < CLOSE_SLOTS; k++) {
+        unsigned code = close_slot_code(k);
+        if (code) sbuf_printf(b, "tagarela_closes_total{code=\"%u\"} %llu\n", code, (unsigned long long)m->closes[k]);
+        else sbuf_printf(b, "tagarela_closes_total{code=\"other\"} %llu\n", (unsigned long long)m->closes[k]);
+    }
+    if (m->proc.rss_bytes >= 0)
+        metric(b, "process_resident_memory_bytes", "gauge", "Resident memory.", (unsigned long long)m->proc.rss_bytes);
+    if (m->proc.open_fds >= 0)
+        metric(b, "process_open_fds", "gauge", "Open file descriptors.", (unsigned long long)m->proc.open_fds);
+    if (m->proc.max_fds >= 0)
+        metric(b, "process_max_fds", "gauge", "The open file descriptor limit.", (unsigned long long)m->proc.max_fds);
 }
 
 /* The same counters in Prometheus's text format, for scrapers. */
@@ -89,6 +122,7 @@ static void metrics_text(const web_ctx *x, sbuf *b)
     metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.bytes_out);
     metric(b, "slow_closed_total", "counter",
            "Clients closed with 1008 for not reading their messages.", m.slow_closed);
+    health_metrics(b, &m);
     if (m.per_thread) {
         sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
                      "# TYPE tagarela_thread_connections gauge\n");

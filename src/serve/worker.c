@@ -240,6 +240,17 @@ void worker_abort_all(worker *w)
     for (conn *c = w->conns; c; c = c->next) conn_abort(c);
 }
 
+/* From here on the connections read the new options. The generation,
+ * once stored, tells the main loop that the older options are read no
+ * more and may be freed. The sweep keeps its period (at most a second):
+ * a shorter timeout is noticed that much later. */
+void worker_set_config(worker *w, const server_config *cfg, uint32_t gen)
+{
+    w->cfg = cfg;
+    w->web.cfg = cfg;
+    __atomic_store_n(&w->config_gen, gen, __ATOMIC_RELEASE);
+}
+
 /* ---- messages from the hub (threaded) ------------------------------------ */
 
 static void worker_handle(worker *w, xmsg *m)
@@ -263,6 +274,9 @@ static void worker_handle(worker *w, xmsg *m)
         break;
     case XM_STOP:
         worker_stop(w);
+        break;
+    case XM_CONFIG:
+        worker_set_config(w, m->p, m->n);
         break;
     case XM_RESUME:
         if (__atomic_load_n(&m->c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2) {

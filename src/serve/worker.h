@@ -43,6 +43,7 @@ void ip_release(ip_table *t, ip_count *ip);
 /* Counters with one writer (their loop), read by any loop for /stats. */
 typedef struct worker_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
+    uint64_t closes[CLOSE_SLOTS];   /* close handshakes by code (close_slot) */
 } worker_stats;
 
 typedef struct worker_link {
@@ -61,7 +62,8 @@ typedef struct worker_link {
 
 struct worker {
     uv_loop_t *loop;
-    const server_config *cfg;
+    const server_config *cfg;       /* changed on its own thread only (worker_set_config) */
+    uint32_t config_gen;            /* atomic: the reload whose options cfg is */
     const worker_link *link;
     ip_table *ips;
     web_ctx web;
@@ -109,6 +111,8 @@ void worker_post(worker *w, xvec *batch);
 /* A connection is gone for good; drop it from its worker. */
 void worker_forget(worker *w, conn *c);
 void worker_stop(worker *w);
+/* A reload's options, generation gen, on the worker's own thread. */
+void worker_set_config(worker *w, const server_config *cfg, uint32_t gen);
 void worker_abort_all(worker *w);
 void worker_flush(worker *w);           /* end of a loop turn */
 

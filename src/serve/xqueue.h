@@ -28,6 +28,7 @@ enum xmsg_kind {
     XM_DONE,                                             /* worker -> hub: its loop ended */
     XM_WANT_DRAIN,                                       /* hub -> worker: tell when written */
     XM_DRAINED,                                          /* worker -> hub: it is */
+    XM_CONFIG,                                           /* hub -> worker: reloaded options */
 };
 
 typedef struct xvec {
