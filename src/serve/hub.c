@@ -63,10 +63,19 @@ static void io_want_drain(void *ctx, void *cp)
 }
 
 /* The client key per-client limits count: the address as counted against
- * --max-conns-per-ip (an IPv6 /64, the client a trusted proxy names). */
+ * --max-conns-per-ip (an IPv6 /64, the client a trusted proxy names). Made
+ * from the conn's own copy of the address, not from c->ip: on a threaded
+ * hub the worker may already have closed the conn and freed its ip entry. */
 static chat_user *connect_user(hub *h, conn *c)
 {
-    return chat_connect(h->chat, c, c->ip ? c->ip->addr : NULL, c->ip ? c->ip->len : 0);
+    net_addr a = { .len = c->addr_len };
+    uint8_t key[8];
+    size_t key_len = 0;
+    if (a.len) {
+        memcpy(a.bytes, c->addr, a.len);
+        key_len = net_addr_limit_key(&a, key);
+    }
+    return chat_connect(h->chat, c, key, key_len);
 }
 
 /* ---- one thread: the chat called from the connection's loop -------------- */
