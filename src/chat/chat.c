@@ -63,6 +63,7 @@ struct chat_user {
     replay rp;
     uint8_t key[CHAT_KEY_MAX];  /* who the client is, for per-client limits */
     uint8_t key_len;
+    bool remote;                /* another server's (cluster mode): no conn here */
 };
 
 /* One message for one connection, held until the turn ends. */
@@ -109,6 +110,7 @@ struct chat {
     size_t rates_after_sweep;
     time_t time_sec;            /* cached formatted time */
     char time_str[20];
+    chat_bus bus;               /* cluster mode; bus.say NULL: none */
 };
 
 static void release_made(chat *c);
@@ -181,6 +183,14 @@ void chat_free(chat *c)
     if (!c) return;
     /* Whatever is still held has no one left to go to. */
     release_made(c);
+    /* Other servers' users are the chat's own; local ones their conn's. */
+    for (size_t i = 0; i < c->users.nslots; i++)
+        for (dict_entry *e = c->users.slots[i]; e; e = e->next) {
+            chat_user *u = e->value;
+            if (!u->remote) continue;
+            free(u->name);
+            free(u);
+        }
     for (size_t i = 0; i < c->rooms.nslots; i++)
         for (dict_entry *e = c->rooms.slots[i]; e; e = e->next) room_free(e->value);
     for (size_t i = 0; i < c->rates.nslots; i++)
@@ -260,7 +270,8 @@ static void send_to_room_as(chat *c, room *r, bool stored)
 {
     void *m = make_message(c);
     if (!m) return;
-    for (chat_user *u = r->head; u; u = u->next) deliver(c, u->conn, m, stored);
+    for (chat_user *u = r->head; u; u = u->next)
+        if (!u->remote) deliver(c, u->conn, m, stored);
 }
 
 static void send_to_room(chat *c, room *r)
@@ -721,17 +732,49 @@ static int resolve_identity(chat *c, json_t *token, uint64_t now_ms, login_ident
     return 0;
 }
 
+/* The start of {"type":<type>,"uid":<uid>,<key>:<string> into c->out
+ * (open: the caller adds the rest). */
+static void write_uid_message(chat *c, const char *type, uint32_t uid, const char *key,
+                              const char *s, size_t n)
+{
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_printf(o, "{\"type\":\"%s\",\"uid\":", type);
+    sbuf_u64(o, uid);
+    sbuf_printf(o, ",\"%s\":", key);
+    sbuf_json_str(o, s, n);
+}
+
 static void send_session(chat *c, chat_user *u, const login_identity *li)
 {
     if (!li->token) return;
-    sbuf *o = &c->out;
-    sbuf_reset(o);
-    sbuf_puts(o, "{\"type\":\"session\",\"uid\":");
-    sbuf_u64(o, u->uid);
-    sbuf_puts(o, ",\"token\":");
-    sbuf_json_str(o, li->token, li->token_len);
-    sbuf_putc(o, '}');
+    write_uid_message(c, "session", u->uid, "token", li->token, li->token_len);
+    sbuf_putc(&c->out, '}');
     send_to(c, u);
+}
+
+/* The login broadcast: to everyone in the room, u included. */
+static void send_login(chat *c, room *r, const chat_user *u, uint64_t now_ms)
+{
+    sbuf *o = &c->out;
+    write_uid_message(c, "login", u->uid, "name", u->name, u->name_len);
+    sbuf_puts(o, ",\"time\":\"");
+    sbuf_puts(o, now_str(c, now_ms));
+    sbuf_puts(o, "\"}");
+    send_to_room(c, r);
+}
+
+/* Cluster mode: the login is announced on the bus under a uid no other
+ * server gives; a uid taken elsewhere is replaced by one further on. */
+static int announce(chat *c, chat_user *u, room *r)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        int rc = c->bus.login(c->bus.ctx, r->id, r->id_len, u->uid, u->name, u->name_len, u->ident);
+        if (rc <= 0) return rc;
+        c->next_uid += u->uid * 2654435761u;
+        u->uid = new_uid(c);
+    }
+    return -1;
 }
 
 /* The login's checks passed (its escaped name is in c->tmp): into the room,
@@ -756,24 +799,26 @@ static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_l
     u->ident = li->id;
     u->ident_used = (int64_t)(now_ms / 1000);
     u->uid = new_uid(c);
+    if (c->bus.say && announce(c, u, r) < 0) {
+        u->uid = 0;
+        free(u->name);
+        u->name = NULL;
+        if (r->count == 0) {
+            dict_del(&c->rooms, r->id, r->id_len);
+            room_free(r);
+        }
+        send_error(c, u, "unavailable", "the chat's shared store is unreachable; try again");
+        return;
+    }
     if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
+        if (c->bus.say) c->bus.logout(c->bus.ctx, r->id, r->id_len, u->uid);
         u->uid = 0;
         send_error(c, u, "internal", "out of memory");
         return;
     }
     send_user_list(c, u, r);
     room_join(r, u);
-
-    sbuf *o = &c->out;
-    sbuf_reset(o);
-    sbuf_puts(o, "{\"type\":\"login\",\"uid\":");
-    sbuf_u64(o, u->uid);
-    sbuf_puts(o, ",\"name\":");
-    sbuf_json_str(o, u->name, u->name_len);
-    sbuf_puts(o, ",\"time\":\"");
-    sbuf_puts(o, now_str(c, now_ms));
-    sbuf_puts(o, "\"}");
-    send_to_room(c, r);
+    send_login(c, r, u, now_ms);
     send_session(c, u, li);
     queue_history(c, u, json_object_get(msg, "last_id"),
                   json_is_true(json_object_get(msg, "history_names")));
@@ -923,6 +968,26 @@ static int store_say(chat *c, chat_user *u, chat_user *target, int64_t to,
     return 0;
 }
 
+/* Cluster mode: the bus gives the say its id, stores and publishes it;
+ * it reaches everyone, its sender included, through chat_bus_say. */
+static void bus_say(chat *c, chat_user *u, chat_user *target, int64_t to, const char *s,
+                    size_t n, uint64_t now_ms)
+{
+    room *r = u->room;
+    store_msg m = { 0, (int64_t)(now_ms / 1000), u->uid, (uint32_t)to,
+                    u->name, u->name_len, target ? target->name : NULL,
+                    target ? target->name_len : 0, s, n,
+                    target ? u->ident : 0, target ? target->ident : 0 };
+    if (c->bus.say(c->bus.ctx, r->id, r->id_len, &m) < 0) {
+        send_error(c, u, "unavailable", "the message could not be stored; it was not delivered");
+        return;
+    }
+    if (target) {
+        touch_identity(c, u, m.ts, false);
+        if (!target->remote) touch_identity(c, target, m.ts, false);
+    }
+}
+
 static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 {
     if (!u->uid) {
@@ -954,6 +1019,10 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
             send_error(c, u, "no_such_user", "no user with that uid in your room");
             return;
         }
+    }
+    if (c->bus.say) {
+        bus_say(c, u, target, to, s, n, now_ms);
+        return;
     }
     if (store_say(c, u, target, to, s, n, now_ms) < 0) {
         send_error(c, u, "unavailable", "the message could not be stored; it was not delivered");
@@ -1015,6 +1084,18 @@ void chat_binary(chat *c, chat_user *u)
     send_error(c, u, "bad_json", "binary messages are not part of the protocol");
 }
 
+static void send_logout(chat *c, room *r, uint32_t uid, uint64_t now_ms)
+{
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"logout\",\"uid\":");
+    sbuf_u64(o, uid);
+    sbuf_puts(o, ",\"time\":\"");
+    sbuf_puts(o, now_str(c, now_ms));
+    sbuf_puts(o, "\"}");
+    send_to_room(c, r);
+}
+
 void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
 {
     if (!u) return;
@@ -1024,18 +1105,10 @@ void chat_disconnect(chat *c, chat_user *u, uint64_t now_ms, int quiet)
         room *r = u->room;
         bool others = r->count > 1;     /* else room_leave frees the room */
         dict_del(&c->users, &u->uid, sizeof u->uid);
+        if (c->bus.say) c->bus.logout(c->bus.ctx, r->id, r->id_len, u->uid);
         room_leave(c, u);
         touch_identity(c, u, (int64_t)(now_ms / 1000), true);
-        if (!quiet && others) {
-            sbuf *o = &c->out;
-            sbuf_reset(o);
-            sbuf_puts(o, "{\"type\":\"logout\",\"uid\":");
-            sbuf_u64(o, u->uid);
-            sbuf_puts(o, ",\"time\":\"");
-            sbuf_puts(o, now_str(c, now_ms));
-            sbuf_puts(o, "\"}");
-            send_to_room(c, r);
-        }
+        if (!quiet && others) send_logout(c, r, u->uid, now_ms);
     }
     replay_stop(u);
     free(u->name);
@@ -1118,4 +1191,102 @@ void chat_drained(chat *c, chat_user *u)
     if (!u->room) return;
     if (rp->uids) send_user_list_piece(c, u, u->room);
     else if (rp->history && rp->started) send_history_piece(c, u);
+}
+
+/* ---- cluster mode: what the bus brings ---------------------------------- */
+
+void chat_set_bus(chat *c, const chat_bus *bus)
+{
+    c->bus = *bus;
+}
+
+void chat_bus_login(chat *c, const char *room_id, size_t room_len, uint32_t uid,
+                    const char *name, size_t name_len, uint64_t ident, uint64_t now_ms)
+{
+    if (!uid || dict_get(&c->users, &uid, sizeof uid) || room_len > MAX_ROOM_ID) return;
+    room *r = room_get(c, room_id, room_len, NULL);
+    if (!r) return;
+    chat_user *u = calloc(1, sizeof *u);
+    char *copy = malloc(name_len + 1);
+    if (u) u->uid = uid;
+    if (!u || !copy || dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
+        free(u);
+        free(copy);
+        if (r->count == 0) {
+            dict_del(&c->rooms, r->id, r->id_len);
+            room_free(r);
+        }
+        return;
+    }
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    u->remote = true;
+    u->name = copy;
+    u->name_len = name_len;
+    u->ident = ident;
+    room_join(r, u);
+    send_login(c, r, u, now_ms);
+}
+
+void chat_bus_logout(chat *c, uint32_t uid, uint64_t now_ms)
+{
+    chat_user *u = dict_get(&c->users, &uid, sizeof uid);
+    if (!u || !u->remote) return;
+    room *r = u->room;
+    bool others = r->count > 1;
+    dict_del(&c->users, &u->uid, sizeof u->uid);
+    room_leave(c, u);
+    if (others) send_logout(c, r, uid, now_ms);
+    free(u->name);
+    free(u);
+}
+
+/* A local member of r with this uid, or NULL. */
+static chat_user *local_member(chat *c, room *r, uint32_t uid)
+{
+    chat_user *u = uid ? dict_get(&c->users, &uid, sizeof uid) : NULL;
+    return u && !u->remote && u->room == r ? u : NULL;
+}
+
+void chat_bus_say(chat *c, const char *room_id, size_t room_len, const store_msg *m)
+{
+    room *r = dict_get(&c->rooms, room_id, room_len);
+    if (!r || m->id <= r->last_id) return;
+    r->last_id = m->id;
+    char time[20];
+    time_t sec = (time_t)m->ts;
+    struct tm tm;
+    localtime_r(&sec, &tm);
+    strftime(time, sizeof time, "%Y-%m-%d %H:%M:%S", &tm);
+    sbuf_reset(&c->out);
+    write_say_to(c, &c->out, m->from_uid, m->to_uid, m->content, m->content_len, time, m->id);
+    if (!m->to_uid) {
+        send_to_room_as(c, r, false);
+        return;
+    }
+    chat_user *from = local_member(c, r, m->from_uid), *to = local_member(c, r, m->to_uid);
+    if (!from && !to) return;
+    void *msg = make_message(c);
+    if (!msg) return;
+    if (to) deliver(c, to->conn, msg, false);
+    if (from && from != to) deliver(c, from->conn, msg, false);
+}
+
+int chat_room_last_id(const chat *c, const char *room_id, size_t room_len, uint64_t *out)
+{
+    room *r = dict_get(&c->rooms, room_id, room_len);
+    if (!r) return -1;
+    *out = r->last_id;
+    return 0;
+}
+
+void chat_each_user(const chat *c, void (*fn)(void *arg, const chat_user_info *u), void *arg)
+{
+    for (size_t i = 0; i < c->users.nslots; i++)
+        for (dict_entry *e = c->users.slots[i]; e; e = e->next) {
+            const chat_user *u = e->value;
+            chat_user_info info = { u->room->id, u->room->id_len, u->uid, u->name,
+                                    u->name_len, u->ident, u->remote };
+            fn(arg, &info);
+        }
 }

@@ -89,6 +89,52 @@ int chat_turn_pending(const chat *c);
  * next piece of its history or user list is made. */
 void chat_drained(chat *c, chat_user *u);
 
+/* ---- cluster mode: the shared bus ------------------------------------
+ * With a bus (chat_set_bus), the chat shares its rooms with other servers:
+ * a login is announced on the bus before it is answered, a say is handed
+ * to the bus (which gives it its id, stores it and publishes it) and is
+ * delivered to no one here until it comes back through chat_bus_say, like
+ * the says of every other server. Without a bus nothing of this runs. */
+typedef struct chat_bus {
+    void *ctx;
+    /* A local user joins room under uid (a proposal): 0 when announced, 1
+     * when the uid is taken elsewhere (the chat proposes another), -1 when
+     * the bus is unreachable (the login is refused with unavailable).
+     * name is HTML-escaped, as sent on the wire. */
+    int (*login)(void *ctx, const char *room, size_t room_len, uint32_t uid,
+                 const char *name, size_t name_len, uint64_t ident);
+    /* A local user left (announced when the bus can be reached). */
+    void (*logout)(void *ctx, const char *room, size_t room_len, uint32_t uid);
+    /* Stores and publishes a say (m->id is the bus's to give); -1: refused. */
+    int (*say)(void *ctx, const char *room, size_t room_len, const store_msg *m);
+} chat_bus;
+
+/* The chat keeps a copy of the bus's callbacks. */
+void chat_set_bus(chat *c, const chat_bus *bus);
+/* What the bus brings from the other servers (and a server's own says):
+ * a user of another server joined (ignored when uid is known), left
+ * (ignored unless it is another server's), a stored say (ignored when its
+ * id is not past the room's last one; delivered to this server's members). */
+void chat_bus_login(chat *c, const char *room, size_t room_len, uint32_t uid,
+                    const char *name, size_t name_len, uint64_t ident, uint64_t now_ms);
+void chat_bus_logout(chat *c, uint32_t uid, uint64_t now_ms);
+void chat_bus_say(chat *c, const char *room, size_t room_len, const store_msg *m);
+/* The last id the room's says reached here with; -1 when no one is in it. */
+int chat_room_last_id(const chat *c, const char *room, size_t room_len, uint64_t *out);
+
+/* A user as the bus needs to see it (name HTML-escaped). */
+typedef struct chat_user_info {
+    const char *room;
+    size_t room_len;
+    uint32_t uid;
+    const char *name;
+    size_t name_len;
+    uint64_t ident;
+    int remote;                 /* another server's */
+} chat_user_info;
+/* Calls fn for every logged-in user; fn must not change the chat. */
+void chat_each_user(const chat *c, void (*fn)(void *arg, const chat_user_info *u), void *arg);
+
 uint32_t chat_user_uid(const chat_user *u);     /* 0 before login */
 size_t chat_user_count(const chat *c);          /* logged in */
 size_t chat_room_count(const chat *c);

@@ -16,6 +16,7 @@
 #include "log.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,9 @@ void hub_reload(hub *h, const server_config *cfg, uint32_t gen)
 void hub_stop(hub *h)
 {
     uint8_t kind = h->stopping ? XM_ABORT : XM_STOP;
+    /* the other servers hear this one's users leave now, not when the
+     * connections have closed or the heartbeat has expired */
+    if (h->cluster && !h->stopping) cluster_leave(h->cluster);
     h->stopping = true;
     if (h->threaded) {
         post_all(h, kind, NULL, 0);
@@ -423,7 +427,7 @@ static uint64_t trim_interval(const server_config *cfg)
 static void on_trim(uv_timer_t *t)
 {
     hub *h = t->data;
-    if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
+    if (h->st->ops->trim(h->st->impl, (int64_t)(wall_ms() / 1000)) < 0)
         log_event(LOG_ERROR, "history_trim_failed", "");
 }
 
@@ -453,6 +457,11 @@ static void hub_stats(void *arg, serve_stats *sum)
     proc_info_read(&sum->proc);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
+    if (h->cluster) {
+        sum->redis_shards = cluster_shards(h->cluster);
+        sum->redis_up = cluster_healthy(h->cluster, sum->redis_why, sizeof sum->redis_why);
+        sum->redis_resyncs = cluster_reconnects(h->cluster);
+    }
 }
 
 /* ---- setting up and tearing down ---------------------------------------- */
@@ -463,6 +472,7 @@ static void close_hub_handles(hub *h)
     uv_close((uv_handle_t *)&h->turn, NULL);
     uv_close((uv_handle_t *)&h->coalesce, NULL);
     if (h->threaded) uv_close((uv_handle_t *)&h->wake, NULL);
+    if (h->cluster) cluster_close(h->cluster);
     if (h->on_done) h->on_done(h);
 }
 
@@ -488,6 +498,48 @@ static const worker_link posted_link_ops = {
     nothing, posted_turn_end, posted_done, NULL,
 };
 
+/* The history: SQLite in the data directory, or the cluster's Redis. */
+static int open_store(hub *h, const server_config *cfg)
+{
+    char err[1024];
+    if (cfg->n_redis) {
+        h->cluster = cluster_new(cfg->redis, cfg->n_redis, &cfg->retention, h->loop, err, sizeof err);
+        if (!h->cluster) {
+            fprintf(stderr, "tagarela: --redis: %s\n", err);
+            return -1;
+        }
+        h->st = cluster_store(h->cluster);
+        return 0;
+    }
+    if (store_sqlite_open(&h->store, cfg->data_dir, &cfg->retention, err, sizeof err) < 0) {
+        fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
+        return -1;
+    }
+    h->st = &h->store;
+    return 0;
+}
+
+/* Many servers draw uids from one space: each starts somewhere random. */
+static uint32_t random_uid_seed(void)
+{
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t)wall_ms() * 2654435761u;
+    return r % 2000000000u + 100000000u;
+}
+
+/* The chat on the cluster's bus, caught up with every shard before the
+ * server listens: a login then sees everyone already there. */
+static int join_cluster(hub *h)
+{
+    cluster_start(h->cluster, h->chat);
+    if (cluster_wait_ready(h->cluster, 5000)) {
+        log_event(LOG_INFO, "cluster_joined", "shards=%d", cluster_shards(h->cluster));
+        return 0;
+    }
+    fprintf(stderr, "tagarela: --redis: cannot subscribe to Redis or catch up with it\n");
+    return -1;
+}
+
 int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads)
 {
     memset(h, 0, sizeof *h);
@@ -498,14 +550,12 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     ip_table_init(&h->ips);
     h->link = h->threaded ? posted_link_ops : direct_link_ops;
     h->link.arg = h;
-    char err[512];
-    if (store_sqlite_open(&h->store, cfg->data_dir, &cfg->retention, err, sizeof err) < 0) {
-        fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
-        return -1;
-    }
+    if (open_store(h, cfg) < 0) return -1;
     chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
-    h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
+    if (h->cluster) seed = random_uid_seed();
+    h->chat = chat_new(&cfg->chat, &io, seed, h->st);
+    if (h->chat && h->cluster && join_cluster(h) < 0) return -1;
     h->workers = calloc(threads, sizeof *h->workers);
     h->out = calloc(threads, sizeof *h->out);
     if (!h->chat || !h->workers || !h->out) goto oom;
@@ -551,6 +601,7 @@ void hub_free(hub *h)
     ip_table_free(&h->ips);
     if (h->chat) chat_free(h->chat);
     if (h->store.ops) h->store.ops->close(h->store.impl);
+    if (h->cluster) cluster_free(h->cluster);
     if (h->workers)
         for (unsigned i = 0; i < h->n_workers; i++) worker_free(&h->workers[i]);
     if (h->out)

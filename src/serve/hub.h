@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "chat.h"
+#include "cluster.h"
 #include "options.h"
 #include "store.h"
 #include "worker.h"
@@ -19,7 +20,9 @@ typedef struct hub {
     uv_timer_t trim;
     uv_check_t turn;
     chat *chat;
-    store store;                    /* chat history */
+    store store;                    /* chat history (SQLite) */
+    store *st;                      /* the chat's: &store, or the cluster's */
+    cluster *cluster;               /* --redis; NULL: one server */
     worker *workers;
     unsigned n_workers;
     bool threaded;

@@ -99,6 +99,9 @@ void config_usage(FILE *out)
         "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
         "                             0: no limit (default 1073741824)\n"
         "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"
+        "  --redis URL                cluster mode: every server with the same Redis is one chat\n"
+        "                             (redis://[:password@]host[:port][/db] or unix:///path; repeat\n"
+        "                             it or give a comma list to shard rooms; see docs/cluster.md)\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
         "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
@@ -156,7 +159,7 @@ enum {
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
-    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL,
+    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_REDIS,
 };
 
 static const struct option long_opts[] = {
@@ -190,6 +193,7 @@ static const struct option long_opts[] = {
     {"history-room-bytes", required_argument, 0, OPT_HISTORY_ROOM_BYTES},
     {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
+    {"redis", required_argument, 0, OPT_REDIS},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
@@ -282,6 +286,34 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
         return 0;
     }
     return -1;
+}
+
+/* One --redis: a URL or a comma list of them, each one more shard. */
+static int add_redis(server_config *cfg, const char *name, const char *arg)
+{
+    const char *p = arg;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char url[CLUSTER_MAX_URL], err[CLUSTER_MAX_URL + 160];
+        if (cfg->n_redis == CLUSTER_MAX_SHARDS) {
+            fprintf(stderr, "tagarela: %s: at most %d Redis servers\n", name, CLUSTER_MAX_SHARDS);
+            return -1;
+        }
+        if (n >= sizeof url) {
+            fprintf(stderr, "tagarela: %s: a URL longer than %d bytes\n", name, CLUSTER_MAX_URL - 1);
+            return -1;
+        }
+        memcpy(url, p, n);
+        url[n] = '\0';
+        if (cluster_url_parse(url, &cfg->redis[cfg->n_redis], err, sizeof err) < 0) {
+            fprintf(stderr, "tagarela: %s: %s\n", name, err);
+            return -1;
+        }
+        cfg->n_redis++;
+        if (!comma) return 0;
+        p = comma + 1;
+    }
 }
 
 static int add_trusted_proxy(server_config *cfg, const char *name, const char *arg)
@@ -419,6 +451,8 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         return add_trusted_proxy(cfg, name, arg);
     case OPT_AUTH_KEY:
         return read_auth_key(cfg, arg);
+    case OPT_REDIS:
+        return add_redis(cfg, name, arg);
     case OPT_LOG_FORMAT:
     case OPT_LOG_LEVEL:
         return set_log_option(cfg, opt, name, arg);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "chat.h"
+#include "cluster.h"
 #include "proxy.h"
 
 #define CONFIG_MAX_ORIGINS 32
@@ -50,6 +51,8 @@ typedef struct server_config {
     size_t auth_key_len;
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
+    cluster_url redis[CLUSTER_MAX_SHARDS];  /* --redis: cluster mode (n_redis 0: none) */
+    int n_redis;
     const char *config_path;        /* --config; NULL: none */
     char *file_text;                /* the config file's text, values point into it */
     int argc;                       /* the command line, kept to parse again on reload */

@@ -195,6 +195,8 @@ static void report_changes(const server_config *parsed, const server_config *old
         reload_changed("trusted-proxy", false);
     if (parsed->auth_key_len != old->auth_key_len || memcmp(parsed->auth_key, old->auth_key, parsed->auth_key_len) != 0)
         reload_changed("auth-key", false);
+    if (parsed->n_redis != old->n_redis || memcmp(parsed->redis, old->redis, sizeof parsed->redis[0] * (size_t)parsed->n_redis) != 0)
+        reload_changed("redis", false);
 }
 
 /* The next generation: the old options with the live ones as parsed. The

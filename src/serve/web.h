@@ -27,6 +27,10 @@ typedef struct serve_stats {
     size_t conns, users, rooms;
     unsigned threads;
     size_t *per_thread;             /* threads counts, or NULL when out of memory */
+    int redis_shards;               /* cluster mode (0: not clustered) */
+    bool redis_up;                  /* every shard reachable and caught up */
+    char redis_why[200];            /* what is wrong when not */
+    uint64_t redis_resyncs;         /* subscriptions made (1 per shard at start) */
 } serve_stats;
 
 /* What the web answers need from the running server. */

@@ -123,6 +123,12 @@ static void metrics_text(const web_ctx *x, sbuf *b)
     metric(b, "slow_closed_total", "counter",
            "Clients closed with 1008 for not reading their messages.", m.slow_closed);
     health_metrics(b, &m);
+    if (m.redis_shards) {
+        metric(b, "redis_shards", "gauge", "Redis servers of the cluster.", (unsigned long long)m.redis_shards);
+        metric(b, "redis_up", "gauge", "1 when every Redis shard is reachable and caught up.", m.redis_up);
+        metric(b, "redis_subscriptions_total", "counter",
+               "Subscriptions made to the Redis shards (more than the shards: reconnections).", m.redis_resyncs);
+    }
     if (m.per_thread) {
         sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
                      "# TYPE tagarela_thread_connections gauge\n");
@@ -173,8 +179,18 @@ void webpage_answer(const http_req *r, const web_ctx *x, sbuf *out, bool *close_
     size_t plen = q ? (size_t)(q - url) : n;
 
     if (answer_generated(x, url, plen, out, head)) return;
-    /* Liveness for orchestrators: the web loop answered. */
+    /* Liveness for orchestrators and proxies: the web loop answered and,
+     * in a cluster, Redis is there (a node without it refuses says). */
     if (plen == 8 && memcmp(url, "/healthz", 8) == 0) {
+        serve_stats m;
+        x->stats(x->arg, &m);
+        free(m.per_thread);
+        if (m.redis_shards && !m.redis_up) {
+            char why[sizeof m.redis_why + 1];
+            int len = snprintf(why, sizeof why, "%s\n", m.redis_why);
+            respond(out, 503, "text/plain; charset=utf-8", NULL, why, (size_t)len, head);
+            return;
+        }
         respond(out, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3, head);
         return;
     }

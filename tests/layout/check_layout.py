@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 DEPENDS = {
     "common": [],
     "chat": ["common"],
-    "serve": ["chat", "common"],
+    "cluster": ["chat", "common"],
+    "serve": ["chat", "cluster", "common"],
     "capture": ["common"],
     "loadgen": ["common"],
     "": ["serve", "capture", "loadgen"],    # src/main.c
@@ -21,6 +22,7 @@ DEPENDS = {
 PUBLIC = {
     "common": None,                          # all of it: the shared toolbox
     "chat": {"chat.h", "store.h", "escape.h"},
+    "cluster": {"cluster.h"},
     "serve": {"serve.h"},
     "capture": {"capture.h"},
     "loadgen": {"bench.h"},
@@ -31,7 +33,8 @@ FORBIDDEN = {
     "chat": ["uv.h", "pcap", "zlib.h", "http_parser.h", "hiredis"],
     "capture": ["uv.h", "sqlite3.h", "hiredis"],
     "loadgen": ["pcap", "sqlite3.h", "jansson.h", "hiredis"],
-    "serve": ["pcap"],
+    "cluster": ["pcap", "sqlite3.h", "zlib.h", "http_parser.h"],
+    "serve": ["pcap", "hiredis"],
 }
 
 def headers_of(module):
