@@ -562,6 +562,7 @@ static void on_tick(uv_timer_t *t)
     for (int i = 0; i < cl->n; i++) {
         shard *s = &cl->shards[i];
         shard_cmd(s);
+        shard_sub_check(s);
         shard_sub_connect(s);
         if (s->sub && s->resync_due) resync(s);
     }

@@ -19,6 +19,7 @@
 #define REAP_GRACE_MS 7000
 #define REAP_LOCK_MS 10000
 #define COMMAND_TIMEOUT_MS 1000
+#define SUB_TIMEOUT_MS 3000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define READER_MAX_BUF (1024 * 1024)    /* an idle reader keeps no more */
@@ -37,6 +38,7 @@ typedef struct shard {
     bool sub_ready;             /* subscribed, and caught up with the shard */
     bool resync_due;            /* subscribed, not caught up yet */
     uint64_t sub_retry_at;
+    uint64_t sub_started;       /* ms: when the subscription was asked for */
     unsigned sub_backoff;
     uint64_t up_since;          /* ms: connected without a break since */
     char sha[N_SCRIPTS][41];
@@ -81,6 +83,7 @@ redisReply *shard_script(shard *s, int script, int nkeys, int argc, const char *
                          const size_t *lens);
 void shard_cmd_down(shard *s);
 void shard_sub_connect(shard *s);
+void shard_sub_check(shard *s);
 void cluster_update_health(cluster *cl);
 
 /* ---- the bus and the node (cluster.c) ---- */

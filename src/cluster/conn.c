@@ -235,6 +235,12 @@ static void on_sub_disconnect(const redisAsyncContext *ac, int status)
 void shard_sub_connect(shard *s)
 {
     if (s->sub || wall_ms() < s->sub_retry_at || s->cl->closed) return;
+    /* only to a Redis that answers now: hiredis 0.14's libuv adapter
+     * never reports a connection refused after the fact */
+    if (!shard_cmd(s)) {
+        backoff(&s->sub_backoff, &s->sub_retry_at);
+        return;
+    }
     redisAsyncContext *ac = s->url.path[0] ? redisAsyncConnectUnix(s->url.path)
                                            : redisAsyncConnect(s->url.host, s->url.port);
     if (!ac || ac->err) {
@@ -251,6 +257,17 @@ void shard_sub_connect(shard *s)
     redisAsyncSetConnectCallback(ac, on_sub_connect);
     redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
     s->sub = ac;
+    s->sub_started = wall_ms();
     if (s->url.password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", s->url.password);
     redisAsyncCommand(ac, on_sub_message, s, "SUBSCRIBE %s", s->cl->channel);
+}
+
+/* A subscription not confirmed in time (a connection that failed unseen,
+ * a Redis that hangs) is dropped and made again. */
+void shard_sub_check(shard *s)
+{
+    if (!s->sub || s->sub_ready || s->resync_due || wall_ms() - s->sub_started < SUB_TIMEOUT_MS) return;
+    redisAsyncContext *ac = s->sub;
+    redisAsyncFree(ac);
+    if (s->sub == ac) sub_down(s);
 }

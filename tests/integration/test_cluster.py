@@ -1,0 +1,345 @@
+"""Cluster mode (docs/cluster.md): several `tagarela serve --redis URL` on
+one real redis-server are one chat. Presence, order and ids, private says,
+identities and history across nodes; a node killed, Redis restarted, a
+node started late, two shards, a unix socket, bad URLs."""
+
+import asyncio
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from helpers import Client, async_test, check_error, check_logout, check_say, close_all
+from redis_proc import Redis
+
+
+@pytest.fixture
+def make_redis(tmp_path):
+    servers = []
+
+    def make(unix=False):
+        r = Redis(tmp_path / ("redis%d" % len(servers)), unix=unix)
+        servers.append(r)
+        return r.start()
+
+    yield make
+    for r in servers:
+        r.stop(kill=True)
+
+
+@pytest.fixture
+def redis(make_redis):
+    return make_redis()
+
+
+@pytest.fixture
+def make_node(make_server):
+    """make_node(redis_or_list, *options): a server in the cluster."""
+    def make(redis, *args):
+        urls = [r.url for r in (redis if isinstance(redis, list) else [redis])]
+        return make_server("--redis", ",".join(urls), *args)
+    return make
+
+
+def healthz(node):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % node.http_port, timeout=3) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+async def wait_healthz(node, status, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = (await asyncio.get_running_loop().run_in_executor(None, healthz, node))[0]
+        if got == status:
+            return
+        assert time.monotonic() < deadline, "healthz stayed %d, want %d" % (got, status)
+        await asyncio.sleep(0.1)
+
+
+async def login(node, name, room=None, extra=None):
+    c = await Client.connect(node.ws_port)
+    ul = await c.login(name, room, extra)
+    return c, ul
+
+
+async def recv_until(c, pred, timeout=5.0):
+    """Messages until pred(msg) holds; returns them all (the last matched)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, "no matching message in %.1fs; got %r" % (timeout, got)
+        msg = await c.recv(timeout=left)
+        got.append(msg)
+        if pred(msg):
+            return got
+
+
+async def says(c, n, timeout=10.0):
+    """The next n says (other messages skipped)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        msg = await c.recv(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["type"] == "say":
+            out.append(msg)
+    return out
+
+
+@async_test(timeout=60)
+async def test_presence_across_three_nodes(redis, make_node):
+    nodes = [make_node(redis), make_node(redis, "--threads", "2"), make_node(redis)]
+    a, ul = await login(nodes[0], "ana")
+    assert [u["name"] for u in ul] == ["ana"]
+    b, ul = await login(nodes[1], "bia")
+    assert ul == [{"uid": a.uid, "name": "ana"}, {"uid": b.uid, "name": "bia"}]
+    msg = await a.expect("login")
+    assert msg["uid"] == b.uid and msg["name"] == "bia"
+    c, ul = await login(nodes[2], "caio")
+    assert [u["uid"] for u in ul] == [a.uid, b.uid, c.uid], "join order on every node"
+    for x in (a, b):
+        assert (await x.expect("login"))["uid"] == c.uid
+    assert len({a.uid, b.uid, c.uid}) == 3
+    # another room stays apart
+    d, ul = await login(nodes[1], "davi", "outra")
+    assert [u["name"] for u in ul] == ["davi"]
+    await b.close()
+    for x in (a, c):
+        check_logout(await x.recv(), b.uid)
+    await d.silent(0.3)
+    await close_all([a, c, d])
+
+
+@async_test(timeout=60)
+async def test_one_order_and_gap_free_ids_across_nodes(redis, make_node):
+    nodes = [make_node(redis), make_node(redis, "--threads", "2"), make_node(redis)]
+    clients = []
+    for i, n in enumerate(nodes):
+        c, _ = await login(n, "u%d" % i, "ordem")
+        clients.append(c)
+    for c in clients[:-1]:          # the later logins
+        await recv_until(c, lambda m: m["type"] == "login" and m["uid"] == clients[-1].uid)
+    per = 40
+
+    async def send_all(c, i):
+        for k in range(per):
+            await c.say("%d-%d" % (i, k))
+
+    await asyncio.gather(*[send_all(c, i) for i, c in enumerate(clients)])
+    seen = [await says(c, per * len(clients)) for c in clients]
+    ids = [m["id"] for m in seen[0]]
+    assert ids == list(range(1, per * len(clients) + 1)), "gap-free, increasing: %r" % ids
+    for s in seen[1:]:
+        assert [(m["id"], m["content"]) for m in s] == [(m["id"], m["content"]) for m in seen[0]]
+    for i in range(len(clients)):     # each sender's says in its own order
+        mine = [m["content"] for m in seen[0] if m["from_uid"] == clients[i].uid]
+        assert mine == ["%d-%d" % (i, k) for k in range(per)]
+    await close_all(clients)
+
+
+@async_test(timeout=60)
+async def test_private_say_to_another_node(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    c, _ = await login(n1, "caio")
+    await recv_until(a, lambda m: m.get("uid") == c.uid)
+    await recv_until(b, lambda m: m.get("uid") == c.uid)
+    await a.say("só pra ti", to_uid=b.uid)
+    got = await b.recv()
+    check_say(got, from_uid=a.uid, to_uid=b.uid, content="só pra ti")
+    echo = await a.recv()
+    assert echo == got
+    await c.silent(0.5)
+    await a.say("ninguém", to_uid=12345)
+    await a.error("no_such_user")
+    await close_all([a, b, c])
+
+
+@async_test(timeout=60)
+async def test_token_and_private_history_on_another_node(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    await a.expect("login")
+    await a.say("segredo", to_uid=b.uid)
+    await a.say("público")
+    await says(b, 2)
+    token = a.token
+    await a.close()
+    # a continues its identity on the other node: its private say comes back
+    a2, _ = await login(n1, "ana", None, {"token": token, "last_id": 0})
+    assert a2.token == token
+    hist = await a2.expect("history")
+    assert [m["content"] for m in hist["messages"]] == ["segredo", "público"]
+    # a stranger on the first node sees the public one only
+    x, _ = await login(n0, "ana")
+    hist = await x.expect("history")
+    assert [m["content"] for m in hist["messages"]] == ["público"]
+    await close_all([a2, b, x])
+
+
+@async_test(timeout=60)
+async def test_history_resume_on_another_node(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis, "--threads", "2")
+    a, _ = await login(n0, "ana", "h")
+    for k in range(10):
+        await a.say("m%d" % k)
+    got = await says(a, 10)
+    assert [m["id"] for m in got] == list(range(1, 11))
+    b, _ = await login(n1, "bia", "h", {"last_id": 4})
+    hist = await b.expect("history")
+    assert [m["id"] for m in hist["messages"]] == list(range(5, 11))
+    assert [m["content"] for m in hist["messages"]] == ["m%d" % k for k in range(4, 10)]
+    await a.say("ao vivo")
+    live = await says(b, 1)
+    assert live[0]["id"] == 11
+    await close_all([a, b])
+
+
+@async_test(timeout=90)
+async def test_node_killed_mid_traffic(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana", "k")
+    b, _ = await login(n1, "bia", "k")
+    await a.expect("login")
+    for k in range(5):
+        await b.say("antes %d" % k)
+    got = await says(a, 5)
+    last_seen = got[-1]["id"]
+    n0.kill()                       # SIGKILL: no goodbye
+    n0.stopped = True
+    for k in range(5):
+        await b.say("depois %d" % k)
+    t0 = time.monotonic()
+    msgs = await recv_until(b, lambda m: m["type"] == "logout" and m["uid"] == a.uid, timeout=16)
+    assert time.monotonic() - t0 < 15, "logout of a dead node's user within 15 s"
+    # a reconnects to the other node and loses nothing
+    a2, _ = await login(n1, "ana", "k", {"last_id": last_seen, "token": a.token})
+    hist = await a2.expect("history")
+    assert [m["content"] for m in hist["messages"]] == ["depois %d" % k for k in range(5)]
+    assert [m["id"] for m in hist["messages"]] == list(range(last_seen + 1, last_seen + 6))
+    await close_all([a2, b])
+
+
+@async_test(timeout=90)
+async def test_redis_restart_mid_traffic(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis, "--threads", "2")
+    a, _ = await login(n0, "ana", "r")
+    b, _ = await login(n1, "bia", "r")
+    await a.expect("login")
+    for k in range(3):
+        await a.say("antes %d" % k)
+    assert [m["id"] for m in await says(b, 3)] == [1, 2, 3]
+    await says(a, 3)
+    redis.stop(kill=True)
+    await wait_healthz(n0, 503)
+    status, body = healthz(n1)
+    assert status == 503 and "Redis" in body
+    await a.say("no escuro")
+    check_error(await a.recv(), "unavailable")
+    await b.silent(0.3)
+    redis.start()
+    await wait_healthz(n0, 200)
+    await wait_healthz(n1, 200)
+    # the nodes carry on, without a restart, with the same users
+    await b.say("de volta")
+    for x in (a, b):
+        got = await says(x, 1)
+        assert got[0]["id"] == 4 and got[0]["content"] == "de volta", "no id lost or reused"
+    c, ul = await login(n1, "caio", "r")
+    assert [u["uid"] for u in ul] == [a.uid, b.uid, c.uid]
+    hist = await c.expect("history")
+    assert [m["id"] for m in hist["messages"]] == [1, 2, 3, 4]
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % n0.http_port, timeout=3) as r:
+        assert "tagarela_redis_up 1" in r.read().decode()
+    await close_all([a, b, c])
+
+
+@async_test(timeout=60)
+async def test_node_started_late(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    await a.say("olá")
+    n2 = make_node(redis)
+    c, ul = await login(n2, "caio")
+    assert [u["uid"] for u in ul] == [a.uid, b.uid, c.uid]
+    hist = await c.expect("history")
+    assert [m["content"] for m in hist["messages"]] == ["olá"]
+    await close_all([a, b, c])
+
+
+@async_test(timeout=60)
+async def test_sigterm_logs_users_out_at_once(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    await a.expect("login")
+    t0 = time.monotonic()
+    n0.proc.send_signal(signal.SIGTERM)
+    check_logout(await b.recv(timeout=3), a.uid)
+    assert time.monotonic() - t0 < 2, "the logout goes before the node's goodbyes"
+    assert n0.terminate() == 0
+    await close_all([a, b])
+
+
+@async_test(timeout=60)
+async def test_two_shards(make_redis, make_node):
+    r0, r1 = make_redis(), make_redis()
+    n0, n1 = make_node([r0, r1]), make_node([r0, r1])
+    rooms = ["sala%d" % i for i in range(8)]
+    pairs = []
+    for room in rooms:
+        a, _ = await login(n0, "a", room)
+        b, _ = await login(n1, "b", room)
+        await a.expect("login")
+        pairs.append((a, b))
+    for a, b in pairs:
+        await a.say("oi")
+        assert (await says(b, 1))[0]["id"] == 1
+    streams = [r.command("KEYS", "tg:{r*}:s").count(b"tg:{r") for r in (r0, r1)]
+    assert sum(streams) == len(rooms) and all(streams), "rooms spread over both: %r" % streams
+    assert b"tg:nodes" in r0.command("KEYS", "tg:nodes") and b"tg:nodes" not in r1.command("KEYS", "tg:nodes")
+    await close_all([c for p in pairs for c in p])
+
+
+@async_test(timeout=60)
+async def test_unix_socket_url(make_redis, make_node):
+    r = make_redis(unix=True)
+    n0, n1 = make_node(r), make_node(r)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    await a.say("pelo socket")
+    assert (await says(b, 1))[0]["content"] == "pelo socket"
+    await close_all([a, b])
+
+
+@pytest.mark.parametrize("url,why", [
+    ("http://127.0.0.1:6379", "unknown scheme"),
+    ("redis://", "no host"),
+    ("redis://127.0.0.1:99999", "bad port"),
+    ("redis://127.0.0.1:6379/x", "bad database"),
+    ("unix://relative.sock", "absolute"),
+])
+def test_bad_url_is_a_clear_error(tmp_path, url, why):
+    import subprocess
+    from server_proc import BIN
+    p = subprocess.run([BIN, "serve", "--redis", url, "--ws", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                        "--data", str(tmp_path)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and why in p.stderr, p.stderr
+
+
+def test_unreachable_redis_is_a_clear_error(tmp_path):
+    import subprocess
+    from redis_proc import free_port
+    from server_proc import BIN
+    p = subprocess.run([BIN, "serve", "--redis", "redis://127.0.0.1:%d" % free_port(), "--ws", "127.0.0.1:0",
+                        "--http", "127.0.0.1:0", "--data", str(tmp_path)],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "cannot reach Redis" in p.stderr, p.stderr
