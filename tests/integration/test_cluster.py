@@ -343,3 +343,89 @@ def test_unreachable_redis_is_a_clear_error(tmp_path):
                         "--http", "127.0.0.1:0", "--data", str(tmp_path)],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "cannot reach Redis" in p.stderr, p.stderr
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    """haproxy -f contrib/haproxy/tagarela.cfg in front of the given nodes."""
+    import os
+    import subprocess
+    from redis_proc import free_port
+    from server_proc import REPO
+    procs = []
+
+    def start(nodes):
+        port = free_port()
+        env = dict(os.environ, TAGARELA_PROXY_BIND="127.0.0.1:%d" % port)
+        for i, n in enumerate(nodes):
+            env["TAGARELA_NODE%d" % (i + 1)] = "127.0.0.1:%d" % n.http_port
+        log = open(tmp_path / "haproxy.log", "wb")
+        p = subprocess.Popen(["haproxy", "-db", "-f", str(REPO / "contrib/haproxy/tagarela.cfg")],
+                             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        procs.append(p)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=2) as r:
+                    if r.status == 200:
+                        return port
+            except OSError:
+                pass
+            assert p.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "haproxy.log").read_text()
+            time.sleep(0.05)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+async def is_closed(c, timeout=3.0):
+    """True once c's connection is gone (its node died); False if it stays."""
+    from helpers import ConnectionClosed
+    try:
+        while True:
+            await c.recv(timeout=timeout)
+    except ConnectionClosed:
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+@async_test(timeout=90)
+async def test_haproxy_node_taken_out_clients_lose_nothing(redis, make_node, haproxy):
+    n0, n1 = make_node(redis), make_node(redis)
+    port = haproxy([n0, n1])
+    clients = []
+    for i in range(4):
+        c = await Client.connect(port, "/ws")
+        await c.login("c%d" % i, "px")
+        clients.append(c)
+    for i, c in enumerate(clients):
+        await c.say("antes %d" % i)
+    for c in clients:
+        assert [m["id"] for m in await says(c, 4)] == [1, 2, 3, 4]
+    n0.kill()
+    n0.stopped = True
+    closed = await asyncio.gather(*[is_closed(c, timeout=2.0) for c in clients])
+    assert 0 < sum(closed) < 4, "leastconn put clients on both nodes: %r" % closed
+    alive = [c for c, x in zip(clients, closed) if not x]
+    for i, c in enumerate(alive):       # the chat goes on meanwhile
+        await c.say("durante %d" % i)
+    for c in alive:
+        await says(c, len(alive))
+    back = []
+    for c, x in zip(clients, closed):
+        if not x:
+            continue
+        c2 = await Client.connect(port, "/ws")
+        await c2.login(c.name, "px", {"last_id": 4, "token": c.token})
+        hist = await c2.expect("history")
+        assert [m["id"] for m in hist["messages"]] == list(range(5, 5 + len(alive)))
+        back.append(c2)
+    everyone = alive + back
+    await back[0].say("depois")
+    for c in everyone:
+        assert (await says(c, 1))[0]["id"] == 5 + len(alive)
+    await close_all(everyone)
