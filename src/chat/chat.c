@@ -1272,6 +1272,13 @@ void chat_bus_say(chat *c, const char *room_id, size_t room_len, const store_msg
     if (from && from != to) deliver(c, from->conn, msg, false);
 }
 
+void chat_say_refused(chat *c, uint32_t uid)
+{
+    chat_user *u = dict_get(&c->users, &uid, sizeof uid);
+    if (u && !u->remote)
+        send_error(c, u, "unavailable", "the message could not be stored; it was not delivered");
+}
+
 int chat_room_last_id(const chat *c, const char *room_id, size_t room_len, uint64_t *out)
 {
     room *r = dict_get(&c->rooms, room_id, room_len);

@@ -119,6 +119,9 @@ void chat_bus_login(chat *c, const char *room, size_t room_len, uint32_t uid,
                     const char *name, size_t name_len, uint64_t ident, uint64_t now_ms);
 void chat_bus_logout(chat *c, uint32_t uid, uint64_t now_ms);
 void chat_bus_say(chat *c, const char *room, size_t room_len, const store_msg *m);
+/* The bus could not store a say of this server's user uid after all (it
+ * answers later than bus.say returns): the sender hears unavailable. */
+void chat_say_refused(chat *c, uint32_t uid);
 /* The last id the room's says reached here with; -1 when no one is in it. */
 int chat_room_last_id(const chat *c, const char *room, size_t room_len, uint64_t *out);
 

@@ -63,7 +63,7 @@ int cluster_unhex(const char *hex, size_t n, char *out, size_t cap)
 
 static bool shard_ready(const shard *s)
 {
-    return s->cmd && s->sub_ready;
+    return s->cmd && s->sub_ready && s->says_up && !s->says_stalled;
 }
 
 void cluster_update_health(cluster *cl)
@@ -192,13 +192,55 @@ static void bus_logout(void *ctx, const char *room, size_t len, uint32_t uid)
     if (run(g, "DEL tg:uid:%u", uid) == 0) run(g, "HDEL tg:node:%s:users %u", cl->node, uid);
 }
 
+static void refuse(shard *s, pending_say *p)
+{
+    if (p->told || s->cl->closed || !s->cl->chat) return;
+    p->told = true;
+    chat_say_refused(s->cl->chat, p->uid);
+}
+
+/* The say script's answer (answers come in the order of the says): an
+ * id, or the say is refused — its sender hears unavailable, unless it has
+ * already (past its deadline, the script refuses it too). A connection
+ * lost before the answer refuses every say on it. */
+static void on_say_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    shard *s = ac->data;
+    redisReply *r = reply;
+    pending_say *p = &s->pending[s->pending_head];
+    s->pending_head = (s->pending_head + 1) % MAX_PENDING_SAYS;
+    s->says_pending--;
+    if (r && r->type == REDIS_REPLY_INTEGER) return;
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+        shard_cmd_down(s);              /* the scripts are loaded again on reconnect */
+    refuse(s, p);
+}
+
+/* Says unanswered past SAY_REFUSE_MS: their senders hear unavailable now,
+ * and the shard is degraded while Redis does not answer. */
+static void check_pending_says(shard *s)
+{
+    uint64_t now = wall_ms();
+    bool stalled = false;
+    for (unsigned i = 0; i < s->says_pending; i++) {
+        pending_say *p = &s->pending[(s->pending_head + i) % MAX_PENDING_SAYS];
+        if (now - p->sent < SAY_REFUSE_MS) break;
+        refuse(s, p);
+        stalled = true;
+    }
+    s->says_stalled = stalled;
+}
+
+/* The say script, sent on the shard's async connection: the hub goes on
+ * while Redis works; the say comes back through the subscription. */
 static int bus_say(void *ctx, const char *room, size_t len, const store_msg *m)
 {
     cluster *cl = ctx;
     shard *s = room_shard(cl, room, len);
-    if (!shard_ready(s)) return -1;
+    if (!shard_ready(s) || s->says_pending >= MAX_PENDING_SAYS) return -1;
+    uint64_t now = wall_ms();
     char stream[CLUSTER_KEY_MAX], counter[CLUSTER_KEY_MAX], hex[129];
-    char ts[24], from[12], to[12], fi[24], ti[24], maxlen[16];
+    char ts[24], from[12], to[12], fi[24], ti[24], maxlen[16], deadline[24];
     cluster_room_key(stream, room, len, "s");
     cluster_room_key(counter, room, len, "id");
     cluster_room_hex(hex, room, len);
@@ -208,17 +250,19 @@ static int bus_say(void *ctx, const char *room, size_t len, const store_msg *m)
     snprintf(fi, sizeof fi, "%llu", (unsigned long long)m->from_ident);
     snprintf(ti, sizeof ti, "%llu", (unsigned long long)m->to_ident);
     snprintf(maxlen, sizeof maxlen, "%u", cl->limits.max_per_room);
-    const char *argv[] = { stream, counter, "tg:hist", cl->channel, room, hex, ts, from, to, fi, ti,
+    snprintf(deadline, sizeof deadline, "%llu", (unsigned long long)(now + SAY_DEADLINE_MS));
+    const char *argv[] = { "EVALSHA", s->sha[SCRIPT_SAY], "3", stream, counter, "tg:hist",
+                           cl->channel, room, hex, ts, from, to, fi, ti,
                            m->from_name ? m->from_name : "", m->to_name ? m->to_name : "",
-                           m->content, maxlen };
-    size_t lens[] = { strlen(stream), strlen(counter), 7, strlen(cl->channel), len, strlen(hex),
-                      strlen(ts), strlen(from), strlen(to), strlen(fi), strlen(ti),
+                           m->content, maxlen, deadline };
+    size_t lens[] = { 7, 40, 1, strlen(stream), strlen(counter), 7, strlen(cl->channel), len,
+                      strlen(hex), strlen(ts), strlen(from), strlen(to), strlen(fi), strlen(ti),
                       m->from_name ? m->from_name_len : 0, m->to_name ? m->to_name_len : 0,
-                      m->content_len, strlen(maxlen) };
-    redisReply *r = shard_script(s, SCRIPT_SAY, 3, 15, argv, lens);
-    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
-    drop(r);
-    return rc;
+                      m->content_len, strlen(maxlen), strlen(deadline) };
+    if (redisAsyncCommandArgv(s->says, on_say_reply, NULL, 19, argv, lens) != REDIS_OK) return -1;
+    s->pending[(s->pending_head + s->says_pending++) % MAX_PENDING_SAYS] =
+        (pending_say){ now, m->from_uid, false };
+    return 0;
 }
 
 /* ---- the bus: what the subscription brings ------------------------------ */
@@ -562,8 +606,9 @@ static void on_tick(uv_timer_t *t)
     for (int i = 0; i < cl->n; i++) {
         shard *s = &cl->shards[i];
         shard_cmd(s);
-        shard_sub_check(s);
-        shard_sub_connect(s);
+        check_pending_says(s);
+        shard_async_check(s);
+        shard_async_connect(s);
         if (s->sub && s->resync_due) resync(s);
     }
     if (cl->leaving) return;
@@ -596,6 +641,12 @@ cluster *cluster_new(const cluster_url *urls, int n, const store_limits *limits,
         s->cl = cl;
         s->index = i;
         s->url = urls[i];
+        s->pending = calloc(MAX_PENDING_SAYS, sizeof *s->pending);
+        if (!s->pending) {
+            snprintf(err, errlen, "out of memory");
+            cluster_free(cl);
+            return NULL;
+        }
         if (!shard_cmd(s)) {
             snprintf(err, errlen, "cannot reach Redis at %s%s%s:%d (or it refused the password, "
                      "the database or the scripts)", urls[i].path[0] ? "unix:" : "",
@@ -621,7 +672,7 @@ void cluster_start(cluster *cl, chat *c)
     cl->tick.data = cl;
     cl->timer_on = true;
     uv_timer_start(&cl->tick, on_tick, TICK_MS / 4, TICK_MS / 4);
-    for (int i = 0; i < cl->n; i++) shard_sub_connect(&cl->shards[i]);
+    for (int i = 0; i < cl->n; i++) shard_async_connect(&cl->shards[i]);
 }
 
 bool cluster_wait_ready(cluster *cl, uint64_t ms)
@@ -656,17 +707,16 @@ void cluster_close(cluster *cl)
     if (cl->closed) return;
     cl->closed = true;
     if (cl->timer_on) uv_close((uv_handle_t *)&cl->tick, NULL);
-    for (int i = 0; i < cl->n; i++) {
-        shard *s = &cl->shards[i];
-        if (s->sub) redisAsyncDisconnect(s->sub);
-    }
+    for (int i = 0; i < cl->n; i++) shard_async_close(&cl->shards[i]);
 }
 
 void cluster_free(cluster *cl)
 {
     if (!cl) return;
-    for (int i = 0; i < cl->n; i++)
+    for (int i = 0; i < cl->n; i++) {
         if (cl->shards[i].cmd) redisFree(cl->shards[i].cmd);
+        free(cl->shards[i].pending);
+    }
     sbuf_free(&cl->tmp);
     free(cl);
 }

@@ -19,13 +19,26 @@
 #define REAP_GRACE_MS 7000
 #define REAP_LOCK_MS 10000
 #define COMMAND_TIMEOUT_MS 1000
-#define SUB_TIMEOUT_MS 3000
+#define ASYNC_TIMEOUT_MS 3000    /* an async connection must be up by then */
+#define MAX_PENDING_SAYS 4096   /* per shard: past it says are refused */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define READER_MAX_BUF (1024 * 1024)    /* an idle reader keeps no more */
 
 enum { SCRIPT_SAY, SCRIPT_LOGIN, SCRIPT_LOGOUT, SCRIPT_SNAPSHOT, SCRIPT_TRIM_AGE, N_SCRIPTS };
 extern const char *const cluster_scripts[N_SCRIPTS];
+
+/* A say sent to Redis, in the order of the answers. Its script runs only
+ * until SAY_DEADLINE_MS after sending (by Redis's clock); its sender is
+ * told it was refused SAY_REFUSE_MS after sending (by ours) when no answer
+ * came: the margin between them covers the clocks' skew. */
+#define SAY_DEADLINE_MS 1000
+#define SAY_REFUSE_MS 2000
+typedef struct pending_say {
+    uint64_t sent;              /* wall ms */
+    uint32_t uid;
+    bool told;                  /* its sender heard unavailable already */
+} pending_say;
 
 typedef struct shard {
     cluster *cl;
@@ -39,6 +52,13 @@ typedef struct shard {
     bool resync_due;            /* subscribed, not caught up yet */
     uint64_t sub_retry_at;
     uint64_t sub_started;       /* ms: when the subscription was asked for */
+    redisAsyncContext *says;    /* the say script, on the chat's loop; NULL: down */
+    bool says_up;
+    uint64_t says_started, says_retry_at;
+    unsigned says_backoff;
+    pending_say *pending;       /* a ring of MAX_PENDING_SAYS: scripts sent, not answered */
+    unsigned pending_head, says_pending;
+    bool says_stalled;          /* the oldest one is past its deadline */
     unsigned sub_backoff;
     uint64_t up_since;          /* ms: connected without a break since */
     char sha[N_SCRIPTS][41];
@@ -82,8 +102,9 @@ redisReply *shard_argv(shard *s, int argc, const char **argv, const size_t *lens
 redisReply *shard_script(shard *s, int script, int nkeys, int argc, const char **argv,
                          const size_t *lens);
 void shard_cmd_down(shard *s);
-void shard_sub_connect(shard *s);
-void shard_sub_check(shard *s);
+void shard_async_connect(shard *s);
+void shard_async_check(shard *s);
+void shard_async_close(shard *s);
 void cluster_update_health(cluster *cl);
 
 /* ---- the bus and the node (cluster.c) ---- */

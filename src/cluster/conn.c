@@ -192,7 +192,7 @@ redisReply *shard_script(shard *s, int script, int nkeys, int argc, const char *
     return r;
 }
 
-/* ---- the subscription --------------------------------------------------- */
+/* ---- the async connections: the subscription and the says ------------- */
 
 static void sub_down(shard *s)
 {
@@ -201,6 +201,62 @@ static void sub_down(shard *s)
     s->resync_due = false;
     backoff(&s->sub_backoff, &s->sub_retry_at);
     cluster_update_health(s->cl);
+}
+
+static void says_down(shard *s)
+{
+    s->says = NULL;
+    s->says_up = false;
+    backoff(&s->says_backoff, &s->says_retry_at);
+    cluster_update_health(s->cl);
+}
+
+/* One of the shard's async connections is gone (hiredis frees it). */
+static void async_gone(const redisAsyncContext *ac)
+{
+    shard *s = ac->data;
+    if (ac == s->sub) sub_down(s);
+    else if (ac == s->says) says_down(s);
+}
+
+static void on_async_connect(const redisAsyncContext *ac, int status)
+{
+    shard *s = ac->data;
+    if (status != REDIS_OK) async_gone(ac);
+    else if (ac == s->says) {
+        s->says_up = true;
+        s->says_backoff = 0;
+        cluster_update_health(s->cl);
+    }
+}
+
+static void on_async_disconnect(const redisAsyncContext *ac, int status)
+{
+    async_gone(ac);
+}
+
+/* A connection on the chat's loop, logged in; NULL when it cannot be made.
+ * Made only to a Redis that answers now: hiredis 0.14's libuv adapter
+ * never reports a connection refused after the fact. */
+static redisAsyncContext *async_open(shard *s)
+{
+    if (!shard_cmd(s)) return NULL;
+    redisAsyncContext *ac = s->url.path[0] ? redisAsyncConnectUnix(s->url.path)
+                                           : redisAsyncConnect(s->url.host, s->url.port);
+    if (!ac || ac->err) {
+        if (ac) redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = s;
+    if (redisLibuvAttach(ac, s->cl->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->c.reader->maxbuf = READER_MAX_BUF;
+    redisAsyncSetConnectCallback(ac, on_async_connect);
+    redisAsyncSetDisconnectCallback(ac, on_async_disconnect);
+    if (s->url.password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", s->url.password);
+    return ac;
 }
 
 static void on_sub_message(redisAsyncContext *ac, void *reply, void *arg)
@@ -220,54 +276,47 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *arg)
     }
 }
 
-static void on_sub_connect(const redisAsyncContext *ac, int status)
+/* The subscription and the says' connection, when down and due. */
+void shard_async_connect(shard *s)
 {
-    shard *s = ac->data;
-    if (status != REDIS_OK) sub_down(s);        /* hiredis frees ac */
+    uint64_t now = wall_ms();
+    if (s->cl->closed) return;
+    if (!s->sub && now >= s->sub_retry_at) {
+        s->sub = async_open(s);
+        if (!s->sub) {
+            sub_down(s);
+        } else {
+            s->sub_started = now;
+            redisAsyncCommand(s->sub, on_sub_message, s, "SUBSCRIBE %s", s->cl->channel);
+        }
+    }
+    if (!s->says && now >= s->says_retry_at) {
+        s->says = async_open(s);
+        if (!s->says) says_down(s);
+        else s->says_started = now;
+        if (s->says && s->url.db) redisAsyncCommand(s->says, NULL, NULL, "SELECT %d", s->url.db);
+    }
 }
 
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+/* A connection not up in time (one that failed unseen, a Redis that
+ * hangs) is dropped and made again. */
+void shard_async_check(shard *s)
 {
-    shard *s = ac->data;
-    sub_down(s);
-}
-
-void shard_sub_connect(shard *s)
-{
-    if (s->sub || wall_ms() < s->sub_retry_at || s->cl->closed) return;
-    /* only to a Redis that answers now: hiredis 0.14's libuv adapter
-     * never reports a connection refused after the fact */
-    if (!shard_cmd(s)) {
-        backoff(&s->sub_backoff, &s->sub_retry_at);
-        return;
-    }
-    redisAsyncContext *ac = s->url.path[0] ? redisAsyncConnectUnix(s->url.path)
-                                           : redisAsyncConnect(s->url.host, s->url.port);
-    if (!ac || ac->err) {
-        if (ac) redisAsyncFree(ac);
-        sub_down(s);
-        return;
-    }
-    ac->data = s;
-    if (redisLibuvAttach(ac, s->cl->loop) != REDIS_OK) {
+    uint64_t now = wall_ms();
+    if (s->sub && !s->sub_ready && !s->resync_due && now - s->sub_started >= ASYNC_TIMEOUT_MS) {
+        redisAsyncContext *ac = s->sub;
         redisAsyncFree(ac);
-        sub_down(s);
-        return;
+        if (s->sub == ac) sub_down(s);
     }
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    s->sub = ac;
-    s->sub_started = wall_ms();
-    if (s->url.password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", s->url.password);
-    redisAsyncCommand(ac, on_sub_message, s, "SUBSCRIBE %s", s->cl->channel);
+    if (s->says && !s->says_up && now - s->says_started >= ASYNC_TIMEOUT_MS) {
+        redisAsyncContext *ac = s->says;
+        redisAsyncFree(ac);
+        if (s->says == ac) says_down(s);
+    }
 }
 
-/* A subscription not confirmed in time (a connection that failed unseen,
- * a Redis that hangs) is dropped and made again. */
-void shard_sub_check(shard *s)
+void shard_async_close(shard *s)
 {
-    if (!s->sub || s->sub_ready || s->resync_due || wall_ms() - s->sub_started < SUB_TIMEOUT_MS) return;
-    redisAsyncContext *ac = s->sub;
-    redisAsyncFree(ac);
-    if (s->sub == ac) sub_down(s);
+    if (s->sub) redisAsyncDisconnect(s->sub);
+    if (s->says) redisAsyncDisconnect(s->says);
 }

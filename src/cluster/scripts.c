@@ -11,8 +11,13 @@
 const char *const cluster_scripts[N_SCRIPTS] = {
     /* SCRIPT_SAY: KEYS stream, counter, rooms with a history; ARGV channel,
      * room, hex, ts, from, to, from_ident, to_ident, from_name, to_name,
-     * content, max_len. The id, the append and the publish in one step. */
+     * content, max_len, deadline (unix ms: later, the sender has been told
+     * it was refused). The id, the append and the publish in one step. */
     [SCRIPT_SAY] = NS
+        "local t = redis.call('TIME')\n"
+        "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[13]) then\n"
+        "  return redis.error_reply('EXPIRED the say came after its deadline')\n"
+        "end\n"
         "local id = redis.call('INCR', KEYS[2])\n"
         "local f = {'ts', ARGV[4], 'f', ARGV[5], 't', ARGV[6], 'fi', ARGV[7], 'ti', ARGV[8],\n"
         "           'fn', ARGV[9], 'tn', ARGV[10], 'c', ARGV[11]}\n"

@@ -429,3 +429,26 @@ async def test_haproxy_node_taken_out_clients_lose_nothing(redis, make_node, hap
     for c in everyone:
         assert (await says(c, 1))[0]["id"] == 5 + len(alive)
     await close_all(everyone)
+
+
+@async_test(timeout=60)
+async def test_hung_redis_refuses_says_then_recovers(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a, _ = await login(n0, "ana", "z")
+    b, _ = await login(n1, "bia", "z")
+    await a.expect("login")
+    redis.proc.send_signal(signal.SIGSTOP)      # Redis hangs: no answer, no close
+    try:
+        await a.say("no vácuo")
+        check_error(await a.recv(timeout=6), "unavailable")
+        await wait_healthz(n0, 503)
+        await b.silent(0.2)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    await wait_healthz(n0, 200)
+    await wait_healthz(n1, 200)
+    await a.say("acordou")
+    for x in (a, b):
+        got = (await says(x, 1))[0]
+        assert got["content"] == "acordou"
+    await close_all([a, b])
