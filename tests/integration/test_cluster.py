@@ -67,6 +67,16 @@ async def login(node, name, room=None, extra=None):
     return c, ul
 
 
+async def two_nodes(redis, make_node, room=None):
+    """Two nodes (the second with two threads), ana on the first and bia on
+    the second in room, ana having seen bia come in."""
+    n0, n1 = make_node(redis), make_node(redis, "--threads", "2")
+    a, _ = await login(n0, "ana", room)
+    b, _ = await login(n1, "bia", room)
+    await a.expect("login")
+    return n0, n1, a, b
+
+
 async def recv_until(c, pred, timeout=5.0):
     """Messages until pred(msg) holds; returns them all (the last matched)."""
     got = []
@@ -163,10 +173,7 @@ async def test_private_say_to_another_node(redis, make_node):
 
 @async_test(timeout=60)
 async def test_token_and_private_history_on_another_node(redis, make_node):
-    n0, n1 = make_node(redis), make_node(redis)
-    a, _ = await login(n0, "ana")
-    b, _ = await login(n1, "bia")
-    await a.expect("login")
+    n0, n1, a, b = await two_nodes(redis, make_node)
     await a.say("segredo", to_uid=b.uid)
     await a.say("público")
     await says(b, 2)
@@ -204,10 +211,7 @@ async def test_history_resume_on_another_node(redis, make_node):
 
 @async_test(timeout=90)
 async def test_node_killed_mid_traffic(redis, make_node):
-    n0, n1 = make_node(redis), make_node(redis)
-    a, _ = await login(n0, "ana", "k")
-    b, _ = await login(n1, "bia", "k")
-    await a.expect("login")
+    n0, n1, a, b = await two_nodes(redis, make_node, "k")
     for k in range(5):
         await b.say("antes %d" % k)
     got = await says(a, 5)
@@ -229,10 +233,7 @@ async def test_node_killed_mid_traffic(redis, make_node):
 
 @async_test(timeout=90)
 async def test_redis_restart_mid_traffic(redis, make_node):
-    n0, n1 = make_node(redis), make_node(redis, "--threads", "2")
-    a, _ = await login(n0, "ana", "r")
-    b, _ = await login(n1, "bia", "r")
-    await a.expect("login")
+    n0, n1, a, b = await two_nodes(redis, make_node, "r")
     for k in range(3):
         await a.say("antes %d" % k)
     assert [m["id"] for m in await says(b, 3)] == [1, 2, 3]
@@ -277,10 +278,7 @@ async def test_node_started_late(redis, make_node):
 
 @async_test(timeout=60)
 async def test_sigterm_logs_users_out_at_once(redis, make_node):
-    n0, n1 = make_node(redis), make_node(redis)
-    a, _ = await login(n0, "ana")
-    b, _ = await login(n1, "bia")
-    await a.expect("login")
+    n0, n1, a, b = await two_nodes(redis, make_node)
     t0 = time.monotonic()
     n0.proc.send_signal(signal.SIGTERM)
     check_logout(await b.recv(timeout=3), a.uid)
@@ -433,10 +431,7 @@ async def test_haproxy_node_taken_out_clients_lose_nothing(redis, make_node, hap
 
 @async_test(timeout=60)
 async def test_hung_redis_refuses_says_then_recovers(redis, make_node):
-    n0, n1 = make_node(redis), make_node(redis)
-    a, _ = await login(n0, "ana", "z")
-    b, _ = await login(n1, "bia", "z")
-    await a.expect("login")
+    n0, n1, a, b = await two_nodes(redis, make_node, "z")
     redis.proc.send_signal(signal.SIGSTOP)      # Redis hangs: no answer, no close
     try:
         await a.say("no vácuo")
