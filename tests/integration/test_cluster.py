@@ -447,3 +447,34 @@ async def test_hung_redis_refuses_says_then_recovers(redis, make_node):
         got = (await says(x, 1))[0]
         assert got["content"] == "acordou"
     await close_all([a, b])
+
+
+@async_test(timeout=60)
+async def test_retention_by_count_and_age(redis, make_node):
+    # count: the stream keeps the newest --keep-messages
+    n0 = make_node(redis, "--keep-messages", "5")
+    a, _ = await login(n0, "ana", "n")
+    for k in range(8):
+        await a.say("m%d" % k)
+    await says(a, 8)
+    b, _ = await login(n0, "bia", "n", {"last_id": 0})
+    hist = await b.expect("history")
+    assert [m["id"] for m in hist["messages"]] == [4, 5, 6, 7, 8]
+    await close_all([a, b])
+    # age: a node trims what is older than --keep-days (here about 2 s)
+    n1 = make_node(redis, "--keep-days", "0.00002")
+    c, _ = await login(n1, "caio", "velha")
+    await c.say("logo some")
+    await says(c, 1)
+    deadline = time.monotonic() + 10
+    while True:
+        d, _ = await login(n1, "davi", "velha", {"last_id": 0})
+        hist = await d.expect("history")
+        await d.close()
+        if not hist["messages"]:
+            break
+        assert time.monotonic() < deadline, "never trimmed"
+        await asyncio.sleep(0.5)
+    await c.say("nova")
+    assert (await says(c, 1))[0]["id"] == 2, "ids go on after a trim"
+    await c.close()
