@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 # connections' loop (1) and loops on threads around the hub (2).
 THREAD_SHAPES ?= 1 2
 
-.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture clean adversarial attacks soak install uninstall deb
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture bench-cluster clean adversarial attacks soak install uninstall deb
 
 # `make install` puts the binary, the man pages, the systemd unit and the
 # example config under DESTDIR + these; an operator's config is kept.
@@ -83,6 +83,10 @@ bench: test-deps build
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/run.sh
 
 # tagarela capture against tcpdump and tshark on a generated 300 MB pcap.
+# Cluster mode on a real redis-server: 1, 2 and 3 nodes (docs/cluster.md).
+bench-cluster: build test-deps
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/cluster/run.py
+
 bench-capture: build test-deps
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela $(PYTHON) bench/capture/run.py
 

@@ -229,6 +229,28 @@ static void check_pending_says(shard *s)
         stalled = true;
     }
     s->says_stalled = stalled;
+    /* a connection that answers nothing while Redis answers the other one
+     * died unseen: made again */
+    if (stalled && s->cmd && now - s->pending[s->pending_head].sent >= SAY_REFUSE_MS + ASYNC_TIMEOUT_MS) {
+        shard_drop_says(s);
+        s->says_stalled = false;
+    }
+}
+
+/* Every TICK_MS: a ping to ourselves through the shard's bus; a
+ * subscription silent too long is made again. */
+static void check_subscription(shard *s)
+{
+    cluster *cl = s->cl;
+    uint64_t now = wall_ms();
+    if (!s->sub_ready) return;
+    if (now - s->sub_heard >= SUB_SILENT_MS && s->cmd) {
+        shard_drop_sub(s);
+        return;
+    }
+    if (now - s->last_ping < TICK_MS) return;
+    s->last_ping = now;
+    run(s, "PUBLISH %s P%d:%s", cl->channel, (int)strlen(cl->node), cl->node);
 }
 
 /* The say script, sent on the shard's async connection: the hub goes on
@@ -307,6 +329,7 @@ static void apply_say(cluster *cl, const char **f, const size_t *n)
 void cluster_on_message(shard *s, const char *msg, size_t len)
 {
     cluster *cl = s->cl;
+    s->sub_heard = wall_ms();
     if (!s->sub_ready || len < 1) return;   /* before catching up: the catch-up has it */
     const char *p = msg + 1, *end = msg + len, *f[MAX_FIELDS];
     size_t n[MAX_FIELDS];
@@ -318,6 +341,8 @@ void cluster_on_message(shard *s, const char *msg, size_t len)
         if (n[4] == strlen(cl->node) && memcmp(f[4], cl->node, n[4]) == 0) return;     /* ours */
         chat_bus_login(cl->chat, f[0], n[0], (uint32_t)num(f[1], n[1]), f[2], n[2],
                        num(f[3], n[3]), wall_ms());
+    } else if (msg[0] == 'P') {
+        /* a node's ping of its own subscription */
     } else if (msg[0] == 'O' && k == 2) {
         chat_bus_logout(cl->chat, (uint32_t)num(f[1], n[1]), wall_ms());
     }
@@ -539,6 +564,7 @@ static void resync(shard *s)
     if (!s->cmd) return;                /* lost on the way: again at the next tick */
     s->resync_due = false;
     s->sub_ready = true;
+    s->sub_heard = wall_ms();
     cluster_update_health(cl);
 }
 
@@ -607,6 +633,7 @@ static void on_tick(uv_timer_t *t)
         shard *s = &cl->shards[i];
         shard_cmd(s);
         check_pending_says(s);
+        check_subscription(s);
         shard_async_check(s);
         shard_async_connect(s);
         if (s->sub && s->resync_due) resync(s);

@@ -21,6 +21,10 @@
 #define COMMAND_TIMEOUT_MS 1000
 #define ASYNC_TIMEOUT_MS 3000    /* an async connection must be up by then */
 #define MAX_PENDING_SAYS 4096   /* per shard: past it says are refused */
+/* Each node pings itself through each shard's bus every TICK_MS: a
+ * subscription that brought nothing for SUB_SILENT_MS is taken for dead
+ * (hiredis 0.14's libuv adapter can miss a socket error) and made again. */
+#define SUB_SILENT_MS 3500
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define READER_MAX_BUF (1024 * 1024)    /* an idle reader keeps no more */
@@ -52,6 +56,8 @@ typedef struct shard {
     bool resync_due;            /* subscribed, not caught up yet */
     uint64_t sub_retry_at;
     uint64_t sub_started;       /* ms: when the subscription was asked for */
+    uint64_t sub_heard;         /* ms: the last message it brought (our pings included) */
+    uint64_t last_ping;         /* ms: our last ping on the bus */
     redisAsyncContext *says;    /* the say script, on the chat's loop; NULL: down */
     bool says_up;
     uint64_t says_started, says_retry_at;
@@ -105,6 +111,9 @@ void shard_cmd_down(shard *s);
 void shard_async_connect(shard *s);
 void shard_async_check(shard *s);
 void shard_async_close(shard *s);
+/* Drops a connection that looks dead; it is made again at the next tick. */
+void shard_drop_sub(shard *s);
+void shard_drop_says(shard *s);
 void cluster_update_health(cluster *cl);
 
 /* ---- the bus and the node (cluster.c) ---- */

@@ -303,16 +303,25 @@ void shard_async_connect(shard *s)
 void shard_async_check(shard *s)
 {
     uint64_t now = wall_ms();
-    if (s->sub && !s->sub_ready && !s->resync_due && now - s->sub_started >= ASYNC_TIMEOUT_MS) {
-        redisAsyncContext *ac = s->sub;
-        redisAsyncFree(ac);
-        if (s->sub == ac) sub_down(s);
-    }
-    if (s->says && !s->says_up && now - s->says_started >= ASYNC_TIMEOUT_MS) {
-        redisAsyncContext *ac = s->says;
-        redisAsyncFree(ac);
-        if (s->says == ac) says_down(s);
-    }
+    if (s->sub && !s->sub_ready && !s->resync_due && now - s->sub_started >= ASYNC_TIMEOUT_MS)
+        shard_drop_sub(s);
+    if (s->says && !s->says_up && now - s->says_started >= ASYNC_TIMEOUT_MS) shard_drop_says(s);
+}
+
+void shard_drop_sub(shard *s)
+{
+    redisAsyncContext *ac = s->sub;
+    if (!ac) return;
+    redisAsyncFree(ac);
+    if (s->sub == ac) sub_down(s);
+}
+
+void shard_drop_says(shard *s)
+{
+    redisAsyncContext *ac = s->says;
+    if (!ac) return;
+    redisAsyncFree(ac);             /* its pending says are refused */
+    if (s->says == ac) says_down(s);
 }
 
 void shard_async_close(shard *s)

@@ -30,7 +30,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: tagarela bench [options] [URL]      URL default ws://127.0.0.1:7272/\n"
+        "usage: tagarela bench [options] [URL...]   URL default ws://127.0.0.1:7272/; several\n"
+        "                                           (or a comma list): clients spread over them\n"
         "\n"
         "  -n, --clients N        clients to connect and log in (default 100)\n"
         "  -s, --senders S        how many of them send (default 10; ignored with --idle)\n"
@@ -94,13 +95,9 @@ static int number(const char *opt, const char *arg, double lo, double hi, bool w
     return -1;
 }
 
-static int parse_url(bench_opts *o, const char *url)
+/* One ws:// URL into a target. */
+static int parse_target(bench_target *t, const char *url)
 {
-    if (strlen(url) >= sizeof o->url) {
-        fprintf(stderr, "tagarela bench: URL too long\n");
-        return -1;
-    }
-    snprintf(o->url, sizeof o->url, "%s", url);
     if (strncmp(url, "wss://", 6) == 0) {
         fprintf(stderr, "tagarela bench: wss:// is not supported, use ws://\n");
         return -1;
@@ -111,10 +108,10 @@ static int parse_url(bench_opts *o, const char *url)
     }
     const char *h = url + 5, *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    snprintf(o->path, sizeof o->path, "%s", slash ? slash : "/");
+    snprintf(t->path, sizeof t->path, "%s", slash ? slash : "/");
     const char *colon = memchr(h, ':', hl);
     size_t namelen = colon ? (size_t)(colon - h) : hl;
-    o->port = 80;
+    t->port = 80;
     if (colon) {
         char ps[16];
         size_t pl = hl - namelen - 1;
@@ -126,27 +123,55 @@ static int parse_url(bench_opts *o, const char *url)
         memcpy(ps, colon + 1, pl);
         ps[pl] = 0;
         if (number("the URL's port", ps, 1, 65535, true, &v)) return -1;
-        o->port = (int)v;
+        t->port = (int)v;
     }
-    if (namelen == 0 || namelen >= sizeof o->host || h[0] == '[') {
+    if (namelen == 0 || namelen >= sizeof t->host || h[0] == '[') {
         fprintf(stderr, "tagarela bench: bad host in '%s' (an IPv4 address or a name)\n", url);
         return -1;
     }
-    memcpy(o->host, h, namelen);
-    o->host[namelen] = 0;
+    memcpy(t->host, h, namelen);
+    t->host[namelen] = 0;
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_INET;
     hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(o->host, NULL, &hints, &res);
+    int rc = getaddrinfo(t->host, NULL, &hints, &res);
     if (rc || !res) {
-        fprintf(stderr, "tagarela bench: cannot resolve '%s': %s\n", o->host, gai_strerror(rc));
+        fprintf(stderr, "tagarela bench: cannot resolve '%s': %s\n", t->host, gai_strerror(rc));
         return -1;
     }
-    memcpy(&o->addr, res->ai_addr, sizeof o->addr);
+    memcpy(&t->addr, res->ai_addr, sizeof t->addr);
     freeaddrinfo(res);
-    o->addr.sin_port = htons((uint16_t)o->port);
-    o->loopback = (ntohl(o->addr.sin_addr.s_addr) >> 24) == 127;
+    t->addr.sin_port = htons((uint16_t)t->port);
+    return 0;
+}
+
+/* One URL argument: a URL or a comma list of them (a cluster's nodes,
+ * over which the clients are spread in turn). */
+static int parse_url(bench_opts *o, const char *arg)
+{
+    size_t used = strlen(o->url);
+    if (used + strlen(arg) + 2 > sizeof o->url) {
+        fprintf(stderr, "tagarela bench: URLs too long\n");
+        return -1;
+    }
+    snprintf(o->url + used, sizeof o->url - used, "%s%s", used ? "," : "", arg);
+    for (const char *p = arg; *p; ) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char one[600];
+        if (o->n_targets == BENCH_MAX_TARGETS || n >= sizeof one) {
+            fprintf(stderr, "tagarela bench: at most %d URLs of %zu bytes\n", BENCH_MAX_TARGETS, sizeof one - 1);
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = 0;
+        bench_target *t = &o->targets[o->n_targets];
+        if (parse_target(t, one) < 0) return -1;
+        o->loopback = (o->n_targets == 0 || o->loopback) && (ntohl(t->addr.sin_addr.s_addr) >> 24) == 127;
+        o->n_targets++;
+        p = comma ? comma + 1 : p + n;
+    }
     return 0;
 }
 
@@ -243,12 +268,9 @@ static int parse_opts(bench_opts *o, int argc, char **argv)
         }
         if (bad) return -1;
     }
-    if (optind < argc - 1) {
-        fprintf(stderr, "tagarela bench: one URL at most, got '%s' and '%s'\n",
-                argv[optind], argv[optind + 1]);
-        return -1;
-    }
-    if (parse_url(o, optind < argc ? argv[optind] : "ws://127.0.0.1:7272/")) return -1;
+    for (int i = optind; i < argc; i++)
+        if (parse_url(o, argv[i])) return -1;
+    if (optind == argc && parse_url(o, "ws://127.0.0.1:7272/")) return -1;
     if (o->idle) o->senders = 0;
     else if (o->senders > o->clients) {
         if (senders_given) {

@@ -26,13 +26,20 @@
 #define BENCH_PREFIX 192
 #define BENCH_NONCE_LEN 6
 
-typedef struct bench_opts {
-    char url[600];
+/* One server URL; several (a cluster's nodes) share the clients. */
+#define BENCH_MAX_TARGETS 16
+typedef struct bench_target {
     char host[256];             /* as given in the URL (Host header) */
     char path[512];
     int port;
     struct sockaddr_in addr;    /* the resolved server address (IPv4) */
-    bool loopback;              /* the server is on 127/8: spread sources */
+} bench_target;
+
+typedef struct bench_opts {
+    char url[2048];             /* the URLs as given, comma-separated */
+    bench_target targets[BENCH_MAX_TARGETS];   /* client i goes to i % n_targets */
+    unsigned n_targets;
+    bool loopback;              /* every server is on 127/8: spread sources */
     unsigned clients, senders, window, threads, src_addrs, rooms, size;
     double rate;                /* messages/s per sender; 0: window-bound */
     double duration, drain, connect_timeout;

@@ -229,6 +229,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void send_handshake(bench_client *c)
 {
     const bench_opts *o = c->w->o;
+    const bench_target *t = &o->targets[c->idx % o->n_targets];
     uint8_t raw[16];
     uint64_t a = rng_next(c->w), b = rng_next(c->w);
     memcpy(raw, &a, 8);
@@ -246,7 +247,7 @@ static void send_handshake(bench_client *c)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n", o->path, o->host, o->port, key);
+                     "Sec-WebSocket-Version: 13\r\n\r\n", t->path, t->host, t->port, key);
     c->state = CS_HANDSHAKE;
     send_raw(c, req, (size_t)n);
 }
@@ -307,7 +308,8 @@ static void start_client(bench_worker *w, bench_client *c)
     if (w->o->loopback && w->o->src_addrs > 1) bind_source(c);
     uv_tcp_nodelay(&c->tcp, 1);
     c->creq.data = c;
-    r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&w->o->addr, on_connect);
+    const bench_target *t = &w->o->targets[c->idx % w->o->n_targets];
+    r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&t->addr, on_connect);
     if (r) {
         w->connecting--;
         bench_fail(w->run, "cannot connect to %s: %s", w->o->url, uv_strerror(r));

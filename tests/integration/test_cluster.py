@@ -92,12 +92,14 @@ async def recv_until(c, pred, timeout=5.0):
 
 async def says(c, n, timeout=10.0):
     """The next n says (other messages skipped)."""
-    out = []
+    out, other = [], []
     deadline = time.monotonic() + timeout
     while len(out) < n:
-        msg = await c.recv(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["type"] == "say":
-            out.append(msg)
+        left = deadline - time.monotonic()
+        assert left > 0, "%d of %d says in %.0fs; also got %r" % (len(out), n, timeout, other)
+        msg = await c.recv(timeout=left)
+        assert msg["type"] != "error", msg
+        (out if msg["type"] == "say" else other).append(msg)
     return out
 
 
