@@ -480,3 +480,24 @@ async def test_retention_by_count_and_age(redis, make_node):
     await c.say("nova")
     assert (await says(c, 1))[0]["id"] == 2, "ids go on after a trim"
     await c.close()
+
+
+def test_bench_spreads_clients_over_nodes(redis, make_node):
+    import json
+    import subprocess
+    from server_proc import BIN
+    fast = ("--rate", "1000000", "--burst", "1000000", "--history", "0")
+    nodes = [make_node(redis, *fast), make_node(redis, *fast)]
+    urls = ["ws://127.0.0.1:%d/" % n.ws_port for n in nodes]
+    p = subprocess.run([BIN, "bench", "--json", "-q", "-n", "20", "-s", "4", "-d", "1", "--room", "b",
+                        urls[0], urls[1]], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["server_url"] == ",".join(urls)
+    assert r["sent"] > 0 and r["lost"] == 0 and r["dups"] == 0
+    assert r["deliveries"] == r["expected_deliveries"] == r["sent"] * 20
+    for n in nodes:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % n.http_port, timeout=3) as m:
+            text = m.read().decode()
+        accepted = [l for l in text.splitlines() if l.startswith("tagarela_accepted_total ")]
+        assert int(accepted[0].split()[1]) >= 10, "half the clients on each node"
