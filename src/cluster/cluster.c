@@ -517,22 +517,39 @@ static int apply_snapshot(shard *s, user_list *users, member **out, size_t *n_ou
     return 0;
 }
 
+/* A Redis that came back without its data (no AOF) would give ids again:
+ * the room's counter goes back up to the last id this node has seen. */
+static void keep_counter(shard *s, const char *key, uint64_t last)
+{
+    redisReply *r = shard_command(s, "EVAL %s 1 %s %llu",
+        "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+        "redis.call('SET', KEYS[1], ARGV[1]) end", key, (unsigned long long)last);
+    drop(r);
+}
+
 /* Says this node missed in its rooms of the shard come from the streams. */
 static void catch_up_rooms(shard *s, user_list *users)
 {
     cluster *cl = s->cl;
+    dict done;                          /* rooms seen: once each */
+    dict_init(&done);
     for (size_t i = 0; i < users->len; i++) {
         known_user *u = &users->v[i];
-        if (cluster_shard_of(cl, u->room, u->room_len) != s->index) continue;
+        if (cluster_shard_of(cl, u->room, u->room_len) != s->index || dict_get(&done, u->room, u->room_len))
+            continue;
+        if (dict_put(&done, u->room, u->room_len, u) < 0) break;
         uint64_t last, stored;
         if (chat_room_last_id(cl->chat, u->room, u->room_len, &last) < 0) continue;
         char key[CLUSTER_KEY_MAX];
         cluster_room_key(key, u->room, u->room_len, "id");
         redisReply *r = shard_command(s, "GET %s", key);
-        stored = r && r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
+        stored = !r ? last : r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10)
+               : r->type == REDIS_REPLY_NIL ? 0 : last;
         drop(r);
         if (stored > last) cluster_catch_up(cl, u->room, u->room_len, last, 0);
+        else if (stored < last) keep_counter(s, key, last);
     }
+    dict_free(&done);
 }
 
 /* After (re)subscribing: the chat and the shard agree again on who is in

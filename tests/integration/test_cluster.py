@@ -501,3 +501,26 @@ def test_bench_spreads_clients_over_nodes(redis, make_node):
             text = m.read().decode()
         accepted = [l for l in text.splitlines() if l.startswith("tagarela_accepted_total ")]
         assert int(accepted[0].split()[1]) >= 10, "half the clients on each node"
+
+
+@async_test(timeout=60)
+async def test_redis_back_without_its_data_gives_no_id_twice(redis, make_node):
+    import shutil
+    n0, n1, a, b = await two_nodes(redis, make_node, "sem")
+    for k in range(3):
+        await a.say("m%d" % k)
+    await says(b, 3)
+    await says(a, 3)
+    redis.stop(kill=True)
+    shutil.rmtree(redis.dir / "appendonlydir")    # a Redis run without its AOF
+    redis.start()
+    await wait_healthz(n0, 200)
+    await wait_healthz(n1, 200)
+    await a.say("depois")
+    for x in (a, b):
+        got = (await says(x, 1))[0]
+        assert got["id"] == 4, "the counter came back up to the last id the nodes saw"
+    # the users still connected were announced again: a newcomer sees them
+    c, ul = await login(n1, "caio", "sem")
+    assert {u["uid"] for u in ul} == {a.uid, b.uid, c.uid}
+    await close_all([a, b, c])
