@@ -2470,6 +2470,161 @@ static void test_rooms_per_minute_table_is_swept(void **state)
     expect_error(w, c, "too_many_rooms");
 }
 
+
+/* ---- cluster mode: the bus ------------------------------------------------ */
+
+typedef struct fbus {
+    uint32_t logins[16], logouts[16];
+    size_t n_logins, n_logouts, n_says;
+    store_msg last_say;
+    char content[64];
+    int login_rc;               /* what login answers (1 once: the uid is taken) */
+    int say_rc;
+} fbus;
+
+static int fb_login(void *ctx, const char *room, size_t room_len, uint32_t uid, const char *name,
+                    size_t name_len, uint64_t ident)
+{
+    fbus *b = ctx;
+    int rc = b->login_rc;
+    if (rc == 1) b->login_rc = 0;
+    if (rc == 0 && b->n_logins < 16) b->logins[b->n_logins++] = uid;
+    return rc;
+}
+
+static void fb_logout(void *ctx, const char *room, size_t room_len, uint32_t uid)
+{
+    fbus *b = ctx;
+    if (b->n_logouts < 16) b->logouts[b->n_logouts++] = uid;
+}
+
+static int fb_say(void *ctx, const char *room, size_t room_len, const store_msg *m)
+{
+    fbus *b = ctx;
+    if (b->say_rc) return b->say_rc;
+    b->n_says++;
+    b->last_say = *m;
+    snprintf(b->content, sizeof b->content, "%.*s", (int)m->content_len, m->content);
+    b->last_say.content = b->content;
+    return 0;
+}
+
+static fbus the_bus;
+
+static world *w_open_bus(void **state)
+{
+    chat_limits l = test_limits();
+    world *w = w_open(state, &l, 1, true);
+    memset(&the_bus, 0, sizeof the_bus);
+    chat_bus bus = { &the_bus, fb_login, fb_logout, fb_say };
+    chat_set_bus(w->c, &bus);
+    return w;
+}
+
+/* What the bus brings back: a stored say with its id. */
+static void bus_deliver(world *w, const char *room, uint64_t id, uint32_t from, uint32_t to, const char *text)
+{
+    store_msg m = { .id = id, .ts = (int64_t)(w->now / 1000), .from_uid = from, .to_uid = to,
+                    .content = text, .content_len = strlen(text) };
+    chat_bus_say(w->c, room, strlen(room), &m);
+    chat_end_turn(w->c);
+}
+
+/* A say goes to the bus, and to no one until the bus brings it back; then
+ * to everyone in the room, one frame, and once only. */
+static void test_bus_say_comes_back_from_the_bus(void **state)
+{
+    world *w = w_open_bus(state);
+    int a = w_conn(w), b = w_conn(w);
+    uint32_t ua = w_login(w, a, "a"), ub = w_login(w, b, "b");
+    assert_int_equal(the_bus.n_logins, 2);
+    assert_int_equal(the_bus.logins[0], ua);
+    assert_int_equal(the_bus.logins[1], ub);
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"oi\"}");
+    none_all(w);
+    assert_int_equal(the_bus.n_says, 1);
+    assert_int_equal(the_bus.last_say.from_uid, ua);
+    assert_string_equal(the_bus.content, "oi");
+    assert_int_equal(w->fs.append_calls, 0);
+    bus_deliver(w, "1", 1, ua, 0, "oi");
+    ftrack *t = pop_type(w, a, "say");
+    assert_int_equal(int_of(t->js, "id"), 1);
+    assert_int_equal(t->sends, 2);
+    pop_type(w, b, "say");
+    bus_deliver(w, "1", 1, ua, 0, "oi");         /* again: not past the room's last id */
+    none_all(w);
+    w_disconnect(w, a, 0);
+    assert_int_equal(the_bus.n_logouts, 1);
+    assert_int_equal(the_bus.logouts[0], ua);
+}
+
+/* Other servers' users are in the rooms (user lists, private says) but
+ * get nothing from this one. */
+static void test_bus_users_of_other_servers(void **state)
+{
+    world *w = w_open_bus(state);
+    int a = w_conn(w);
+    uint32_t ua = w_login(w, a, "a");
+    chat_bus_login(w->c, "1", 1, 77, "z&amp;", 6, 9, w->now);
+    chat_end_turn(w->c);
+    ftrack *t = pop_type(w, a, "login");
+    assert_int_equal(int_of(t->js, "uid"), 77);
+    assert_string_equal(str_of(t->js, "name"), "z&amp;");
+    chat_bus_login(w->c, "1", 1, 77, "z", 1, 9, w->now);      /* known: nothing */
+    chat_end_turn(w->c);
+    none_all(w);
+    int c = w_conn(w);
+    w_send(w, c, "{\"type\":\"login\",\"name\":\"c\"}");
+    t = pop_type(w, c, "user_list");
+    json_t *list = json_object_get(t->js, "user_list");
+    assert_int_equal(json_array_size(list), 3);
+    assert_int_equal(int_of(json_array_get(list, 1), "uid"), 77);
+    drain_all(w);
+    w_send(w, a, "{\"type\":\"say\",\"to_uid\":77,\"content\":\"psiu\"}");
+    none_all(w);
+    assert_int_equal(the_bus.last_say.to_uid, 77);
+    assert_int_equal(the_bus.last_say.to_ident, 9);
+    bus_deliver(w, "1", 1, 77, ua, "de volta");   /* a private say to a: a only */
+    pop_type(w, a, "say");
+    none_all(w);
+    chat_bus_logout(w->c, ua, w->now);            /* a is ours: not the bus's to end */
+    chat_end_turn(w->c);
+    none_all(w);
+    chat_bus_logout(w->c, 77, w->now);
+    chat_end_turn(w->c);
+    assert_int_equal(int_of(pop_type(w, a, "logout")->js, "uid"), 77);
+    pop_type(w, c, "logout");
+    chat_bus_login(w->c, "outra", 5, 78, "y", 1, 0, w->now);  /* freed with the chat */
+    chat_end_turn(w->c);
+    assert_int_equal(chat_user_count(w->c), 3);
+}
+
+/* An unreachable bus refuses logins and says; a uid taken elsewhere is
+ * replaced; a say the bus refuses later is told to its sender. */
+static void test_bus_refusals(void **state)
+{
+    world *w = w_open_bus(state);
+    int a = w_conn(w);
+    the_bus.login_rc = -1;
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"a\"}");
+    expect_error(w, a, "unavailable");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    assert_int_equal(chat_room_count(w->c), 0);
+    the_bus.login_rc = 1;
+    uint32_t ua = w_login(w, a, "a");
+    assert_int_equal(the_bus.n_logins, 1);
+    assert_int_equal(the_bus.logins[0], ua);
+    the_bus.say_rc = -1;
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"x\"}");
+    expect_error(w, a, "unavailable");
+    chat_say_refused(w->c, ua);
+    chat_end_turn(w->c);
+    expect_error(w, a, "unavailable");
+    chat_say_refused(w->c, 12345);               /* someone gone: nothing */
+    chat_end_turn(w->c);
+    none_all(w);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, w_teardown)
 
 int main(void)
@@ -2479,6 +2634,9 @@ int main(void)
     tzset();
     const struct CMUnitTest tests[] = {
         T(test_seed_session),
+        T(test_bus_say_comes_back_from_the_bus),
+        T(test_bus_users_of_other_servers),
+        T(test_bus_refusals),
         T(test_key_order_of_every_message),
         T(test_user_list_in_join_order),
         T(test_time_format),
