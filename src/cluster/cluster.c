@@ -618,10 +618,14 @@ static void reap(cluster *cl, const char *node)
     run(g, "SREM tg:nodes %s", node);
 }
 
-static void reap_dead_nodes(cluster *cl)
+/* Nodes whose heartbeat expired are reaped. A node reaps only after
+ * REAP_GRACE_MS connected (others coming back with Redis refresh theirs
+ * first), except at its start: a node that died before it came leaves no
+ * ghosts in the first user lists it gives. */
+static void reap_dead_nodes(cluster *cl, bool at_start)
 {
     shard *g = &cl->shards[0];
-    if (!g->up_since || wall_ms() - g->up_since < REAP_GRACE_MS) return;
+    if (!at_start && (!g->up_since || wall_ms() - g->up_since < REAP_GRACE_MS)) return;
     redisReply *nodes = shard_command(g, "SMEMBERS tg:nodes");
     if (!nodes || nodes->type != REDIS_REPLY_ARRAY) {
         drop(nodes);
@@ -657,7 +661,7 @@ static void on_tick(uv_timer_t *t)
     }
     if (cl->leaving) return;
     if (run(&cl->shards[0], "SET tg:hb:%s 1 PX %d", cl->node, HEARTBEAT_TTL_MS) == 0)
-        reap_dead_nodes(cl);
+        reap_dead_nodes(cl, false);
     cluster_update_health(cl);
 }
 
@@ -716,6 +720,7 @@ void cluster_start(cluster *cl, chat *c)
     cl->tick.data = cl;
     cl->timer_on = true;
     uv_timer_start(&cl->tick, on_tick, TICK_MS / 4, TICK_MS / 4);
+    reap_dead_nodes(cl, true);
     for (int i = 0; i < cl->n; i++) shard_async_connect(&cl->shards[i]);
 }
 

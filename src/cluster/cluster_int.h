@@ -26,7 +26,7 @@
  * (hiredis 0.14's libuv adapter can miss a socket error) and made again. */
 #define SUB_SILENT_MS 3500
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 #define READER_MAX_BUF (1024 * 1024)    /* an idle reader keeps no more */
 
 enum { SCRIPT_SAY, SCRIPT_LOGIN, SCRIPT_LOGOUT, SCRIPT_SNAPSHOT, SCRIPT_TRIM_AGE, N_SCRIPTS };

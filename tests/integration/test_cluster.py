@@ -236,6 +236,9 @@ async def test_node_killed_mid_traffic(redis, make_node):
 @async_test(timeout=90)
 async def test_redis_restart_mid_traffic(redis, make_node):
     n0, n1, a, b = await two_nodes(redis, make_node, "r")
+    e, _ = await login(n1, "eva", "r")        # leaves while Redis is away
+    for x in (a, b):
+        await recv_until(x, lambda m: m["type"] == "login" and m["uid"] == e.uid)
     for k in range(3):
         await a.say("antes %d" % k)
     assert [m["id"] for m in await says(b, 3)] == [1, 2, 3]
@@ -246,10 +249,14 @@ async def test_redis_restart_mid_traffic(redis, make_node):
     assert status == 503 and "Redis" in body
     await a.say("no escuro")
     check_error(await a.recv(), "unavailable")
+    await e.close()
+    check_logout(await b.recv(), e.uid)         # on its own node, at once
     await b.silent(0.3)
     redis.start()
     await wait_healthz(n0, 200)
     await wait_healthz(n1, 200)
+    # the other node hears of the logout Redis missed
+    check_logout(await a.recv(timeout=5), e.uid)
     # the nodes carry on, without a restart, with the same users
     await b.say("de volta")
     for x in (a, b):
@@ -524,3 +531,19 @@ async def test_redis_back_without_its_data_gives_no_id_twice(redis, make_node):
     c, ul = await login(n1, "caio", "sem")
     assert {u["uid"] for u in ul} == {a.uid, b.uid, c.uid}
     await close_all([a, b, c])
+
+
+@async_test(timeout=60)
+async def test_node_started_after_a_death_shows_no_ghosts(redis, make_node):
+    n0 = make_node(redis)
+    a, _ = await login(n0, "fantasma", "g")
+    n0.kill()
+    n0.stopped = True
+    deadline = time.monotonic() + 10
+    while b"tg:hb:" in redis.command("KEYS", "tg:hb:*"):    # its heartbeat expires
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    n1 = make_node(redis)
+    b, ul = await login(n1, "vivo", "g")
+    assert [u["name"] for u in ul] == ["vivo"]
+    await close_all([a, b])
