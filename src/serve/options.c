@@ -405,6 +405,7 @@ typedef struct parse_state {
     bool from_cmdline;
     bool cmd_origins, cmd_trusted;
     bool check_only;
+    bool cmd_redis;             /* --redis seen on the command line */
 } parse_state;
 
 static int set_log_option(server_config *cfg, int opt, const char *name, const char *arg)
@@ -452,6 +453,8 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
     case OPT_AUTH_KEY:
         return read_auth_key(cfg, arg);
     case OPT_REDIS:
+        if (st->from_cmdline && !st->cmd_redis) cfg->n_redis = 0;
+        st->cmd_redis = st->from_cmdline;
         return add_redis(cfg, name, arg);
     case OPT_LOG_FORMAT:
     case OPT_LOG_LEVEL:

@@ -7,7 +7,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "options.h"
 #include "ws_codec.h"
@@ -70,6 +72,38 @@ static void test_trusted_proxies(void **state)
     assert_int_equal(config_parse(&cfg, argc, argv), -1);
 }
 
+/* --redis: repeatable and comma lists, each URL one shard; bounded;
+ * the command line's list replaces a config file's. */
+static void test_redis_shards(void **state)
+{
+    server_config cfg;
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_int_equal(cfg.n_redis, 0);                   /* one server: no cluster */
+    assert_int_equal(parse(&cfg, "--redis", "redis://a:1,redis://b:2", "--redis", "unix:///r.sock", NULL), 0);
+    assert_int_equal(cfg.n_redis, 3);
+    assert_string_equal(cfg.redis[1].host, "b");
+    assert_string_equal(cfg.redis[2].path, "/r.sock");
+    assert_int_equal(parse(&cfg, "--redis", "redis://a:1,", NULL), -1);
+    assert_int_equal(parse(&cfg, "--redis", "localhost:6379", NULL), -1);
+    char list[CLUSTER_MAX_SHARDS * 12 + 16] = "";
+    for (int i = 0; i <= CLUSTER_MAX_SHARDS; i++) strcat(list, i ? ",redis://h" : "redis://h");
+    assert_int_equal(parse(&cfg, "--redis", list, NULL), -1);
+    char path[] = "/tmp/tagarela-test-options-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "redis redis://file1\nredis redis://file2\n";
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    assert_int_equal(parse(&cfg, "--config", path, NULL), 0);
+    assert_int_equal(cfg.n_redis, 2);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, "--config", path, "--redis", "redis://cmd", NULL), 0);
+    assert_int_equal(cfg.n_redis, 1);
+    assert_string_equal(cfg.redis[0].host, "cmd");
+    config_free(&cfg);
+    unlink(path);
+}
+
 static void test_nonsense_numbers_refused(void **state)
 {
     server_config cfg;
@@ -128,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_defaults_are_valid_and_safe),
         cmocka_unit_test(test_max_say_frame_bounds_the_worst_say),
         cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_redis_shards),
         cmocka_unit_test(test_nonsense_numbers_refused),
         cmocka_unit_test(test_combinations_refused),
         cmocka_unit_test(test_frame_length_cannot_wrap),
