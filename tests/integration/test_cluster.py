@@ -547,3 +547,67 @@ async def test_node_started_after_a_death_shows_no_ghosts(redis, make_node):
     b, ul = await login(n1, "vivo", "g")
     assert [u["name"] for u in ul] == ["vivo"]
     await close_all([a, b])
+
+
+@async_test(timeout=90)
+async def test_redis_restart_during_a_flood(redis, make_node):
+    """Says keep coming while Redis restarts: each is delivered (stored,
+    same order and gap-free ids everywhere) or refused, none is lost."""
+    n0, n1, a, b = await two_nodes(redis, make_node, "f")
+    sent, stop = [], asyncio.Event()
+
+    async def flood():
+        k = 0
+        while not stop.is_set():
+            await a.say("f%d" % k)
+            sent.append("f%d" % k)
+            k += 1
+            await asyncio.sleep(0.02)
+
+    async def restart():
+        await asyncio.sleep(0.5)
+        redis.stop(kill=True)
+        await asyncio.sleep(0.5)
+        redis.start()
+        await wait_healthz(n0, 200)
+        await wait_healthz(n1, 200)
+        await asyncio.sleep(0.5)
+        stop.set()
+
+    async def collect(c, out, errors):
+        """Until the flood is over and the client has heard nothing for 2 s."""
+        quiet = 0
+        while not (stop.is_set() and quiet >= 4):
+            try:
+                msg = await c.recv(timeout=0.5)
+            except asyncio.TimeoutError:
+                quiet += 1
+                continue
+            quiet = 0
+            if msg["type"] == "say":
+                out.append(msg)
+            elif msg["type"] == "error":
+                assert msg["code"] == "unavailable", msg
+                errors.append(msg)
+
+    got_a, got_b, errors, none = [], [], [], []
+    await asyncio.gather(flood(), restart(), collect(a, got_a, errors), collect(b, got_b, none))
+    assert not none
+    assert errors, "some says fell in the outage"
+    ids = [m["id"] for m in got_b]
+    assert ids == list(range(1, len(ids) + 1)), "gap-free: %r" % ids
+    assert [(m["id"], m["content"]) for m in got_a] == [(m["id"], m["content"]) for m in got_b]
+    contents = [m["content"] for m in got_b]
+    assert len(set(contents)) == len(contents)
+    assert len(contents) + len(errors) in (len(sent), len(sent) + 1), \
+        "every say delivered or refused (%d sent, %d delivered, %d refused)" % (
+            len(sent), len(contents), len(errors))
+    c, _ = await login(n1, "caio", "f", {"last_id": 0})
+    hist = []
+    while True:
+        h = await c.expect("history")
+        hist += h["messages"]
+        if not h.get("more"):
+            break
+    assert [m["content"] for m in hist] == contents, "delivered is stored"
+    await close_all([a, b, c])
