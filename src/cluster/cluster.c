@@ -166,15 +166,21 @@ static int bus_login(void *ctx, const char *room, size_t len, uint32_t uid, cons
     cluster *cl = ctx;
     shard *g = &cl->shards[0];
     if (cl->leaving || !shard_ready(g) || !shard_ready(room_shard(cl, room, len))) return -1;
-    redisReply *r = shard_command(g, "SET tg:uid:%u %s NX", uid, cl->node);
-    if (!r) return -1;
-    int taken = r->type == REDIS_REPLY_NIL, failed = r->type == REDIS_REPLY_ERROR;
-    freeReplyObject(r);
-    if (taken || failed) return taken ? 1 : -1;
-    char hex[129];
+    char uid_key[32], users[64], u[12], hex[129];
+    snprintf(uid_key, sizeof uid_key, "tg:uid:%u", uid);
+    snprintf(users, sizeof users, "tg:node:%s:users", cl->node);
+    snprintf(u, sizeof u, "%u", uid);
     cluster_room_hex(hex, room, len);
-    if (run(g, "HSET tg:node:%s:users %u %s", cl->node, uid, hex) < 0 ||
-        publish_login(cl, room, len, uid, name, name_len, ident) < 0) {
+    const char *argv[] = { uid_key, users, cl->node, u, hex };
+    redisReply *r = shard_script(g, SCRIPT_CLAIM_UID, 2, 5, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        drop(r);
+        return -1;
+    }
+    bool taken = r->integer == 0;
+    freeReplyObject(r);
+    if (taken) return 1;
+    if (publish_login(cl, room, len, uid, name, name_len, ident) < 0) {
         run(g, "DEL tg:uid:%u", uid);
         run(g, "HDEL tg:node:%s:users %u", cl->node, uid);
         return -1;

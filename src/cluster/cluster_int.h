@@ -29,7 +29,10 @@
 #define BACKOFF_MAX_MS 1000
 #define READER_MAX_BUF (1024 * 1024)    /* an idle reader keeps no more */
 
-enum { SCRIPT_SAY, SCRIPT_LOGIN, SCRIPT_LOGOUT, SCRIPT_SNAPSHOT, SCRIPT_TRIM_AGE, N_SCRIPTS };
+enum {
+    SCRIPT_SAY, SCRIPT_LOGIN, SCRIPT_LOGOUT, SCRIPT_SNAPSHOT, SCRIPT_TRIM_AGE,
+    SCRIPT_CLAIM_UID, SCRIPT_IDENT_FIND, SCRIPT_IDENT_ADD, N_SCRIPTS
+};
 extern const char *const cluster_scripts[N_SCRIPTS];
 
 /* A say sent to Redis, in the order of the answers. Its script runs only

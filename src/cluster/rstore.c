@@ -230,27 +230,34 @@ static void ident_keep(cluster *cl, const char *hex, uint64_t id)
 static int rs_identity_find(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
 {
     cluster *cl = impl;
-    char hex[2 * STORE_KEY_LEN + 1];
+    char hex[2 * STORE_KEY_LEN + 1], k[2 * STORE_KEY_LEN + 16], ttl[24];
     key_hex(hex, key);
-    if (reply_u64(shard_command(&cl->shards[0], "GET tg:ident:%s", hex), id) < 0) return -1;
-    if (!*id) return 0;
-    ident_keep(cl, hex, *id);
-    return 1;
+    snprintf(k, sizeof k, "tg:ident:%s", hex);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)cl->limits.max_age);
+    const char *argv[] = { k, ttl };
+    redisReply *r = shard_script(&cl->shards[0], SCRIPT_IDENT_FIND, 1, 2, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    *id = (uint64_t)r->integer;
+    freeReplyObject(r);
+    return *id ? 1 : 0;
 }
 
 static int rs_identity_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
 {
     cluster *cl = impl;
-    shard *s = &cl->shards[0];
-    char hex[2 * STORE_KEY_LEN + 1];
+    char hex[2 * STORE_KEY_LEN + 1], k[2 * STORE_KEY_LEN + 16], ttl[24];
     key_hex(hex, key);
-    if (reply_u64(shard_command(s, "INCR tg:identn"), id) < 0 || !*id) return -1;
-    uint64_t ok;
-    if (reply_u64(shard_command(s, "SET tg:ident:%s %llu", hex, (unsigned long long)*id), &ok) < 0 ||
-        reply_u64(shard_command(s, "SET tg:identk:%llu %s", (unsigned long long)*id, hex), &ok) < 0)
-        return -1;
-    ident_keep(cl, hex, *id);
-    return 0;
+    snprintf(k, sizeof k, "tg:ident:%s", hex);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)cl->limits.max_age);
+    const char *argv[] = { k, "tg:identn", hex, ttl };
+    redisReply *r = shard_script(&cl->shards[0], SCRIPT_IDENT_ADD, 2, 4, argv, NULL);
+    int rc = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? 0 : -1;
+    if (rc == 0) *id = (uint64_t)r->integer;
+    if (r) freeReplyObject(r);
+    return rc;
 }
 
 static int rs_identity_touch(void *impl, uint64_t id, int64_t now)

@@ -77,4 +77,31 @@ const char *const cluster_scripts[N_SCRIPTS] = {
         "  if #e < 100 then return redis.call('XTRIM', KEYS[1], 'MAXLEN', 0) end\n"
         "  start = '(' .. e[#e][1]\n"
         "end\n",
+    /* SCRIPT_CLAIM_UID: KEYS the uid's key, the node's users; ARGV node,
+     * uid, room hex. 1 when the uid is this node's now, 0 when taken. */
+    [SCRIPT_CLAIM_UID] =
+        "if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end\n"
+        "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+        "return 1\n",
+    /* SCRIPT_IDENT_FIND: KEYS the token's key; ARGV the time to live (0:
+     * none). The identity id (its keys' lives renewed), or 0. */
+    [SCRIPT_IDENT_FIND] =
+        "local id = redis.call('GET', KEYS[1])\n"
+        "if not id then return 0 end\n"
+        "if tonumber(ARGV[1]) > 0 then\n"
+        "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+        "  redis.call('EXPIRE', 'tg:identk:' .. id, ARGV[1])\n"
+        "end\n"
+        "return tonumber(id)\n",
+    /* SCRIPT_IDENT_ADD: KEYS the token's key, the id counter; ARGV the
+     * token hash's hex, the time to live (0: none). The new id. */
+    [SCRIPT_IDENT_ADD] =
+        "local id = redis.call('INCR', KEYS[2])\n"
+        "redis.call('SET', KEYS[1], id)\n"
+        "redis.call('SET', 'tg:identk:' .. id, ARGV[1])\n"
+        "if tonumber(ARGV[2]) > 0 then\n"
+        "  redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+        "  redis.call('EXPIRE', 'tg:identk:' .. id, ARGV[2])\n"
+        "end\n"
+        "return id\n",
 };
