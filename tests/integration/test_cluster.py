@@ -291,7 +291,7 @@ async def test_sigterm_logs_users_out_at_once(redis, make_node):
     t0 = time.monotonic()
     n0.proc.send_signal(signal.SIGTERM)
     check_logout(await b.recv(timeout=3), a.uid)
-    assert time.monotonic() - t0 < 2, "the logout goes before the node's goodbyes"
+    assert time.monotonic() - t0 < 4, "at once, not when the heartbeat expires (5 s)"
     assert n0.terminate() == 0
     await close_all([a, b])
 
