@@ -766,11 +766,14 @@ static void send_login(chat *c, room *r, const chat_user *u, uint64_t now_ms)
 
 /* Cluster mode: the login is announced on the bus under a uid no other
  * server gives; a uid taken elsewhere is replaced by one further on. */
-static int announce(chat *c, chat_user *u, room *r)
+static int announce(chat *c, chat_user *u, const char *room_id, size_t room_len)
 {
     for (int tries = 0; tries < 16; tries++) {
-        int rc = c->bus.login(c->bus.ctx, r->id, r->id_len, u->uid, u->name, u->name_len, u->ident);
-        if (rc <= 0) return rc;
+        int rc = c->bus.login(c->bus.ctx, room_id, room_len, u->uid, u->name, u->name_len, u->ident);
+        if (rc <= 0) {
+            if (rc < 0) u->uid = 0;
+            return rc;
+        }
         c->next_uid += u->uid * 2654435761u;
         u->uid = new_uid(c);
     }
@@ -782,9 +785,10 @@ static int announce(chat *c, chat_user *u, room *r)
 static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_len,
                  const login_identity *li, uint64_t now_ms, const uint64_t *last_id)
 {
-    room *r = room_get(c, id, id_len, last_id);
+    bool bus = c->bus.say != NULL;
+    room *r = bus ? NULL : room_get(c, id, id_len, last_id);
     char *name = malloc(c->tmp.len + 1);
-    if (!r || !name) {
+    if ((!bus && !r) || !name) {
         free(name);
         if (r && r->count == 0) {
             dict_del(&c->rooms, r->id, r->id_len);
@@ -799,19 +803,23 @@ static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_l
     u->ident = li->id;
     u->ident_used = (int64_t)(now_ms / 1000);
     u->uid = new_uid(c);
-    if (c->bus.say && announce(c, u, r) < 0) {
+    /* Cluster mode: announcing brings in what the bus published before
+     * (other servers' logins, says), so the room is looked up after it,
+     * its last id read again when it has to come up. */
+    if (bus && (announce(c, u, id, id_len) < 0 || !(r = room_get(c, id, id_len, NULL)))) {
+        if (u->uid && r == NULL && c->bus.say) c->bus.logout(c->bus.ctx, id, id_len, u->uid);
         u->uid = 0;
         free(u->name);
         u->name = NULL;
-        if (r->count == 0) {
-            dict_del(&c->rooms, r->id, r->id_len);
-            room_free(r);
-        }
         send_error(c, u, "unavailable", "the chat's shared store is unreachable; try again");
         return;
     }
     if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
-        if (c->bus.say) c->bus.logout(c->bus.ctx, r->id, r->id_len, u->uid);
+        if (bus) c->bus.logout(c->bus.ctx, r->id, r->id_len, u->uid);
+        if (r->count == 0) {
+            dict_del(&c->rooms, r->id, r->id_len);
+            room_free(r);
+        }
         u->uid = 0;
         send_error(c, u, "internal", "out of memory");
         return;

@@ -185,6 +185,8 @@ static int bus_login(void *ctx, const char *room, size_t len, uint32_t uid, cons
         run(g, "HDEL tg:node:%s:users %u", cl->node, uid);
         return -1;
     }
+    /* the user list about to be made holds every login published before */
+    shard_drain_sub(room_shard(cl, room, len));
     return 0;
 }
 
@@ -673,6 +675,17 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- life ------------------------------------------------------------ */
 
+/* Redis 6.2 or later (its INFO's redis_version). */
+static bool recent_enough(shard *s)
+{
+    redisReply *r = shard_command(s, "INFO server");
+    const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
+    int major = 0, minor = 0;
+    bool ok = v && sscanf(v + 14, "%d.%d", &major, &minor) == 2 && (major > 6 || (major == 6 && minor >= 2));
+    drop(r);
+    return ok;
+}
+
 cluster *cluster_new(const cluster_url *urls, int n, const store_limits *limits,
                      uv_loop_t *loop, char *err, size_t errlen)
 {
@@ -702,9 +715,17 @@ cluster *cluster_new(const cluster_url *urls, int n, const store_limits *limits,
             return NULL;
         }
         if (!shard_cmd(s)) {
-            snprintf(err, errlen, "cannot reach Redis at %s%s%s:%d (or it refused the password, "
-                     "the database or the scripts)", urls[i].path[0] ? "unix:" : "",
-                     urls[i].path[0] ? urls[i].path : urls[i].host, "", urls[i].port);
+            char where[300];
+            if (urls[i].path[0]) snprintf(where, sizeof where, "unix://%s", urls[i].path);
+            else snprintf(where, sizeof where, "%s:%d", urls[i].host, urls[i].port);
+            snprintf(err, errlen, "cannot reach Redis at %s (or it refused the password, the "
+                     "database or the scripts)", where);
+            cluster_free(cl);
+            return NULL;
+        }
+        if (!recent_enough(s)) {
+            snprintf(err, errlen, "Redis at %s:%d is older than 6.2 (tagarela needs XTRIM MINID "
+                     "and exclusive XRANGE)", urls[i].path[0] ? urls[i].path : urls[i].host, urls[i].port);
             cluster_free(cl);
             return NULL;
         }

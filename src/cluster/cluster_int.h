@@ -116,6 +116,7 @@ void shard_async_check(shard *s);
 void shard_async_close(shard *s);
 /* Drops a connection that looks dead; it is made again at the next tick. */
 void shard_drop_sub(shard *s);
+void shard_drain_sub(shard *s);
 void shard_drop_says(shard *s);
 void cluster_update_health(cluster *cl);
 

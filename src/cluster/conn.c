@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "sys.h"
 
@@ -306,6 +307,19 @@ void shard_async_check(shard *s)
     if (s->sub && !s->sub_ready && !s->resync_due && now - s->sub_started >= ASYNC_TIMEOUT_MS)
         shard_drop_sub(s);
     if (s->says && !s->says_up && now - s->says_started >= ASYNC_TIMEOUT_MS) shard_drop_says(s);
+}
+
+/* What the subscription has received so far, handled now (up to a bound):
+ * after a command's answer on this shard, that is everything the bus
+ * carried before the command ran (Redis writes a publish to subscribers
+ * before it answers the commands that come after it). */
+void shard_drain_sub(shard *s)
+{
+    for (int i = 0; i < 64 && s->sub && s->sub_ready; i++) {
+        int avail = 0;
+        if (ioctl(s->sub->c.fd, FIONREAD, &avail) < 0 || avail <= 0) return;
+        redisAsyncHandleRead(s->sub);
+    }
 }
 
 void shard_drop_sub(shard *s)

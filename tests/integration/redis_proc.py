@@ -1,5 +1,6 @@
 """A real `redis-server` for the cluster tests: a free port (or a unix
-socket) in a temp dir, appendonly on, no RDB snapshots. restart() stops it
+socket) in a temp dir, appendonly on with appendfsync always (a killed
+Redis loses no acknowledged write: docs/cluster.md), no RDB snapshots. restart() stops it
 and starts it again on the same port and files (the AOF keeps the data)."""
 
 import os
@@ -47,7 +48,7 @@ class Redis:
         if not os.access(REDIS_BIN, os.X_OK):
             pytest.fail("redis-server not found (apt-get install redis-server)", pytrace=False)
         argv = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
+                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                 "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
         if self.sock:
             argv += ["--unixsocket", self.sock, "--unixsocketperm", "700"]
