@@ -612,3 +612,17 @@ async def test_redis_restart_during_a_flood(redis, make_node):
             break
     assert [m["content"] for m in hist] == contents, "delivered is stored"
     await close_all([a, b, c])
+
+
+@async_test(timeout=60)
+async def test_each_login_sees_every_earlier_one_in_order(redis, make_node):
+    """Logins one after the other, each on the next node: every user_list
+    holds all the earlier users, in the order they came."""
+    nodes = [make_node(redis), make_node(redis, "--threads", "2"), make_node(redis)]
+    clients, uids = [], []
+    for i in range(18):
+        c, ul = await login(nodes[i % 3], "u%d" % i, "fila")
+        uids.append(c.uid)
+        assert [u["uid"] for u in ul] == uids, "login %d on node %d" % (i, i % 3)
+        clients.append(c)
+    await close_all(clients)
