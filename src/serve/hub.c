@@ -13,6 +13,7 @@
  * worker keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
 #include "hub.h"
+#include "admin.h"
 #include "log.h"
 
 #include <fcntl.h>
@@ -60,6 +61,12 @@ static void io_want_drain(void *ctx, void *cp)
         return;
     }
     xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_WANT_DRAIN });
+}
+
+static int io_name_banned(void *ctx, const char *name, size_t n)
+{
+    hub *h = ctx;
+    return bans_name(&h->bans, name, n, wall_ms());
 }
 
 /* The client key per-client limits count: the address as counted against
@@ -153,6 +160,24 @@ static void direct_before_write(worker *w)
 
 static void hub_worker_done(hub *h);
 
+/* The answer to an operator's command as the shared buffer a connection
+ * queues (NULL when out of memory: the connection is dropped). */
+static ws_frame *admin_answer(hub *h, admin_cmd *cmd)
+{
+    sbuf out;
+    sbuf_init(&out);
+    admin_run(h, cmd, &out);
+    ws_frame *f = out.oom ? NULL : ws_frame_raw(out.p, out.len);
+    sbuf_free(&out);
+    free(cmd);
+    return f;
+}
+
+static void direct_admin(conn *c, admin_cmd *cmd)
+{
+    conn_http_answered(c, admin_answer(hub_of(c->w), cmd));
+}
+
 static void nothing(worker *w)
 {
 }
@@ -197,6 +222,11 @@ static void posted_text(conn *c, const uint8_t *data, size_t n)
     if (__atomic_load_n(&c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2)
         __atomic_store_n(&c->hub_full, false, __ATOMIC_SEQ_CST);
     conn_update_reading(c);
+}
+
+static void posted_admin(conn *c, admin_cmd *cmd)
+{
+    post(c, XM_ADMIN, cmd, 0, 0);
 }
 
 static void posted_binary(conn *c)
@@ -283,6 +313,9 @@ static void hub_handle(hub *h, xmsg *m)
     case XM_DONE:
         hub_worker_done(h);
         break;
+    case XM_ADMIN:
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .p = admin_answer(h, m->p), .kind = XM_ADMIN_DONE });
+        break;
     }
 }
 
@@ -351,6 +384,15 @@ void hub_reload(hub *h, const server_config *cfg, uint32_t gen)
 {
     if (h->threaded) post_all(h, XM_CONFIG, (void *)cfg, gen);
     else worker_set_config(&h->workers[0], cfg, gen);
+}
+
+void hub_close_after_chat(hub *h, conn *c, unsigned code, const char *reason)
+{
+    hub_commit(h);
+    if (h->threaded)
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .p = (void *)reason, .n = code, .kind = XM_KICK });
+    else
+        conn_close_ws(c, code, reason);
 }
 
 void hub_stop(hub *h)
@@ -480,12 +522,12 @@ static void direct_done(worker *w)
 
 static const worker_link direct_link_ops = {
     direct_connect, direct_text, direct_binary, direct_leave, direct_drained,
-    direct_before_write, nothing, direct_done, NULL,
+    direct_before_write, nothing, direct_done, NULL, direct_admin,
 };
 
 static const worker_link posted_link_ops = {
     posted_connect, posted_text, posted_binary, posted_leave, posted_drained,
-    nothing, posted_turn_end, posted_done, NULL,
+    nothing, posted_turn_end, posted_done, NULL, posted_admin,
 };
 
 int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads)
@@ -503,7 +545,8 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
         fprintf(stderr, "tagarela: cannot open the history in %s/tagarela.db: %s\n", cfg->data_dir, err);
         return -1;
     }
-    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain };
+    if (bans_init(&h->bans, cfg->data_dir) < 0) return -1;
+    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain, io_name_banned };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
     h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
     h->workers = calloc(threads, sizeof *h->workers);
@@ -513,7 +556,10 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     for (unsigned i = 0; i < threads; i++)
         if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
             goto oom;
-    for (unsigned i = 0; i < threads; i++) h->workers[i].partial_bytes = &h->partial_bytes;
+    for (unsigned i = 0; i < threads; i++) {
+        h->workers[i].partial_bytes = &h->partial_bytes;
+        h->workers[i].bans = &h->bans;
+    }
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
     if (h->threaded) {
@@ -549,6 +595,7 @@ void hub_join(hub *h)
 void hub_free(hub *h)
 {
     ip_table_free(&h->ips);
+    bans_free(&h->bans);
     if (h->chat) chat_free(h->chat);
     if (h->store.ops) h->store.ops->close(h->store.impl);
     if (h->workers)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bans.h"
 #include "chat.h"
 #include "options.h"
 #include "store.h"
@@ -26,6 +27,7 @@ typedef struct hub {
     bool stopping;
     unsigned workers_done;
     ip_table ips;
+    ban_table bans;                 /* the operator's (admin.c) */
     size_t partial_bytes;           /* unfinished messages, all workers (atomic) */
     worker_link link;               /* how the workers reach the chat */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
@@ -50,6 +52,9 @@ void hub_join(hub *h);
 /* Serves a new connection on listener: here (one thread) or on the least
  * busy worker's loop. */
 void hub_accept(hub *h, uv_stream_t *listener, int port);
+/* The chat's output so far goes out (the turn ends early), then c is
+ * closed with code and reason (a static string): an operator's kick. */
+void hub_close_after_chat(hub *h, conn *c, unsigned code, const char *reason);
 /* Every client hears 1001, then on_done runs; a second call aborts them. */
 void hub_stop(hub *h);
 

@@ -19,6 +19,14 @@
 #define DEFAULT_MAX_CONNS_PER_IP 512
 #define CONFIG_MAX_AUTH_KEY 4096        /* bytes of the --auth-key secret */
 
+#define CONFIG_MAX_ADMIN_TOKEN 1024     /* bytes of the --admin-token */
+
+/* The operator's bearer token (--admin-token); len 0: /admin/ is off. */
+typedef struct admin_token {
+    uint8_t bytes[CONFIG_MAX_ADMIN_TOKEN];
+    size_t len;
+} admin_token;
+
 typedef struct listen_addr {
     char host[64];
     int port;
@@ -48,6 +56,7 @@ typedef struct server_config {
     store_limits retention;
     uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
     size_t auth_key_len;
+    admin_token admin_token;        /* read again on SIGHUP */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
     const char *config_path;        /* --config; NULL: none */

@@ -29,6 +29,9 @@ enum xmsg_kind {
     XM_WANT_DRAIN,                                       /* hub -> worker: tell when written */
     XM_DRAINED,                                          /* worker -> hub: it is */
     XM_CONFIG,                                           /* hub -> worker: reloaded options */
+    XM_ADMIN,                                            /* worker -> hub: an operator's command */
+    XM_ADMIN_DONE,                                       /* hub -> worker: its HTTP answer */
+    XM_KICK,                                             /* hub -> worker: close it (code n, reason p) */
 };
 
 typedef struct xvec {
