@@ -123,7 +123,7 @@ static void queue_consume(conn *c, size_t n)
     if (n == 0) return;
     c->last_progress = uv_now(c->w->loop);
     COUNTER_ADD(c->w->stats.bytes_out, (uint64_t)n);
-    COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n));
+    COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n, &c->w->stats.delivery));
 }
 
 /* Queues f, taking the caller's reference; false when it was not queued

@@ -26,9 +26,14 @@
 
 /* ---- the chat's output -------------------------------------------------- */
 
+/* What the chat makes while it reads a client's text carries the time
+ * the text arrived: its last write gives the delivery latency. */
 static void *io_message_new(void *ctx, const char *json, size_t n)
 {
-    return ws_frame_new(WS_OP_TEXT, json, n);
+    hub *h = ctx;
+    ws_frame *f = ws_frame_new(WS_OP_TEXT, json, n);
+    if (f) f->born = h->arrival;
+    return f;
 }
 
 static void io_message_send(void *ctx, void *cp, void *msg)
@@ -104,7 +109,10 @@ static void direct_connect(conn *c)
 
 static void direct_text(conn *c, const uint8_t *data, size_t n)
 {
-    chat_text(hub_of(c->w)->chat, c->user, (const char *)data, n, wall_ms());
+    hub *h = hub_of(c->w);
+    h->arrival = uv_hrtime();
+    chat_text(h->chat, c->user, (const char *)data, n, wall_ms());
+    h->arrival = 0;
 }
 
 static void direct_binary(conn *c)
@@ -215,7 +223,7 @@ static void posted_text(conn *c, const uint8_t *data, size_t n)
         return;
     }
     memcpy(copy, data, n);
-    post(c, XM_TEXT, copy, (uint32_t)n, 0);
+    xvec_push(&c->w->to_hub, (xmsg){ .c = c, .p = copy, .n = (uint32_t)n, .kind = XM_TEXT, .at = uv_hrtime() });
     if (__atomic_add_fetch(&c->to_hub, n, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT) return;
     __atomic_store_n(&c->hub_full, true, __ATOMIC_SEQ_CST);
     /* the hub may have worked through it meanwhile, seeing no flag */
@@ -292,7 +300,9 @@ static void hub_handle(hub *h, xmsg *m)
         if (!c->user) xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_ABORT });
         break;
     case XM_TEXT:
+        h->arrival = m->at;
         if (c->user) chat_text(h->chat, c->user, m->p, m->n, wall_ms());
+        h->arrival = 0;
         free(m->p);
         text_done(h, c, m->n);
         break;
@@ -465,7 +475,7 @@ static uint64_t trim_interval(const server_config *cfg)
 static void on_trim(uv_timer_t *t)
 {
     hub *h = t->data;
-    if (h->store.ops->trim(h->store.impl, (int64_t)(wall_ms() / 1000)) < 0)
+    if (h->chat_store.ops->trim(h->chat_store.impl, (int64_t)(wall_ms() / 1000)) < 0)
         log_event(LOG_ERROR, "history_trim_failed", "");
 }
 
@@ -491,7 +501,10 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->bytes_out += COUNTER_GET(st->bytes_out);
         sum->slow_closed += COUNTER_GET(st->slow_closed);
         for (unsigned k = 0; k < CLOSE_SLOTS; k++) sum->closes[k] += COUNTER_GET(st->closes[k]);
+        hist_add(&sum->delivery, &st->delivery);
     }
+    hist_add(&sum->append, &h->timed.append);
+    hist_add(&sum->commit, &h->timed.commit);
     proc_info_read(&sum->proc);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
@@ -548,7 +561,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     if (bans_init(&h->bans, cfg->data_dir) < 0) return -1;
     chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain, io_name_banned };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
-    h->chat = chat_new(&cfg->chat, &io, seed, &h->store);
+    h->chat = chat_new(&cfg->chat, &io, seed, store_timed_wrap(&h->timed, &h->store, &h->chat_store));
     h->workers = calloc(threads, sizeof *h->workers);
     h->out = calloc(threads, sizeof *h->out);
     if (!h->chat || !h->workers || !h->out) goto oom;

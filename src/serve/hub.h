@@ -11,6 +11,7 @@
 #include "chat.h"
 #include "options.h"
 #include "store.h"
+#include "store_timed.h"
 #include "worker.h"
 #include "xqueue.h"
 
@@ -21,6 +22,9 @@ typedef struct hub {
     uv_check_t turn;
     chat *chat;
     store store;                    /* chat history */
+    store_timed timed;              /* the same, timed for /metrics: the chat's */
+    store chat_store;
+    uint64_t arrival;               /* uv_hrtime() the text the chat is on was read; 0: none */
     worker *workers;
     unsigned n_workers;
     bool threaded;

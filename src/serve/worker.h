@@ -47,6 +47,7 @@ void ip_release(ip_table *t, ip_count *ip);
 typedef struct worker_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
     uint64_t closes[CLOSE_SLOTS];   /* close handshakes by code (close_slot) */
+    hist delivery;                  /* a message's arrival to its last write, its frames written here */
 } worker_stats;
 
 typedef struct worker_link {

@@ -18,6 +18,7 @@ typedef struct xmsg {
     uint32_t n;
     int32_t fd;
     uint8_t kind, flag;
+    uint64_t at;                    /* XM_TEXT: uv_hrtime() it was read */
 } xmsg;
 
 enum xmsg_kind {

@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from helpers import Client, async_test, close_all
-from test_operating import wait_for
+from test_operating import scrape, wait_for
 from wsraw import RawWS, handshake_request
 
 TOKEN = "tok-0123456789abcdef-operator"
@@ -329,3 +329,49 @@ def test_sighup_reads_the_token_again(make_server, token_file):
     assert request(srv.http_port, "GET", "/admin/rooms")[0] == 401
     assert request(srv.http_port, "GET", "/admin/rooms", token="a-brand-new-token-0123456789")[0] == 200
     assert "a-brand-new-token" not in srv.stderr(1 << 20)
+
+
+# ---- /metrics: the latency histograms ---------------------------------------------
+
+HISTOGRAMS = ("tagarela_delivery_seconds", "tagarela_history_append_seconds",
+              "tagarela_history_commit_seconds")
+
+
+def buckets(values, name):
+    """[(le, cumulative count)] in the order of le, +Inf last."""
+    out = []
+    for key, v in values.items():
+        if key.startswith(name + '_bucket{le="'):
+            le = key[len(name) + 12:-2]
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@async_test()
+async def test_latency_histograms_count_after_traffic(make_server, threads):
+    srv = make_server("--threads", threads)
+    before, types = scrape(srv.http_port)
+    for name in HISTOGRAMS:
+        assert types[name] == "histogram", name
+        assert before[name + "_count"] == 0 and before[name + "_sum"] == 0
+        b = buckets(before, name)
+        assert len(b) == 17 and b[-1][0] == float("inf")
+    a, b = await two_in_room(srv)
+    for i in range(10):
+        await a.say("m%d" % i)
+        await a.expect("say")
+        await b.expect("say")
+    after = wait_for(lambda: (lambda v: v if v["tagarela_history_append_seconds_count"] == 10 else None)(
+        scrape(srv.http_port)[0]))
+    assert after, scrape(srv.http_port)[0]
+    # each say was written to both: its last write is one observation
+    assert after["tagarela_delivery_seconds_count"] >= 10
+    assert 1 <= after["tagarela_history_commit_seconds_count"] <= 10 + 4
+    for name in HISTOGRAMS:
+        bs = buckets(after, name)
+        counts = [c for _, c in bs]
+        assert counts == sorted(counts), "buckets are cumulative: %r" % bs
+        assert bs[-1][1] == after[name + "_count"]
+        assert 0 < after[name + "_sum"] < after[name + "_count"] * 10
+    await close_all([a, b])
