@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ws_codec.h"
 
@@ -103,6 +104,8 @@ void config_usage(FILE *out)
         "                             requests bearing the token in FILE (default: off)\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
+        "  --no-config                read no config file, not even " CONFIG_DEFAULT_PATH "\n"
+        "                             (read when it exists and no --config is given)\n"
         "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
         "  --log-format FORMAT        event lines on stderr as logfmt or json (default logfmt)\n"
         "  --log-level LEVEL          error, warn, info or debug (default info)\n"
@@ -158,7 +161,7 @@ enum {
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
-    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_ADMIN_TOKEN,
+    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_ADMIN_TOKEN, OPT_NO_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -195,6 +198,7 @@ static const struct option long_opts[] = {
     {"admin-token", required_argument, 0, OPT_ADMIN_TOKEN},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"no-config", no_argument, 0, OPT_NO_CONFIG},
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
     {"log-level", required_argument, 0, OPT_LOG_LEVEL},
     {"help", no_argument, 0, 'h'},
@@ -459,6 +463,7 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         st->check_only = true;
         return 0;
     case OPT_CONFIG:
+    case OPT_NO_CONFIG:
         return 0;                       /* read before everything else */
     }
     return set_number(cfg, opt, name, arg);
@@ -555,11 +560,22 @@ static int parse_config_file(server_config *cfg, parse_state *st, const char *pa
     return 0;
 }
 
+/* Without --config (or --no-config) an installed server reads the
+ * default file when there is one: $TAGARELA_CONFIG names another (empty:
+ * none), so that tests never read the machine's. */
+static const char *default_config(void)
+{
+    const char *env = getenv("TAGARELA_CONFIG");
+    const char *path = env ? env : CONFIG_DEFAULT_PATH;
+    return *path && access(path, F_OK) == 0 ? path : NULL;
+}
+
 /* The first pass over the command line: --help, --version and --config
  * only, so that the file can be read before the options it yields to. */
 static int first_pass(server_config *cfg, int argc, char **argv)
 {
     int opt, idx;
+    bool no_config = false;
     optind = 0;                         /* glibc: start over (a reload parses again) */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
@@ -572,7 +588,10 @@ static int first_pass(server_config *cfg, int argc, char **argv)
             return 1;
         }
         if (opt == OPT_CONFIG) cfg->config_path = optarg;
+        if (opt == OPT_NO_CONFIG) no_config = true;
     }
+    if (no_config) cfg->config_path = NULL;
+    else if (!cfg->config_path) cfg->config_path = default_config();
     return 0;
 }
 

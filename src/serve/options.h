@@ -59,13 +59,15 @@ typedef struct server_config {
     admin_token admin_token;        /* read again on SIGHUP */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
-    const char *config_path;        /* --config; NULL: none */
+    const char *config_path;        /* --config, or the default file found; NULL: none */
     char *file_text;                /* the config file's text, values point into it */
     int argc;                       /* the command line, kept to parse again on reload */
     char **argv;
 } server_config;
 
 #define CONFIG_MAX_FILE (1u << 20)   /* bytes of a config file */
+/* Read without --config when it exists ($TAGARELA_CONFIG overrides). */
+#define CONFIG_DEFAULT_PATH "/etc/tagarela/tagarela.conf"
 
 void config_defaults(server_config *cfg);
 /* Frees what config_parse allocated (the config file's text). */

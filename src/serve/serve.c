@@ -367,8 +367,8 @@ static int serve_run(const server_config *cfg)
     if (rc == 0) {
         print_listening(&p.ws_listener, "ws");
         print_listening(&p.http_listener, "http");
-        log_event(LOG_INFO, "started", "version=%s threads=%u data=%s", TAGARELA_VERSION,
-                  p.hub.n_workers, cfg->data_dir);
+        log_event(LOG_INFO, "started", "version=%s threads=%u data=%s config=%s", TAGARELA_VERSION,
+                  p.hub.n_workers, cfg->data_dir, cfg->config_path);
         sd_notify("READY=1");
         uv_run(&p.loop, UV_RUN_DEFAULT);
         hub_join(&p.hub);
