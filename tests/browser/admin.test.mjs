@@ -33,10 +33,6 @@ async function admin(method, route, body) {
   return [r.status, await r.json()];
 }
 
-async function closeAll(...entries) {
-  for (const e of entries) await e.context.close();
-}
-
 test('a deleted message leaves every page in the room, and the history', async () => {
   const room = 'moderated';
   const ana = await login('Ana', { room });
@@ -68,7 +64,7 @@ test('a deleted message leaves every page in the room, and the history', async (
   await waitMessage(carla.page, said[2]);
   assert.equal(await countText(carla.page, said[1]), 0, 'the history has it no more');
   assert.deepEqual((await shownMessages(carla.page)).map((m) => m.id), [ids[0], ids[2]]);
-  await closeAll(ana, bruno, carla);
+  await Promise.all([ana, bruno, carla].map((e) => e.context.close()));
 });
 
 test('a kicked page shows the reason and stays out', async () => {
@@ -90,7 +86,7 @@ test('a kicked page shows the reason and stays out', async () => {
   const [, after] = await admin('GET', '/admin/users');
   assert.ok(!after.users.some((u) => u.name === 'Eve'), 'Eve did not come back');
   await shot(eve.page, 'admin-kicked.png');
-  await closeAll(dora, eve);
+  await Promise.all([dora, eve].map((e) => e.context.close()));
 });
 
 test('no page showed a dialog, threw, or wrote an error or warning to its console', async () => {
