@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "http_req.h"
 #include "options.h"
 #include "procinfo.h"
@@ -27,6 +28,7 @@ typedef struct serve_stats {
     size_t conns, users, rooms;
     unsigned threads;
     size_t *per_thread;             /* threads counts, or NULL when out of memory */
+    hist delivery, append, commit;  /* latencies: delivery, the history's writes */
 } serve_stats;
 
 /* What the web answers need from the running server. */
