@@ -6,7 +6,7 @@ set -eu
 
 BUILD="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-dev
 libhttp-parser-dev libsqlite3-dev libhiredis-dev libpcap-dev zlib1g-dev libcmocka-dev"
-TEST="python3 python3-websockets python3-pytest redis-server tcpdump tshark openssl
+TEST="python3 python3-websockets python3-pytest python3-pytest-xdist redis-server tcpdump tshark openssl
 chromium gnuplot-nox haproxy mandoc"
 FUZZ="clang libclang-rt-14-dev"
 # `make deb`: the Debian package and its check.

@@ -743,6 +743,7 @@
       case 'say': renderSay(msg); break;
       case 'history': onHistory(msg); break;
       case 'error': onError(msg); break;
+      case 'delete': onDelete(msg); break;
       default: break; // newer server, older page: ignore
     }
   }
@@ -842,11 +843,39 @@
     if (state.historyPart) Object.assign(state.historyPart, { divider: d, label, shown });
   }
 
-  const LOGIN_FATAL = new Set(['bad_name', 'bad_json', 'bad_token']);
+  const LOGIN_FATAL = new Set(['bad_name', 'bad_json', 'bad_token', 'banned']);
+
+  /* An operator deleted a message of our room: it goes from the log. A
+   * message grouped under it takes over its header. */
+  function onDelete(msg) {
+    if (msg.id == null) return;
+    const log = roomState(state.room).log;
+    const row = log.querySelector(`.msg[data-id="${CSS.escape(String(msg.id))}"]`);
+    if (!row) return;
+    const next = row.nextElementSibling;
+    if (!row.classList.contains('cont') && next && next.classList.contains('cont')) next.classList.remove('cont');
+    row.remove();
+  }
+
+  /* An operator removed us: no reconnecting, and the reason shown. */
+  function onKicked(text, time) {
+    state.wanted = false;
+    ++state.gen;
+    dropSocket(1000);
+    clearTimers();
+    state.online = false;
+    renderUsers();
+    setStatus('idle', 'Not connected');
+    addNotice('error', `An operator removed you from the chat: ${text}`, time, { force: true }).dataset.code = 'kicked';
+  }
 
   function onError(msg) {
     const code = typeof msg.code === 'string' ? msg.code : 'error';
     const text = typeof msg.message === 'string' && msg.message ? decodeServerText(msg.message) : code.replace(/_/g, ' ');
+    if (code === 'kicked') {
+      onKicked(text, msg.time);
+      return;
+    }
     if (!state.online && LOGIN_FATAL.has(code)) {
       // The server refused our login: retrying would fail the same way.
       if (code === 'bad_token') forgetSignedToken();

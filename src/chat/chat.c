@@ -64,6 +64,8 @@ struct chat_user {
     uint8_t key[CHAT_KEY_MAX];  /* who the client is, for per-client limits */
     uint8_t key_len;
     bool remote;                /* another server's (cluster mode): no conn here */
+    bool kicked;                /* by an operator: heard no more */
+    uint64_t since_ms;          /* logged in at (wall clock) */
 };
 
 /* One message for one connection, held until the turn ends. */
@@ -814,6 +816,7 @@ static void join(chat *c, chat_user *u, json_t *msg, const char *id, size_t id_l
         send_error(c, u, "unavailable", "the chat's shared store is unreachable; try again");
         return;
     }
+    u->since_ms = now_ms;
     if (dict_put(&c->users, &u->uid, sizeof u->uid, u) < 0) {
         if (bus) c->bus.logout(c->bus.ctx, r->id, r->id_len, u->uid);
         if (r->count == 0) {
@@ -849,6 +852,10 @@ static void login_checked(chat *c, chat_user *u, json_t *msg, uint64_t now_ms, l
         err = check_name(c, json_object_get(msg, "name"));
     if (err) {
         send_error(c, u, "bad_name", err);
+        return;
+    }
+    if (c->io.name_banned && c->io.name_banned(c->io.ctx, c->tmp.p, c->tmp.len)) {
+        send_error(c, u, "banned", "this name is banned from this server");
         return;
     }
     char id[MAX_ROOM_ID + 1];
@@ -1051,6 +1058,7 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms)
 {
+    if (u->kicked) return;
     /* Out of tokens, only a short message can be the free heartbeat: a
      * longer one is refused before any parsing. */
     if (n > CHAT_FREE_MAX && !bucket_peek(&u->rate, c->limits.rate, c->limits.burst, now_ms)) {
@@ -1304,4 +1312,103 @@ void chat_each_user(const chat *c, void (*fn)(void *arg, const chat_user_info *u
                                     u->name_len, u->ident, u->remote };
             fn(arg, &info);
         }
+}
+
+/* ---- the operator's controls ------------------------------------------ */
+
+/* Calls each(value) for the table's entries [offset, offset + limit), in
+ * the table's order. */
+static void dict_page(const dict *d, size_t offset, size_t limit, void (*each)(void *, void *), void *arg)
+{
+    size_t i = 0;
+    for (size_t s = 0; s < d->nslots && i < offset + limit; s++)
+        for (dict_entry *e = d->slots[s]; e && i < offset + limit; e = e->next, i++)
+            if (i >= offset) each(arg, e->value);
+}
+
+typedef struct admin_page {
+    sbuf *o;
+    bool first;
+    chat_conn_addr_fn addr;
+} admin_page;
+
+static void write_room_entry(void *arg, void *v)
+{
+    admin_page *p = arg;
+    room *r = v;
+    sbuf_puts(p->o, p->first ? "{\"id\":" : ",{\"id\":");
+    p->first = false;
+    sbuf_json_str(p->o, r->id, r->id_len);
+    sbuf_printf(p->o, ",\"members\":%zu,\"last_id\":", r->count);
+    sbuf_u64(p->o, r->last_id);
+    sbuf_putc(p->o, '}');
+}
+
+void chat_admin_rooms(chat *c, sbuf *o, size_t offset, size_t limit)
+{
+    admin_page p = { o, true, NULL };
+    sbuf_putc(o, '[');
+    dict_page(&c->rooms, offset, limit, write_room_entry, &p);
+    sbuf_putc(o, ']');
+}
+
+static void write_user_entry(void *arg, void *v)
+{
+    admin_page *p = arg;
+    chat_user *u = v;
+    const char *addr = p->addr && !u->remote ? p->addr(u->conn) : NULL;   /* another server's: none */
+    sbuf_puts(p->o, p->first ? "{\"uid\":" : ",{\"uid\":");
+    p->first = false;
+    sbuf_u64(p->o, u->uid);
+    sbuf_puts(p->o, ",\"name\":");
+    sbuf_json_str(p->o, u->name, u->name_len);
+    sbuf_puts(p->o, ",\"room\":");
+    sbuf_json_str(p->o, u->room->id, u->room->id_len);
+    sbuf_puts(p->o, ",\"address\":");
+    sbuf_json_str(p->o, addr ? addr : "-", addr ? strlen(addr) : 1);
+    sbuf_puts(p->o, ",\"since\":");
+    sbuf_u64(p->o, u->since_ms);
+    sbuf_putc(p->o, '}');
+}
+
+void chat_admin_users(chat *c, sbuf *o, size_t offset, size_t limit, chat_conn_addr_fn addr)
+{
+    admin_page p = { o, true, addr };
+    sbuf_putc(o, '[');
+    dict_page(&c->users, offset, limit, write_user_entry, &p);
+    sbuf_putc(o, ']');
+}
+
+void *chat_admin_kick(chat *c, uint32_t uid, const char *reason, size_t n)
+{
+    chat_user *u = uid ? dict_get(&c->users, &uid, sizeof uid) : NULL;
+    if (!u || u->kicked || u->remote) return NULL;     /* another server's user: its own operator's */
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"error\",\"code\":\"kicked\",\"message\":");
+    sbuf_json_str(o, reason, n);
+    sbuf_putc(o, '}');
+    send_to(c, u);
+    u->kicked = true;
+    replay_stop(u);
+    return u->conn;
+}
+
+int chat_admin_delete(chat *c, const char *id, size_t id_len, uint64_t msg_id)
+{
+    if (!c->store || !c->store->ops->remove) return -1;
+    /* The turn's says are committed (or refused) first, so that the delete
+     * commits alone and is announced only once it is durable. */
+    if (chat_turn_pending(c)) chat_end_turn(c);
+    int rc = c->store->ops->remove(c->store->impl, id, id_len, msg_id);
+    if (rc > 0 && c->store->ops->commit(c->store->impl) < 0) rc = -1;
+    room *r = rc > 0 ? dict_get(&c->rooms, id, id_len) : NULL;
+    if (!r) return rc;
+    sbuf *o = &c->out;
+    sbuf_reset(o);
+    sbuf_puts(o, "{\"type\":\"delete\",\"id\":");
+    sbuf_u64(o, msg_id);
+    sbuf_putc(o, '}');
+    send_to_room(c, r);
+    return rc;
 }

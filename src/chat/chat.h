@@ -49,6 +49,9 @@ typedef struct chat_io {
     /* Asks to be told (chat_drained) once everything queued to conn so far
      * has been written to its socket. NULL: the chat goes on at once. */
     void (*want_drain)(void *ctx, void *conn);
+    /* True when an operator has banned this name (HTML-escaped, as sent
+     * on the wire) from logging in. NULL: no bans. */
+    int (*name_banned)(void *ctx, const char *name, size_t n);
 } chat_io;
 
 /* st may be NULL: no history and no identities (no session message). The
@@ -141,5 +144,24 @@ void chat_each_user(const chat *c, void (*fn)(void *arg, const chat_user_info *u
 uint32_t chat_user_uid(const chat_user *u);     /* 0 before login */
 size_t chat_user_count(const chat *c);          /* logged in */
 size_t chat_room_count(const chat *c);
+
+/* ---- the operator's controls (chat_admin.c has the HTTP side's why) ---- */
+
+struct sbuf;
+/* Writes a JSON array of the rooms, [offset, offset + limit) of them in
+ * no particular order, each {"id","members","last_id"}. */
+void chat_admin_rooms(chat *c, struct sbuf *o, size_t offset, size_t limit);
+/* The same for the logged-in users, each {"uid","name","room","address",
+ * "since"} (since: the login, unix ms); addr names a connection's client. */
+typedef const char *(*chat_conn_addr_fn)(void *conn);
+void chat_admin_users(chat *c, struct sbuf *o, size_t offset, size_t limit, chat_conn_addr_fn addr);
+/* The user uid hears {"type":"error","code":"kicked","message":reason}
+ * and its further messages are ignored. Returns its connection, for the
+ * server to close once that is written, or NULL when no such user. */
+void *chat_admin_kick(chat *c, uint32_t uid, const char *reason, size_t n);
+/* Drops message id of the room from the history and commits; the room's
+ * members then get {"type":"delete","id":id}. 1: deleted, 0: no such
+ * message, -1: no history or an error (nothing deleted). */
+int chat_admin_delete(chat *c, const char *room, size_t room_len, uint64_t id);
 
 #endif

@@ -64,6 +64,9 @@ typedef struct store_ops {
     int (*identity_add)(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id);
     /* Marks the identity used now (an unknown id is no error). */
     int (*identity_touch)(void *impl, uint64_t id, int64_t now);
+    /* Drops the room's message with this id (an operator's delete), in the
+     * open transaction: 1 when it was there, 0 when not, -1 on error. */
+    int (*remove)(void *impl, const char *room, size_t room_len, uint64_t id);
 } store_ops;
 
 typedef struct store {

@@ -51,7 +51,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_last_id, *st_set_last, *st_insert, *st_range, *st_window;
     sqlite3_stmt *st_room_bytes, *st_add_bytes, *st_total;
     sqlite3_stmt *st_ident_find, *st_ident_add, *st_ident_touch, *st_ident_expire, *st_ident_cap;
-    deletion trim_count, trim_age, drop_room_oldest, drop_oldest;
+    deletion trim_count, trim_age, drop_room_oldest, drop_oldest, remove_one;
     checkpointer ck;
 } sqlite_store;
 
@@ -452,6 +452,20 @@ static int sq_trim(void *impl, int64_t now)
     return trim_identities(s, now);
 }
 
+static int sq_remove(void *impl, const char *room, size_t room_len, uint64_t id)
+{
+    sqlite_store *s = impl;
+    if (s->tx_void || id > INT64_MAX || begin(s) < 0) return -1;
+    bind_room(&s->remove_one, room, room_len);
+    bind_int(&s->remove_one, 2, (int64_t)id);
+    int64_t n = delete_rows(s, &s->remove_one);
+    if (n < 0) {
+        void_tx(s);
+        return -1;
+    }
+    return n > 0;
+}
+
 static int sq_commit(void *impl)
 {
     sqlite_store *s = impl;
@@ -480,6 +494,7 @@ static void sq_close(void *impl)
                             s->trim_count.sel, s->trim_count.del, s->trim_age.sel, s->trim_age.del,
                             s->drop_room_oldest.sel, s->drop_room_oldest.del,
                             s->drop_oldest.sel, s->drop_oldest.del,
+                            s->remove_one.sel, s->remove_one.del,
                             s->st_ident_find, s->st_ident_add, s->st_ident_touch,
                             s->st_ident_expire, s->st_ident_cap };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
@@ -489,7 +504,7 @@ static void sq_close(void *impl)
 
 static const store_ops sqlite_ops = {
     sq_last_id, sq_append, sq_window, sq_range, sq_trim, sq_commit, sq_close,
-    sq_ident_find, sq_ident_add, sq_ident_touch,
+    sq_ident_find, sq_ident_add, sq_ident_touch, sq_remove,
 };
 
 static int prepare(sqlite_store *s, sqlite3_stmt **st, const char *sql)
@@ -551,6 +566,7 @@ static int prepare_all(sqlite_store *s)
         prepare_deletion(s, &s->drop_oldest,
                          "FROM messages WHERE (room,id)=(SELECT room,id FROM messages ORDER BY ts LIMIT 1)") ||
         prepare(s, &s->st_total, "SELECT coalesce(sum(bytes),0) FROM rooms") ||
+        prepare_deletion(s, &s->remove_one, "FROM messages WHERE room=?1 AND id=?2") ||
         prepare_identities(s)
         ? -1 : 0;
 }

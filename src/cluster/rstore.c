@@ -273,4 +273,5 @@ static int rs_identity_touch(void *impl, uint64_t id, int64_t now)
 const store_ops cluster_store_ops = {
     rs_last_id, rs_append, rs_window, rs_range, rs_trim, rs_commit, rs_close,
     rs_identity_find, rs_identity_add, rs_identity_touch,
+    NULL,                       /* remove: not in cluster mode yet (/admin's delete answers so) */
 };

@@ -162,6 +162,7 @@ ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)
     ws_frame *f = malloc(sizeof *f + hl + n);
     if (!f) return NULL;
     f->refs = 1;
+    f->born = 0;
     f->len = (uint32_t)(hl + n);
     f->bytes = f->data;
     memcpy(f->data, hdr, hl);
@@ -191,6 +192,7 @@ ws_frame *ws_frame_raw(const void *data, size_t n)
     ws_frame *f = malloc(sizeof *f + n);
     if (!f) return NULL;
     f->refs = 1;
+    f->born = 0;
     f->len = (uint32_t)n;
     f->bytes = f->data;
     memcpy(f->data, data, n);
@@ -203,6 +205,7 @@ ws_frame *ws_frame_borrow(const void *data, size_t n)
     ws_frame *f = malloc(sizeof *f);
     if (!f) return NULL;
     f->refs = 1;
+    f->born = 0;
     f->len = (uint32_t)n;
     f->bytes = data;
     return f;
@@ -211,6 +214,14 @@ ws_frame *ws_frame_borrow(const void *data, size_t n)
 void ws_frame_unref(ws_frame *f)
 {
     if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) free(f);
+}
+
+uint64_t ws_frame_unref_born(ws_frame *f)
+{
+    uint64_t born = f->born;
+    if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return 0;
+    free(f);
+    return born;
 }
 
 void ws_reader_init(ws_reader *r, uint64_t max_message)

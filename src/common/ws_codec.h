@@ -92,6 +92,7 @@ typedef struct ws_frame {
     uint32_t refs;
     uint32_t len;               /* bytes: header + payload */
     const uint8_t *bytes;       /* data, or bytes that outlive the frame */
+    uint64_t born;              /* monotonic ns the message it answers arrived; 0: untimed */
     uint8_t data[];
 } ws_frame;
 
@@ -110,6 +111,9 @@ static inline ws_frame *ws_frame_ref(ws_frame *f)
     return f;
 }
 void ws_frame_unref(ws_frame *f);
+/* The same, returning the frame's born time when this was its last
+ * reference (the last recipient's write), 0 otherwise. */
+uint64_t ws_frame_unref_born(ws_frame *f);
 
 /* The server's inbound side: frames in, whole messages out. Handles
  * fragmentation, control frames between fragments, masking, incremental

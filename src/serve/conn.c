@@ -8,8 +8,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
+#include "bans.h"
 #include "conn_addr.h"
 #include "counters.h"
+#include "sys.h"
 #include "web.h"
 #include "worker.h"
 
@@ -120,7 +123,7 @@ static void queue_consume(conn *c, size_t n)
     if (n == 0) return;
     c->last_progress = uv_now(c->w->loop);
     COUNTER_ADD(c->w->stats.bytes_out, (uint64_t)n);
-    COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n));
+    COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n, &c->w->stats.delivery));
 }
 
 /* Queues f, taking the caller's reference; false when it was not queued
@@ -252,7 +255,7 @@ static void conn_flush(conn *c)
         c->w->link->drained(c);
     }
     if (c->next_ping) answer_latest_ping(c);
-    if (c->http_waiting) http_resume(c);
+    if (c->http_waiting && !c->http_later) http_resume(c);
 }
 
 /* Past --outbound-cap unwritten after a write, with nothing written for
@@ -484,6 +487,14 @@ static void refuse(conn *c, sbuf *out)
 static void upgrade(conn *c, sbuf *out)
 {
     worker *w = c->w;
+    net_addr a = { .len = c->addr_len };
+    memcpy(a.bytes, c->addr, sizeof a.bytes);
+    if (w->bans && a.len && bans_address(w->bans, &a, wall_ms())) {
+        log_event(LOG_INFO, "banned", "addr=%s", c->addr_text);
+        http_error_response(out, 403, NULL, "Your address is banned from this server.\n");
+        refuse(c, out);
+        return;
+    }
     int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, out);
     if (status != 101) {
         refuse(c, out);
@@ -500,6 +511,38 @@ static void upgrade(conn *c, sbuf *out)
     ws_reader_init(&c->rd, w->cfg->max_message);
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
+}
+
+/* An operator's request: answered now (an error) or, once the hub has
+ * run it, by conn_http_answered; either way the connection then closes.
+ * Nothing more is read meanwhile, and the memory stays until the answer. */
+static void admin_request(conn *c, sbuf *out)
+{
+    admin_cmd *cmd = admin_http(c, out);
+    if (!cmd) {
+        refuse(c, out);
+        return;
+    }
+    c->http_later = true;
+    c->http_waiting = true;
+    c->held = true;
+    conn_update_reading(c);
+    c->w->link->admin(c, cmd);      /* with one thread, answered right here */
+}
+
+void conn_http_answered(conn *c, ws_frame *answer)
+{
+    c->http_later = false;
+    if (!c->closed && answer) {
+        conn_send_forced(c, answer);
+        c->state = CONN_CLOSING;
+        c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
+        c->close_after_flush = true;
+    } else if (!c->closed) {
+        conn_abort(c);
+    }
+    if (answer) ws_frame_unref(answer);
+    conn_release(c);
 }
 
 static bool wants_websocket(const http_req *r)
@@ -520,6 +563,8 @@ static bool http_answer(conn *c)
         conn_refuse_busy(c);
     } else if (wants_websocket(c->req)) {
         upgrade(c, &out);
+    } else if (c->port == PORT_HTTP && admin_path(c->req->arena + c->req->url.off, c->req->url.len)) {
+        admin_request(c, &out);
     } else if (c->port == PORT_HTTP) {
         bool close_after = false;
         ws_frame *body = NULL;

@@ -87,6 +87,7 @@ typedef struct conn {
     bool http_waiting;              /* an HTTP answer is unsent: the next request waits */
     bool hub_full;                  /* CONN_HUB_INFLIGHT on the way: not read (atomic) */
     bool want_drain;                /* the chat waits for the queue to empty */
+    bool http_later;                /* the hub owes an answer (admin.c): nothing is read */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */
@@ -104,6 +105,9 @@ void conn_flush_dirty(worker *w);
 /* The worker's turn is over: connections that read their share of it
  * read again. */
 void conn_turn_end(worker *w);
+/* The hub's answer to an operator's request (an HTTP response, one
+ * reference for the callee); the connection closes once it is written. */
+void conn_http_answered(conn *c, ws_frame *answer);
 /* Starts or stops reading as its state now wants (after hub_full changed). */
 void conn_update_reading(conn *c);
 /* Liveness and deadlines, from the worker's sweep. */

@@ -15,6 +15,7 @@ static const char *const field_names[HF_COUNT] = {
     [HF_WS_PROTOCOL] = "sec-websocket-protocol",
     [HF_IF_NONE_MATCH] = "if-none-match",
     [HF_X_FORWARDED_FOR] = "x-forwarded-for",
+    [HF_AUTHORIZATION] = "authorization",
 };
 
 static int fail(http_req *r, int status)
@@ -100,6 +101,14 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* The body follows every field in the arena, so it grows at its end. */
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    http_req *r = p->data;
+    if (r->body.len + n > HTTP_REQ_BODY_MAX || r->arena_len + n > HTTP_REQ_ARENA) return fail(r, 413);
+    return arena_add(r, &r->body, at, n);
+}
+
 static int on_message_complete(http_parser *p)
 {
     http_req *r = p->data;
@@ -114,6 +123,7 @@ static const http_parser_settings settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -189,6 +199,12 @@ const char *http_req_url(const http_req *r, size_t *len)
 {
     *len = r->url.len;
     return r->arena + r->url.off;
+}
+
+const char *http_req_body(const http_req *r, size_t *len)
+{
+    *len = r->body.len;
+    return r->arena + r->body.off;
 }
 
 bool http_token_list_has(const char *list, size_t n, const char *token)

@@ -14,14 +14,18 @@
 
 enum http_field {
     HF_HOST, HF_UPGRADE, HF_CONNECTION, HF_WS_KEY, HF_WS_VERSION, HF_ORIGIN,
-    HF_WS_EXTENSIONS, HF_WS_PROTOCOL, HF_IF_NONE_MATCH, HF_X_FORWARDED_FOR, HF_COUNT
+    HF_WS_EXTENSIONS, HF_WS_PROTOCOL, HF_IF_NONE_MATCH, HF_X_FORWARDED_FOR, HF_AUTHORIZATION,
+    HF_COUNT
 };
 
 typedef struct http_span { uint16_t off, len; } http_span;
 
 enum { HTTP_REQ_MORE = 0, HTTP_REQ_DONE = 1, HTTP_REQ_ERROR = -1 };
 
-#define HTTP_REQ_ARENA 8192     /* the kept bytes: URL and the fields above */
+#define HTTP_REQ_ARENA 8192     /* the kept bytes: URL, the fields above and the body */
+/* A request body is kept in the arena too, up to this many bytes (more:
+ * 413): only the operator's small JSON requests (/admin/) have one. */
+#define HTTP_REQ_BODY_MAX 4096
 
 typedef struct http_req {
     http_parser parser;
@@ -33,6 +37,7 @@ typedef struct http_req {
     bool keep_alive;
     bool upgrade;               /* http_parser saw an upgrade request */
     http_span url;
+    http_span body;
     http_span fields[HF_COUNT];
     int cur_field;              /* field whose value is being read, or -1 */
     char name[32];              /* header name being read (longer: ignored) */
@@ -56,6 +61,8 @@ bool http_req_is_get(const http_req *r);
 /* Field value (not NUL-terminated) or NULL; *len is set. */
 const char *http_req_field(const http_req *r, enum http_field f, size_t *len);
 const char *http_req_url(const http_req *r, size_t *len);
+/* The request's body (empty when none). */
+const char *http_req_body(const http_req *r, size_t *len);
 
 /* True when the comma-separated token list holds token (any case). */
 bool http_token_list_has(const char *list, size_t n, const char *token);

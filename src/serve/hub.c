@@ -13,6 +13,7 @@
  * worker keeps the memory until the hub answers a leave with a release,
  * which comes after every delivery the hub had queued to it. */
 #include "hub.h"
+#include "admin.h"
 #include "log.h"
 
 #include <fcntl.h>
@@ -26,9 +27,14 @@
 
 /* ---- the chat's output -------------------------------------------------- */
 
+/* What the chat makes while it reads a client's text carries the time
+ * the text arrived: its last write gives the delivery latency. */
 static void *io_message_new(void *ctx, const char *json, size_t n)
 {
-    return ws_frame_new(WS_OP_TEXT, json, n);
+    hub *h = ctx;
+    ws_frame *f = ws_frame_new(WS_OP_TEXT, json, n);
+    if (f) f->born = h->arrival;
+    return f;
 }
 
 static void io_message_send(void *ctx, void *cp, void *msg)
@@ -61,6 +67,12 @@ static void io_want_drain(void *ctx, void *cp)
         return;
     }
     xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_WANT_DRAIN });
+}
+
+static int io_name_banned(void *ctx, const char *name, size_t n)
+{
+    hub *h = ctx;
+    return bans_name(&h->bans, name, n, wall_ms());
 }
 
 /* The client key per-client limits count: the address as counted against
@@ -98,7 +110,10 @@ static void direct_connect(conn *c)
 
 static void direct_text(conn *c, const uint8_t *data, size_t n)
 {
-    chat_text(hub_of(c->w)->chat, c->user, (const char *)data, n, wall_ms());
+    hub *h = hub_of(c->w);
+    h->arrival = uv_hrtime();
+    chat_text(h->chat, c->user, (const char *)data, n, wall_ms());
+    h->arrival = 0;
 }
 
 static void direct_binary(conn *c)
@@ -154,6 +169,24 @@ static void direct_before_write(worker *w)
 
 static void hub_worker_done(hub *h);
 
+/* The answer to an operator's command as the shared buffer a connection
+ * queues (NULL when out of memory: the connection is dropped). */
+static ws_frame *admin_answer(hub *h, admin_cmd *cmd)
+{
+    sbuf out;
+    sbuf_init(&out);
+    admin_run(h, cmd, &out);
+    ws_frame *f = out.oom ? NULL : ws_frame_raw(out.p, out.len);
+    sbuf_free(&out);
+    free(cmd);
+    return f;
+}
+
+static void direct_admin(conn *c, admin_cmd *cmd)
+{
+    conn_http_answered(c, admin_answer(hub_of(c->w), cmd));
+}
+
 static void nothing(worker *w)
 {
 }
@@ -191,13 +224,18 @@ static void posted_text(conn *c, const uint8_t *data, size_t n)
         return;
     }
     memcpy(copy, data, n);
-    post(c, XM_TEXT, copy, (uint32_t)n, 0);
+    xvec_push(&c->w->to_hub, (xmsg){ .c = c, .p = copy, .n = (uint32_t)n, .kind = XM_TEXT, .at = uv_hrtime() });
     if (__atomic_add_fetch(&c->to_hub, n, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT) return;
     __atomic_store_n(&c->hub_full, true, __ATOMIC_SEQ_CST);
     /* the hub may have worked through it meanwhile, seeing no flag */
     if (__atomic_load_n(&c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2)
         __atomic_store_n(&c->hub_full, false, __ATOMIC_SEQ_CST);
     conn_update_reading(c);
+}
+
+static void posted_admin(conn *c, admin_cmd *cmd)
+{
+    post(c, XM_ADMIN, cmd, 0, 0);
 }
 
 static void posted_binary(conn *c)
@@ -263,7 +301,9 @@ static void hub_handle(hub *h, xmsg *m)
         if (!c->user) xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .kind = XM_ABORT });
         break;
     case XM_TEXT:
+        h->arrival = m->at;
         if (c->user) chat_text(h->chat, c->user, m->p, m->n, wall_ms());
+        h->arrival = 0;
         free(m->p);
         text_done(h, c, m->n);
         break;
@@ -283,6 +323,9 @@ static void hub_handle(hub *h, xmsg *m)
         break;
     case XM_DONE:
         hub_worker_done(h);
+        break;
+    case XM_ADMIN:
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .p = admin_answer(h, m->p), .kind = XM_ADMIN_DONE });
         break;
     }
 }
@@ -352,6 +395,15 @@ void hub_reload(hub *h, const server_config *cfg, uint32_t gen)
 {
     if (h->threaded) post_all(h, XM_CONFIG, (void *)cfg, gen);
     else worker_set_config(&h->workers[0], cfg, gen);
+}
+
+void hub_close_after_chat(hub *h, conn *c, unsigned code, const char *reason)
+{
+    hub_commit(h);
+    if (h->threaded)
+        xvec_push(&h->out[c->w->id], (xmsg){ .c = c, .p = (void *)reason, .n = code, .kind = XM_KICK });
+    else
+        conn_close_ws(c, code, reason);
 }
 
 void hub_stop(hub *h)
@@ -427,7 +479,7 @@ static uint64_t trim_interval(const server_config *cfg)
 static void on_trim(uv_timer_t *t)
 {
     hub *h = t->data;
-    if (h->st->ops->trim(h->st->impl, (int64_t)(wall_ms() / 1000)) < 0)
+    if (h->chat_store.ops->trim(h->chat_store.impl, (int64_t)(wall_ms() / 1000)) < 0)
         log_event(LOG_ERROR, "history_trim_failed", "");
 }
 
@@ -453,7 +505,10 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->bytes_out += COUNTER_GET(st->bytes_out);
         sum->slow_closed += COUNTER_GET(st->slow_closed);
         for (unsigned k = 0; k < CLOSE_SLOTS; k++) sum->closes[k] += COUNTER_GET(st->closes[k]);
+        hist_add(&sum->delivery, &st->delivery);
     }
+    hist_add(&sum->append, &h->timed.append);
+    hist_add(&sum->commit, &h->timed.commit);
     proc_info_read(&sum->proc);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
@@ -490,12 +545,12 @@ static void direct_done(worker *w)
 
 static const worker_link direct_link_ops = {
     direct_connect, direct_text, direct_binary, direct_leave, direct_drained,
-    direct_before_write, nothing, direct_done, NULL,
+    direct_before_write, nothing, direct_done, NULL, direct_admin,
 };
 
 static const worker_link posted_link_ops = {
     posted_connect, posted_text, posted_binary, posted_leave, posted_drained,
-    nothing, posted_turn_end, posted_done, NULL,
+    nothing, posted_turn_end, posted_done, NULL, posted_admin,
 };
 
 /* The history: SQLite in the data directory, or the cluster's Redis. */
@@ -551,10 +606,11 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     h->link = h->threaded ? posted_link_ops : direct_link_ops;
     h->link.arg = h;
     if (open_store(h, cfg) < 0) return -1;
-    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain };
+    if (bans_init(&h->bans, cfg->data_dir) < 0) return -1;
+    chat_io io = { h, io_message_new, io_message_send, io_message_release, io_want_drain, io_name_banned };
     uint32_t seed = (uint32_t)((uint64_t)wall_ms() * 2654435761u) % 900000000u + 100000000u;
     if (h->cluster) seed = random_uid_seed();
-    h->chat = chat_new(&cfg->chat, &io, seed, h->st);
+    h->chat = chat_new(&cfg->chat, &io, seed, store_timed_wrap(&h->timed, h->st, &h->chat_store));
     if (h->chat && h->cluster && join_cluster(h) < 0) return -1;
     h->workers = calloc(threads, sizeof *h->workers);
     h->out = calloc(threads, sizeof *h->out);
@@ -563,7 +619,10 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     for (unsigned i = 0; i < threads; i++)
         if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
             goto oom;
-    for (unsigned i = 0; i < threads; i++) h->workers[i].partial_bytes = &h->partial_bytes;
+    for (unsigned i = 0; i < threads; i++) {
+        h->workers[i].partial_bytes = &h->partial_bytes;
+        h->workers[i].bans = &h->bans;
+    }
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
     if (h->threaded) {
@@ -599,6 +658,7 @@ void hub_join(hub *h)
 void hub_free(hub *h)
 {
     ip_table_free(&h->ips);
+    bans_free(&h->bans);
     if (h->chat) chat_free(h->chat);
     if (h->store.ops) h->store.ops->close(h->store.impl);
     if (h->cluster) cluster_free(h->cluster);

@@ -7,10 +7,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bans.h"
 #include "chat.h"
 #include "cluster.h"
 #include "options.h"
 #include "store.h"
+#include "store_timed.h"
 #include "worker.h"
 #include "xqueue.h"
 
@@ -21,14 +23,18 @@ typedef struct hub {
     uv_check_t turn;
     chat *chat;
     store store;                    /* chat history (SQLite) */
-    store *st;                      /* the chat's: &store, or the cluster's */
+    store *st;                      /* the history: &store, or the cluster's */
     cluster *cluster;               /* --redis; NULL: one server */
+    store_timed timed;              /* the history, timed for /metrics: the chat's */
+    store chat_store;
+    uint64_t arrival;               /* uv_hrtime() the text the chat is on was read; 0: none */
     worker *workers;
     unsigned n_workers;
     bool threaded;
     bool stopping;
     unsigned workers_done;
     ip_table ips;
+    ban_table bans;                 /* the operator's (admin.c) */
     size_t partial_bytes;           /* unfinished messages, all workers (atomic) */
     worker_link link;               /* how the workers reach the chat */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
@@ -53,6 +59,9 @@ void hub_join(hub *h);
 /* Serves a new connection on listener: here (one thread) or on the least
  * busy worker's loop. */
 void hub_accept(hub *h, uv_stream_t *listener, int port);
+/* The chat's output so far goes out (the turn ends early), then c is
+ * closed with code and reason (a static string): an operator's kick. */
+void hub_close_after_chat(hub *h, conn *c, unsigned code, const char *reason);
 /* Every client hears 1001, then on_done runs; a second call aborts them. */
 void hub_stop(hub *h);
 

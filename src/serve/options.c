@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ws_codec.h"
 
@@ -102,8 +103,12 @@ void config_usage(FILE *out)
         "  --redis URL                cluster mode: every server with the same Redis is one chat\n"
         "                             (redis://[:password@]host[:port][/db] or unix:///path; repeat\n"
         "                             it or give a comma list to shard rooms; see docs/cluster.md)\n"
+        "  --admin-token FILE         serve the operator's API under /admin/ on the web port to\n"
+        "                             requests bearing the token in FILE (default: off)\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
+        "  --no-config                read no config file, not even " CONFIG_DEFAULT_PATH "\n"
+        "                             (read when it exists and no --config is given)\n"
         "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
         "  --log-format FORMAT        event lines on stderr as logfmt or json (default logfmt)\n"
         "  --log-level LEVEL          error, warn, info or debug (default info)\n"
@@ -159,7 +164,8 @@ enum {
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
-    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_REDIS,
+    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_ADMIN_TOKEN, OPT_NO_CONFIG,
+    OPT_REDIS,
 };
 
 static const struct option long_opts[] = {
@@ -194,8 +200,10 @@ static const struct option long_opts[] = {
     {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
     {"redis", required_argument, 0, OPT_REDIS},
+    {"admin-token", required_argument, 0, OPT_ADMIN_TOKEN},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"no-config", no_argument, 0, OPT_NO_CONFIG},
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
     {"log-level", required_argument, 0, OPT_LOG_LEVEL},
     {"help", no_argument, 0, 'h'},
@@ -366,36 +374,64 @@ int config_validate(const server_config *cfg)
     return 0;
 }
 
-/* Reads the --auth-key secret: the whole file, less one final line break
- * (editors add one). An empty or unreadable file is an error: a server
- * meant to check signatures must not start without a key. */
-static int read_auth_key(server_config *cfg, const char *path)
+/* A secret's file, whole, less one final line break (editors add one),
+ * into buf. Returns its length, or -1 after saying why (unreadable, or
+ * more than cap bytes). */
+static long read_secret(const char *opt, const char *path, uint8_t *buf, size_t cap)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "tagarela: --auth-key: cannot read '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "tagarela: %s: cannot read '%s': %s\n", opt, path, strerror(errno));
         return -1;
     }
-    size_t n = fread(cfg->auth_key, 1, sizeof cfg->auth_key, f);
-    int bad = ferror(f), more = !bad && n == sizeof cfg->auth_key && fgetc(f) != EOF;
+    size_t n = fread(buf, 1, cap, f);
+    int bad = ferror(f), more = !bad && n == cap && fgetc(f) != EOF;
     fclose(f);
     if (bad || more) {
-        fprintf(stderr, "tagarela: --auth-key: %s '%s'\n",
-                bad ? "cannot read" : "a secret of more than 4096 bytes in", path);
+        fprintf(stderr, "tagarela: %s: %s '%s' (at most %zu bytes)\n", opt,
+                bad ? "cannot read" : "too long a secret in", path, cap);
         return -1;
     }
-    if (n && cfg->auth_key[n - 1] == '\n') n--;
-    if (n && cfg->auth_key[n - 1] == '\r') n--;
+    if (n && buf[n - 1] == '\n') n--;
+    if (n && buf[n - 1] == '\r') n--;
+    return (long)n;
+}
+
+/* Reads the --auth-key secret. An empty file is an error: a server meant
+ * to check signatures must not start without a key. */
+static int read_auth_key(server_config *cfg, const char *path)
+{
+    long n = read_secret("--auth-key", path, cfg->auth_key, sizeof cfg->auth_key);
+    if (n < 0) return -1;
     if (n == 0) {
         fprintf(stderr, "tagarela: --auth-key: '%s' is empty\n", path);
         return -1;
     }
     if (n < 32)
-        fprintf(stderr, "tagarela: warning: the --auth-key secret has %zu bytes; 32 random bytes or more "
+        fprintf(stderr, "tagarela: warning: the --auth-key secret has %ld bytes; 32 random bytes or more "
                         "keep its signatures from being forged\n", n);
-    cfg->auth_key_len = n;
+    cfg->auth_key_len = (size_t)n;
     cfg->chat.auth_key = cfg->auth_key;
-    cfg->chat.auth_key_len = n;
+    cfg->chat.auth_key_len = (size_t)n;
+    return 0;
+}
+
+/* Reads the --admin-token: at least 16 bytes (a short token is guessed),
+ * no blanks or control bytes (it travels in a header). */
+static int read_admin_token(server_config *cfg, const char *path)
+{
+    admin_token *t = &cfg->admin_token;
+    t->len = 0;
+    long n = read_secret("--admin-token", path, t->bytes, sizeof t->bytes);
+    if (n < 0) return -1;
+    bool ctl = false;
+    for (long i = 0; i < n; i++) ctl |= t->bytes[i] <= ' ' || t->bytes[i] == 0x7f;
+    if (n < 16 || ctl) {
+        fprintf(stderr, "tagarela: --admin-token: %s '%s'\n",
+                ctl ? "blanks or control characters in the token of" : "fewer than 16 bytes of token in", path);
+        return -1;
+    }
+    t->len = (size_t)n;
     return 0;
 }
 
@@ -456,6 +492,8 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         if (st->from_cmdline && !st->cmd_redis) cfg->n_redis = 0;
         st->cmd_redis = st->from_cmdline;
         return add_redis(cfg, name, arg);
+    case OPT_ADMIN_TOKEN:
+        return read_admin_token(cfg, arg);
     case OPT_LOG_FORMAT:
     case OPT_LOG_LEVEL:
         return set_log_option(cfg, opt, name, arg);
@@ -463,6 +501,7 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         st->check_only = true;
         return 0;
     case OPT_CONFIG:
+    case OPT_NO_CONFIG:
         return 0;                       /* read before everything else */
     }
     return set_number(cfg, opt, name, arg);
@@ -559,11 +598,22 @@ static int parse_config_file(server_config *cfg, parse_state *st, const char *pa
     return 0;
 }
 
+/* Without --config (or --no-config) an installed server reads the
+ * default file when there is one: $TAGARELA_CONFIG names another (empty:
+ * none), so that tests never read the machine's. */
+static const char *default_config(void)
+{
+    const char *env = getenv("TAGARELA_CONFIG");
+    const char *path = env ? env : CONFIG_DEFAULT_PATH;
+    return *path && access(path, F_OK) == 0 ? path : NULL;
+}
+
 /* The first pass over the command line: --help, --version and --config
  * only, so that the file can be read before the options it yields to. */
 static int first_pass(server_config *cfg, int argc, char **argv)
 {
     int opt, idx;
+    bool no_config = false;
     optind = 0;                         /* glibc: start over (a reload parses again) */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", long_opts, &idx)) != -1) {
@@ -576,7 +626,10 @@ static int first_pass(server_config *cfg, int argc, char **argv)
             return 1;
         }
         if (opt == OPT_CONFIG) cfg->config_path = optarg;
+        if (opt == OPT_NO_CONFIG) no_config = true;
     }
+    if (no_config) cfg->config_path = NULL;
+    else if (!cfg->config_path) cfg->config_path = default_config();
     return 0;
 }
 

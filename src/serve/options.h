@@ -20,6 +20,14 @@
 #define DEFAULT_MAX_CONNS_PER_IP 512
 #define CONFIG_MAX_AUTH_KEY 4096        /* bytes of the --auth-key secret */
 
+#define CONFIG_MAX_ADMIN_TOKEN 1024     /* bytes of the --admin-token */
+
+/* The operator's bearer token (--admin-token); len 0: /admin/ is off. */
+typedef struct admin_token {
+    uint8_t bytes[CONFIG_MAX_ADMIN_TOKEN];
+    size_t len;
+} admin_token;
+
 typedef struct listen_addr {
     char host[64];
     int port;
@@ -49,17 +57,20 @@ typedef struct server_config {
     store_limits retention;
     uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
     size_t auth_key_len;
+    admin_token admin_token;        /* read again on SIGHUP */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
     cluster_url redis[CLUSTER_MAX_SHARDS];  /* --redis: cluster mode (n_redis 0: none) */
     int n_redis;
-    const char *config_path;        /* --config; NULL: none */
+    const char *config_path;        /* --config, or the default file found; NULL: none */
     char *file_text;                /* the config file's text, values point into it */
     int argc;                       /* the command line, kept to parse again on reload */
     char **argv;
 } server_config;
 
 #define CONFIG_MAX_FILE (1u << 20)   /* bytes of a config file */
+/* Read without --config when it exists ($TAGARELA_CONFIG overrides). */
+#define CONFIG_DEFAULT_PATH "/etc/tagarela/tagarela.conf"
 
 void config_defaults(server_config *cfg);
 /* Frees what config_parse allocated (the config file's text). */

@@ -21,9 +21,9 @@ int outq_push(outq *q, ws_frame *f)
     return 0;
 }
 
-uint64_t outq_consume(outq *q, size_t n)
+uint64_t outq_consume(outq *q, size_t n, hist *delivered)
 {
-    uint64_t frames = 0;
+    uint64_t frames = 0, now = 0;
     q->bytes -= n;
     q->done += n;
     while (n) {
@@ -34,7 +34,11 @@ uint64_t outq_consume(outq *q, size_t n)
             break;
         }
         n -= left;
-        ws_frame_unref(f);
+        uint64_t born = ws_frame_unref_born(f);
+        if (born && delivered) {
+            if (!now) now = uv_hrtime();
+            hist_observe(delivered, now > born ? now - born : 0);
+        }
         q->head = (q->head + 1) & (q->cap - 1);
         q->len--;
         q->off = 0;

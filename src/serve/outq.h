@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "hist.h"
 #include "ws_codec.h"
 
 typedef struct outq {
@@ -23,8 +24,9 @@ typedef struct outq {
 /* Takes the caller's reference to f. Returns -1 when out of memory (the
  * reference is then still the caller's). */
 int outq_push(outq *q, ws_frame *f);
-/* Drops n written bytes from the front; returns the frames finished. */
-uint64_t outq_consume(outq *q, size_t n);
+/* Drops n written bytes from the front; returns the frames finished. A
+ * timed frame whose last write this was goes into delivered (when given). */
+uint64_t outq_consume(outq *q, size_t n, hist *delivered);
 /* Points iov (at most max entries) at the unwritten bytes; *bytes: their sum. */
 uint32_t outq_fill_iov(const outq *q, uv_buf_t *iov, uint32_t max, size_t *bytes);
 /* An empty queue gives its ring back (idle connections hold no ring). */

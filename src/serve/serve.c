@@ -154,7 +154,7 @@ static const struct { const char *key; size_t off, len; bool live; } plain_optio
     PLAIN("handshake-timeout", handshake_timeout_ms, true), PLAIN("write-timeout", write_timeout_ms, true),
     PLAIN("message-timeout", message_timeout_ms, true), PLAIN("partial-budget", partial_budget, true),
     PLAIN("outbound-cap", outbound_cap, true), PLAIN("max-conns-per-ip", max_conns_per_ip, true),
-    PLAIN("log-level", log_level, true),
+    PLAIN("log-level", log_level, true), PLAIN("admin-token", admin_token, true),
     PLAIN("ws", ws, false), PLAIN("http", http, false), PLAIN("max-message", max_message, false),
     PLAIN("max-header", max_header, false), PLAIN("threads", threads, false),
     PLAIN("log-format", log_format, false),
@@ -369,8 +369,8 @@ static int serve_run(const server_config *cfg)
     if (rc == 0) {
         print_listening(&p.ws_listener, "ws");
         print_listening(&p.http_listener, "http");
-        log_event(LOG_INFO, "started", "version=%s threads=%u data=%s", TAGARELA_VERSION,
-                  p.hub.n_workers, cfg->data_dir);
+        log_event(LOG_INFO, "started", "version=%s threads=%u data=%s config=%s", TAGARELA_VERSION,
+                  p.hub.n_workers, cfg->data_dir, cfg->config_path);
         sd_notify("READY=1");
         uv_run(&p.loop, UV_RUN_DEFAULT);
         hub_join(&p.hub);

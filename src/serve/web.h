@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "http_req.h"
 #include "options.h"
 #include "procinfo.h"
@@ -31,6 +32,7 @@ typedef struct serve_stats {
     bool redis_up;                  /* every shard reachable and caught up */
     char redis_why[200];            /* what is wrong when not */
     uint64_t redis_resyncs;         /* subscriptions made (1 per shard at start) */
+    hist delivery, append, commit;  /* latencies: delivery, the history's writes */
 } serve_stats;
 
 /* What the web answers need from the running server. */

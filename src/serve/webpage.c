@@ -129,6 +129,11 @@ static void metrics_text(const web_ctx *x, sbuf *b)
         metric(b, "redis_subscriptions_total", "counter",
                "Subscriptions made to the Redis shards (more than the shards: reconnections).", m.redis_resyncs);
     }
+    hist_write(b, "delivery", "From a message's arrival (read) to its last write to a recipient, "
+               "for the frames it caused (says, errors, logins).", &m.delivery);
+    hist_write(b, "history_append", "One message's append to the history (SQLite, in the turn's transaction).",
+               &m.append);
+    hist_write(b, "history_commit", "The commit of a turn's history writes.", &m.commit);
     if (m.per_thread) {
         sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"
                      "# TYPE tagarela_thread_connections gauge\n");

@@ -278,6 +278,12 @@ static void worker_handle(worker *w, xmsg *m)
     case XM_CONFIG:
         worker_set_config(w, m->p, m->n);
         break;
+    case XM_ADMIN_DONE:
+        conn_http_answered(m->c, m->p);
+        break;
+    case XM_KICK:
+        conn_close_ws(m->c, m->n, m->p);
+        break;
     case XM_RESUME:
         if (__atomic_load_n(&m->c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2) {
             __atomic_store_n(&m->c->hub_full, false, __ATOMIC_SEQ_CST);

@@ -19,6 +19,9 @@
 #include "web.h"
 #include "xqueue.h"
 
+struct admin_cmd;
+struct ban_table;
+
 /* Connections from one address (an IPv4 address, an IPv6 /64), counted
  * against --max-conns-per-ip. */
 struct ip_count {
@@ -44,6 +47,7 @@ void ip_release(ip_table *t, ip_count *ip);
 typedef struct worker_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
     uint64_t closes[CLOSE_SLOTS];   /* close handshakes by code (close_slot) */
+    hist delivery;                  /* a message's arrival to its last write, its frames written here */
 } worker_stats;
 
 typedef struct worker_link {
@@ -58,6 +62,8 @@ typedef struct worker_link {
     void (*turn_end)(worker *w);        /* the turn is over: hand its events on */
     void (*done)(worker *w);            /* stopped: its loop has nothing left */
     void *arg;                          /* the hub */
+    /* An operator's command (admin.c), answered by conn_http_answered. */
+    void (*admin)(conn *c, struct admin_cmd *cmd);
 } worker_link;
 
 struct worker {
@@ -66,6 +72,7 @@ struct worker {
     uint32_t config_gen;            /* atomic: the reload whose options cfg is */
     const worker_link *link;
     ip_table *ips;
+    struct ban_table *bans;         /* the operator's, checked at each handshake */
     web_ctx web;
     unsigned id;
     bool threaded;                  /* own thread; the chat is across the hub */

@@ -18,6 +18,7 @@ typedef struct xmsg {
     uint32_t n;
     int32_t fd;
     uint8_t kind, flag;
+    uint64_t at;                    /* XM_TEXT: uv_hrtime() it was read */
 } xmsg;
 
 enum xmsg_kind {
@@ -29,6 +30,9 @@ enum xmsg_kind {
     XM_WANT_DRAIN,                                       /* hub -> worker: tell when written */
     XM_DRAINED,                                          /* worker -> hub: it is */
     XM_CONFIG,                                           /* hub -> worker: reloaded options */
+    XM_ADMIN,                                            /* worker -> hub: an operator's command */
+    XM_ADMIN_DONE,                                       /* hub -> worker: its HTTP answer */
+    XM_KICK,                                             /* hub -> worker: close it (code n, reason p) */
 };
 
 typedef struct xvec {

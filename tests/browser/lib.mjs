@@ -36,7 +36,9 @@ export const ctx = { server: null, browser: null, dataDir: null, everyone: [] };
 /** Starts `tagarela serve` and resolves once it printed both listeners. */
 export function startServer({ wsPort = 0, httpPort = 0, dataDir, extra = [] }) {
   const args = ['serve', '--ws', `127.0.0.1:${wsPort}`, '--http', `127.0.0.1:${httpPort}`, '--data', dataDir, ...extra];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Never the machine's /etc/tagarela/tagarela.conf (read when no --config is given).
+  const env = { ...process.env, TAGARELA_CONFIG: process.env.TAGARELA_CONFIG ?? '' };
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const log = [];
   const exited = new Promise((resolve) => {
     proc.on('exit', (code, signal) => resolve({ code, signal }));

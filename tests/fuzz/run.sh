@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"fuzz_ws_reader fuzz_http fuzz_proxy fuzz_chat fuzz_jwt fuzz_capture"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_ws_reader fuzz_http fuzz_proxy fuzz_admin fuzz_chat fuzz_jwt fuzz_capture"}
 
 CC=clang cmake -S . -B "$BUILD" -DTAGARELA_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS="-O1 -g" >/dev/null

@@ -11,6 +11,10 @@ import pytest
 
 from server_proc import BIN, Server
 
+# Without --config the server reads /etc/tagarela/tagarela.conf when it
+# exists: the tests never depend on the machine's, unless one names its own.
+os.environ.setdefault("TAGARELA_CONFIG", "")
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

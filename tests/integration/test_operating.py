@@ -124,6 +124,22 @@ def test_config_file_unreadable_or_binary(tmp_path):
     assert r.returncode == 2 and "1 MiB" in r.stderr, r
 
 
+def test_default_config_file_is_read_unless_told_not_to(make_server, tmp_path):
+    """Without --config the default file (here named by $TAGARELA_CONFIG,
+    standing in for /etc/tagarela/tagarela.conf) is read when it exists."""
+    conf = write_conf(tmp_path / "default.conf", "log-format json\nhistory 3\n")
+    env = dict(os.environ, TAGARELA_CONFIG=conf)
+    srv = make_server(env=env)
+    assert wait_event(srv, "started")["config"] == conf
+    srv2 = make_server("--no-config", env=env)
+    assert "event=started" in wait_for(lambda: srv2.stderr()) and "config=" not in srv2.stderr()
+    env = dict(os.environ, TAGARELA_CONFIG=str(tmp_path / "absent.conf"))
+    srv3 = make_server(env=env)
+    assert wait_for(lambda: "event=started" in srv3.stderr()), srv3.stderr()
+    r = run_serve("--check-config", env=dict(os.environ, TAGARELA_CONFIG=conf))
+    assert r.returncode == 0 and conf in r.stdout, r
+
+
 def test_check_config_valid_exits_0_without_serving(tmp_path):
     conf = write_conf(tmp_path / "t.conf", "ws 127.0.0.1:1\nhttp 127.0.0.1:2\nrate 5\n")
     r = run_serve("--config", conf, "--check-config")
@@ -331,11 +347,14 @@ def test_grafana_dashboard_reads_metrics_the_server_has(server):
     with open(os.path.join(REPO, "contrib/grafana/tagarela.json")) as f:
         dash = json.load(f)
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    names = set(re.findall(r"\b(tagarela_\w+)", " ".join(exprs)))
     _, types = scrape(server.http_port)
-    assert len(names) >= 12 and names <= set(types), names - set(types)
-    for name in names:                       # counters are read as rates
-        if types[name] == "counter":
+    # a histogram's series are its name and _bucket, _sum, _count
+    series = {n + s: t for n, t in types.items()
+              for s in (("_bucket", "_sum", "_count") if t == "histogram" else ("",))}
+    names = set(re.findall(r"\b(tagarela_\w+)", " ".join(exprs)))
+    assert len(names) >= 12 and names <= set(series), names - set(series)
+    for name in names:                       # counters and histograms are read as rates
+        if series[name] in ("counter", "histogram"):
             assert all("rate(%s{" % name in e for e in exprs if name in e), name
 
 

@@ -363,7 +363,7 @@ static int fs_ident_touch(void *impl, uint64_t id, int64_t now)
 
 static const store_ops fake_store_ops = {
     fs_last_id, fs_append, fs_window, fs_range, fs_trim, fs_commit, fs_close, fs_ident_find,
-    fs_ident_add, fs_ident_touch,
+    fs_ident_add, fs_ident_touch, NULL,
 };
 
 static void fstore_free(fstore *fs)
@@ -393,7 +393,7 @@ static world *w_open_io(void **state, const chat_limits *lim, uint32_t seed, boo
     assert_non_null(w);
     *state = w;
     chat_limits l = lim ? *lim : test_limits();
-    chat_io io = { &w->io, io_new, io_send, io_release, want_drain ? io_want_drain : NULL };
+    chat_io io = { &w->io, io_new, io_send, io_release, want_drain ? io_want_drain : NULL, NULL };
     w->st.ops = &fake_store_ops;
     w->st.impl = &w->fs;
     w->c = chat_new(&l, &io, seed, with_store ? &w->st : NULL);

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,8 +157,66 @@ static void test_frame_length_cannot_wrap(void **state)
     ws_frame_unref(f);
 }
 
+/* Writes text to a new temporary file; its path in path. */
+static void temp_file(char *path, size_t n, const char *text)
+{
+    snprintf(path, n, "/tmp/tagarela-test-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Without --config the default file is read when it exists; the test
+ * names its own default through $TAGARELA_CONFIG, never /etc's. */
+static void test_default_config_file(void **state)
+{
+    char conf[64];
+    temp_file(conf, sizeof conf, "history 7\n");
+    server_config cfg;
+    setenv("TAGARELA_CONFIG", conf, 1);
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_string_equal(cfg.config_path, conf);
+    assert_int_equal(cfg.chat.history, 7);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, "--no-config", NULL), 0);         /* skipped */
+    assert_null(cfg.config_path);
+    assert_int_equal(cfg.chat.history, 50);
+    assert_int_equal(parse(&cfg, "--history", "9", NULL), 0);       /* the command line wins */
+    assert_int_equal(cfg.chat.history, 9);
+    config_free(&cfg);
+    setenv("TAGARELA_CONFIG", "/nonexistent/tagarela.conf", 1);     /* none there: none read */
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_null(cfg.config_path);
+    setenv("TAGARELA_CONFIG", "", 1);                               /* empty: none */
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_null(cfg.config_path);
+    unlink(conf);
+}
+
+static void test_admin_token_file(void **state)
+{
+    char tok[64], shortf[64], blank[64];
+    temp_file(tok, sizeof tok, "0123456789abcdef-token\n");
+    temp_file(shortf, sizeof shortf, "short\n");
+    temp_file(blank, sizeof blank, "0123456789 abcdef-token\n");
+    server_config cfg;
+    assert_int_equal(parse(&cfg, "--admin-token", tok, NULL), 0);
+    assert_int_equal(cfg.admin_token.len, 22);
+    assert_memory_equal(cfg.admin_token.bytes, "0123456789abcdef-token", 22);
+    assert_int_equal(parse(&cfg, "--admin-token", shortf, NULL), -1);
+    assert_int_equal(parse(&cfg, "--admin-token", blank, NULL), -1);
+    assert_int_equal(parse(&cfg, "--admin-token", "/nonexistent", NULL), -1);
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_int_equal(cfg.admin_token.len, 0);                       /* off by default */
+    unlink(tok);
+    unlink(shortf);
+    unlink(blank);
+}
+
 int main(void)
 {
+    setenv("TAGARELA_CONFIG", "", 1);       /* never the machine's /etc */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_are_valid_and_safe),
         cmocka_unit_test(test_max_say_frame_bounds_the_worst_say),
@@ -166,6 +225,8 @@ int main(void)
         cmocka_unit_test(test_nonsense_numbers_refused),
         cmocka_unit_test(test_combinations_refused),
         cmocka_unit_test(test_frame_length_cannot_wrap),
+        cmocka_unit_test(test_default_config_file),
+        cmocka_unit_test(test_admin_token_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
