@@ -626,3 +626,34 @@ async def test_each_login_sees_every_earlier_one_in_order(redis, make_node):
         assert [u["uid"] for u in ul] == uids, "login %d on node %d" % (i, i % 3)
         clients.append(c)
     await close_all(clients)
+
+
+@async_test(timeout=60)
+async def test_admin_api_with_users_of_other_nodes(redis, make_node, tmp_path):
+    """/admin/users lists another node's users (no address); kicking one is
+    that node's operator's to do; deleting a message is not in cluster mode."""
+    from test_admin import TOKEN, request
+    token = tmp_path / "admin.token"
+    token.write_text(TOKEN + "\n")
+    n0 = make_node(redis, "--admin-token", token)
+    n1 = make_node(redis, "--admin-token", token)
+    a, _ = await login(n0, "ana")
+    b, _ = await login(n1, "bia")
+    await a.expect("login")
+    loop = asyncio.get_running_loop()
+    status, _, body = await loop.run_in_executor(None, request, n0.http_port, "GET", "/admin/users")
+    assert status == 200, body
+    users = {u["uid"]: u for u in body["users"]}
+    assert set(users) == {a.uid, b.uid}
+    assert users[b.uid]["address"] == "-" and users[a.uid]["address"] != "-"
+    status, _, body = await loop.run_in_executor(None, request, n0.http_port, "POST", "/admin/kick",
+                                                 {"uid": b.uid, "reason": "x"})
+    assert status == 404, body
+    await b.silent(0.3)
+    status, _, body = await loop.run_in_executor(None, request, n1.http_port, "POST", "/admin/kick",
+                                                 {"uid": b.uid, "reason": "fora"})
+    assert status == 200, body
+    check_error(await b.recv(), "kicked")
+    got = await recv_until(a, lambda m: m["type"] == "logout")
+    check_logout(got[-1], b.uid)            # the kicked user left the whole chat
+    await close_all([a, b])
