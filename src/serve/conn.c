@@ -344,6 +344,7 @@ static void on_close(uv_handle_t *h)
     if (c->partial_held) __atomic_fetch_sub(c->w->partial_bytes, c->partial_held, __ATOMIC_RELAXED);
     c->partial_held = 0;
     ws_reader_free(&c->rd);
+    ws_inflater_free(&c->inf);
     free(c->req);
     c->req = NULL;
     free(c->next_ping);
@@ -452,7 +453,8 @@ static void ws_input(conn *c, uint8_t *data, size_t n)
 {
     int rc = ws_reader_feed(&c->rd, data, n, &reader_cb, c, NULL);
     if (rc > 0) {
-        const char *why = rc == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
+        const char *why = rc == WS_CLOSE_BAD_DATA ? (c->deflate ? "invalid UTF-8 or compressed data"
+                                                               : "invalid UTF-8")
                         : rc == WS_CLOSE_TOO_BIG ? "message too big"
                         : rc == WS_CLOSE_INTERNAL ? "out of memory"
                                                   : "protocol error";
@@ -480,11 +482,16 @@ static void refuse(conn *c, sbuf *out)
     c->close_after_flush = true;
 }
 
+/* How offers of permessage-deflate are answered: docs/deflate.md has the
+ * measurements behind it. */
+static const ws_pmd_policy deflate_policy = { .client_bits = 15, .client_no_context_takeover = false };
+
 /* The request is an upgrade: become a WebSocket or refuse. */
 static void upgrade(conn *c, sbuf *out)
 {
     worker *w = c->w;
-    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, out);
+    ws_pmd pmd;
+    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, &deflate_policy, &pmd, out);
     if (status != 101) {
         refuse(c, out);
         return;
@@ -498,6 +505,13 @@ static void upgrade(conn *c, sbuf *out)
     c->ctl_tokens = CONTROL_BURST;
     bucket_init(&c->in_rate, w->cfg->chat.burst, c->last_active);
     ws_reader_init(&c->rd, w->cfg->max_message);
+    if (pmd.on) {
+        c->deflate = true;
+        c->deflate_bits = pmd.server_bits;
+        ws_inflater_init(&c->inf, pmd.client_bits, !pmd.client_no_context_takeover);
+        ws_reader_set_inflate(&c->rd, ws_inflate, &c->inf);
+        COUNTER_ADD(w->stats.deflate_handshakes, 1);
+    }
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
 }

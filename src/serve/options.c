@@ -52,6 +52,7 @@ void config_defaults(server_config *cfg)
     cfg->max_conns_per_ip = DEFAULT_MAX_CONNS_PER_IP;
     chat_limits_defaults(&cfg->chat);
     store_limits_defaults(&cfg->retention);
+    cfg->deflate = true;
     cfg->log_format = LOG_LOGFMT;
     cfg->log_level = LOG_INFO;
 }
@@ -99,6 +100,9 @@ void config_usage(FILE *out)
         "  --history-bytes BYTES      history bytes kept in all rooms, oldest dropped first,\n"
         "                             0: no limit (default 1073741824)\n"
         "  --rooms-per-minute N       rooms one address may bring up a minute, 0: no limit (default 30)\n"
+        "  --deflate on|off           accept permessage-deflate (RFC 7692) offers (default on;\n"
+        "                             see docs/deflate.md)\n"
+        "  --no-deflate               the same as --deflate off\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
         "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
@@ -156,7 +160,7 @@ enum {
     OPT_THREADS, OPT_WRITE_TIMEOUT, OPT_MESSAGE_TIMEOUT, OPT_PARTIAL_BUDGET, OPT_MAX_HEADER,
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
-    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL,
+    OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_NO_DEFLATE,
 };
 
 static const struct option long_opts[] = {
@@ -190,6 +194,8 @@ static const struct option long_opts[] = {
     {"history-room-bytes", required_argument, 0, OPT_HISTORY_ROOM_BYTES},
     {"history-bytes", required_argument, 0, OPT_HISTORY_BYTES},
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
+    {"deflate", required_argument, 0, OPT_DEFLATE},
+    {"no-deflate", no_argument, 0, OPT_NO_DEFLATE},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
@@ -424,6 +430,16 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         return set_log_option(cfg, opt, name, arg);
     case OPT_CHECK_CONFIG:
         st->check_only = true;
+        return 0;
+    case OPT_DEFLATE:
+        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+            fprintf(stderr, "tagarela: %s wants on or off, not '%s'\n", name, arg);
+            return -1;
+        }
+        cfg->deflate = strcmp(arg, "on") == 0;
+        return 0;
+    case OPT_NO_DEFLATE:
+        cfg->deflate = false;
         return 0;
     case OPT_CONFIG:
         return 0;                       /* read before everything else */

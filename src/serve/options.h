@@ -48,6 +48,7 @@ typedef struct server_config {
     store_limits retention;
     uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
     size_t auth_key_len;
+    bool deflate;                   /* permessage-deflate offers accepted */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
     const char *config_path;        /* --config; NULL: none */
