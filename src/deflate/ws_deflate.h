@@ -12,7 +12,7 @@
 #include "ws_codec.h"
 
 #define WS_PMD_TOKEN "permessage-deflate"
-#define WS_PMD_ANSWER_MAX 128   /* the longest answer ws_pmd_format writes */
+#define WS_PMD_ANSWER_MAX 160   /* the longest answer ws_pmd_format writes */
 
 /* What was agreed with one client. */
 typedef struct ws_pmd {
