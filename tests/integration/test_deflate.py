@@ -194,29 +194,21 @@ def test_compressed_client_messages_with_context_takeover(server):
         ws.close()
 
 
-def test_client_no_context_takeover(server):
-    ws = DeflateWS(server.ws_port, offer="permessage-deflate; client_no_context_takeover")
+@pytest.mark.parametrize("offer,agreed,wbits,keep", [
+    ("client_no_context_takeover", "client_no_context_takeover", 15, False),
+    # the client's 512-byte window, its context kept
+    ("client_max_window_bits=9", "client_max_window_bits=9", 9, True),
+])
+def test_client_parameters(server, offer, agreed, wbits, keep):
+    ws = DeflateWS(server.ws_port, offer="permessage-deflate; " + offer)
     try:
-        assert ws.agreed == SNCT + "; client_no_context_takeover"
-        ws.login("nct")
+        assert ws.agreed == SNCT + "; " + agreed
+        ws.login("p")
+        z = zlib.compressobj(6, zlib.DEFLATED, -wbits)
         for i in range(3):
-            content = "same words again " * 30
-            ws.send_frame(OP_TEXT, deflate_raw(say_json(content)), rsv=4)
-            assert ws.recv_json()["content"] == content
-    finally:
-        ws.close()
-
-
-def test_small_client_window(server):
-    """client_max_window_bits=9 agreed: the client's 512-byte window is read."""
-    ws = DeflateWS(server.ws_port, offer="permessage-deflate; client_max_window_bits=9")
-    try:
-        assert ws.agreed == SNCT + "; client_max_window_bits=9"
-        ws.login("w9")
-        z = zlib.compressobj(6, zlib.DEFLATED, -9)
-        for i in range(3):
-            content = "".join("%05d " % (j * 7919 % 99991) for j in range(300))
-            ws.send_frame(OP_TEXT, deflate_raw(say_json(content), z), rsv=4)
+            content = "".join("%05d " % (j * 7919 % 99991) for j in range(300)) + "again " * 20
+            data = deflate_raw(say_json(content), z if keep else zlib.compressobj(6, zlib.DEFLATED, -wbits))
+            ws.send_frame(OP_TEXT, data, rsv=4)
             assert ws.recv_json()["content"] == content
     finally:
         ws.close()
