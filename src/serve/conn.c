@@ -345,6 +345,8 @@ static void on_close(uv_handle_t *h)
     c->partial_held = 0;
     ws_reader_free(&c->rd);
     ws_inflater_free(&c->inf);
+    if (c->deflate_held) __atomic_fetch_sub(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);
+    c->deflate_held = 0;
     free(c->req);
     c->req = NULL;
     free(c->next_ping);
@@ -482,16 +484,46 @@ static void refuse(conn *c, sbuf *out)
     c->close_after_flush = true;
 }
 
-/* How offers of permessage-deflate are answered: docs/deflate.md has the
- * measurements behind it. */
-static const ws_pmd_policy deflate_policy = { .client_bits = 15, .client_no_context_takeover = false };
+/* How offers of permessage-deflate are answered (docs/deflate.md has the
+ * measurements): a client that lets us choose its window gets 4 KiB, which
+ * compresses chat nearly as well as 32 KiB; its inflate context (zlib's
+ * state and that window) stays between messages while the contexts of all
+ * clients fit --deflate-memory, and past that new clients are asked to
+ * keep no context (then they hold nothing between messages). */
+#define DEFLATE_CLIENT_BITS 12
+#define INFLATE_STATE_BYTES 7400       /* zlib's inflate_state and z_stream */
+
+static ws_pmd_policy deflate_policy(const worker *w)
+{
+    size_t worst = INFLATE_STATE_BYTES + (1u << 15);
+    size_t held = __atomic_load_n(w->deflate_bytes, __ATOMIC_RELAXED);
+    return (ws_pmd_policy){ .client_bits = DEFLATE_CLIENT_BITS,
+                            .client_no_context_takeover = held + worst > w->cfg->deflate_memory };
+}
+
+/* permessage-deflate agreed: the client's messages are inflated, and a
+ * kept context is counted. */
+static void start_deflate(conn *c, const ws_pmd *pmd)
+{
+    bool keep = !pmd->client_no_context_takeover;
+    c->deflate = true;
+    c->deflate_bits = pmd->server_bits;
+    ws_inflater_init(&c->inf, pmd->client_bits, keep);
+    ws_reader_set_inflate(&c->rd, ws_inflate, &c->inf);
+    if (keep) {
+        c->deflate_held = INFLATE_STATE_BYTES + (1u << c->inf.bits);
+        __atomic_fetch_add(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);
+    }
+    COUNTER_ADD(c->w->stats.deflate_handshakes, 1);
+}
 
 /* The request is an upgrade: become a WebSocket or refuse. */
 static void upgrade(conn *c, sbuf *out)
 {
     worker *w = c->w;
     ws_pmd pmd;
-    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, &deflate_policy, &pmd, out);
+    ws_pmd_policy pol = deflate_policy(w);
+    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, &pol, &pmd, out);
     if (status != 101) {
         refuse(c, out);
         return;
@@ -505,13 +537,7 @@ static void upgrade(conn *c, sbuf *out)
     c->ctl_tokens = CONTROL_BURST;
     bucket_init(&c->in_rate, w->cfg->chat.burst, c->last_active);
     ws_reader_init(&c->rd, w->cfg->max_message);
-    if (pmd.on) {
-        c->deflate = true;
-        c->deflate_bits = pmd.server_bits;
-        ws_inflater_init(&c->inf, pmd.client_bits, !pmd.client_no_context_takeover);
-        ws_reader_set_inflate(&c->rd, ws_inflate, &c->inf);
-        COUNTER_ADD(w->stats.deflate_handshakes, 1);
-    }
+    if (pmd.on) start_deflate(c, &pmd);
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
 }

@@ -91,6 +91,7 @@ typedef struct conn {
     bool want_drain;                /* the chat waits for the queue to empty */
     bool deflate;                   /* permessage-deflate agreed (set before the hub knows it) */
     uint8_t deflate_bits;           /* the window it asked our compressor to keep to */
+    uint32_t deflate_held;          /* its kept inflate context, counted in deflate_bytes */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */

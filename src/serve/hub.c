@@ -34,7 +34,7 @@ static void *io_message_new(void *ctx, const char *json, size_t n)
  * docs/deflate.md for the measurements. */
 #define DEFLATE_MIN 64
 /* zlib's level for broadcasts: see docs/deflate.md. */
-#define DEFLATE_LEVEL 6
+#define DEFLATE_LEVEL 1
 
 /* The compressed twin of a broadcast's frame, made on the first deflate
  * recipient: on this thread, before the frame goes to any loop, so the
@@ -564,7 +564,10 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     for (unsigned i = 0; i < threads; i++)
         if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
             goto oom;
-    for (unsigned i = 0; i < threads; i++) h->workers[i].partial_bytes = &h->partial_bytes;
+    for (unsigned i = 0; i < threads; i++) {
+        h->workers[i].partial_bytes = &h->partial_bytes;
+        h->workers[i].deflate_bytes = &h->deflate_bytes;
+    }
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
     if (h->threaded) {

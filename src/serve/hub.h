@@ -27,6 +27,7 @@ typedef struct hub {
     unsigned workers_done;
     ip_table ips;
     size_t partial_bytes;           /* unfinished messages, all workers (atomic) */
+    size_t deflate_bytes;           /* clients' kept inflate contexts, all workers (atomic) */
     worker_link link;               /* how the workers reach the chat */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
     ws_deflater deflater;           /* each broadcast compressed once, here */

@@ -53,6 +53,7 @@ void config_defaults(server_config *cfg)
     chat_limits_defaults(&cfg->chat);
     store_limits_defaults(&cfg->retention);
     cfg->deflate = true;
+    cfg->deflate_memory = 256u << 20;
     cfg->log_format = LOG_LOGFMT;
     cfg->log_level = LOG_INFO;
 }
@@ -103,6 +104,9 @@ void config_usage(FILE *out)
         "  --deflate on|off           accept permessage-deflate (RFC 7692) offers (default on;\n"
         "                             see docs/deflate.md)\n"
         "  --no-deflate               the same as --deflate off\n"
+        "  --deflate-memory BYTES     memory for clients' compression contexts (context takeover),\n"
+        "                             all together; past it new clients are asked to keep none\n"
+        "                             (default 268435456)\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
         "  --check-config             check the options and the config file, then exit (0: valid, 2: not)\n"
@@ -161,6 +165,7 @@ enum {
     OPT_TRUSTED_PROXY, OPT_KEEP_IDENTITIES, OPT_AUTH_KEY,
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
     OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_DEFLATE, OPT_NO_DEFLATE,
+    OPT_DEFLATE_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -196,6 +201,7 @@ static const struct option long_opts[] = {
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
     {"deflate", required_argument, 0, OPT_DEFLATE},
     {"no-deflate", no_argument, 0, OPT_NO_DEFLATE},
+    {"deflate-memory", required_argument, 0, OPT_DEFLATE_MEMORY},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
@@ -241,6 +247,10 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_PARTIAL_BUDGET:
         if (option_number(name, arg, 1024, 1e12, &v)) return -1;
         cfg->partial_budget = (uint64_t)v;
+        return 0;
+    case OPT_DEFLATE_MEMORY:
+        if (parse_whole(name, arg, 0, 1e12, &v)) return -1;
+        cfg->deflate_memory = (uint64_t)v;
         return 0;
     case OPT_OUTBOUND:
         if (parse_whole(name, arg, 1024, 1u << 30, &v)) return -1;

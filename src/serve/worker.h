@@ -79,6 +79,7 @@ struct worker {
     conn *turn_full;                /* connections that read their share of this turn */
     uint32_t turns;                 /* loop turns, counted at their end */
     size_t *partial_bytes;          /* unfinished messages' bytes, all workers (atomic) */
+    size_t *deflate_bytes;          /* kept inflate contexts' bytes, all workers (atomic) */
     uint64_t last_big_flush;        /* uv_hrtime() of the last write to many */
     uv_timer_t coalesce;            /* a deferred write to many */
     uint8_t *readbuf;               /* one read buffer for the whole loop */

@@ -40,7 +40,9 @@ SNCT = "permessage-deflate; server_no_context_takeover"
 
 @pytest.mark.parametrize("offer,want", [
     ("permessage-deflate", SNCT),
-    ("permessage-deflate; client_max_window_bits", SNCT + "; client_max_window_bits=15"),
+    # a client that lets us choose gets a 4 KiB window (docs/deflate.md)
+    ("permessage-deflate; client_max_window_bits", SNCT + "; client_max_window_bits=12"),
+    ("permessage-deflate; client_max_window_bits=15", SNCT + "; client_max_window_bits=12"),
     ("permessage-deflate; client_max_window_bits=10", SNCT + "; client_max_window_bits=10"),
     ("permessage-deflate; server_no_context_takeover", SNCT),
     ("permessage-deflate; client_no_context_takeover", SNCT + "; client_no_context_takeover"),
@@ -81,6 +83,26 @@ def test_no_deflate(make_server, opts):
     srv = make_server(*opts)
     assert answer(srv.ws_port, "permessage-deflate; client_max_window_bits") is None
     assert stats(srv)["handshakes"] == 0
+
+
+def test_deflate_memory_full_asks_for_no_context(make_server):
+    """Past --deflate-memory, new clients are asked to keep no context."""
+    srv = make_server("--deflate-memory", "50000")
+    first = DeflateWS(srv.ws_port)           # 7400 + 4096 bytes counted
+    try:
+        assert first.agreed == SNCT + "; client_max_window_bits=12"
+        # 11,496 held + a worst case 40,168 > 50,000: the next one keeps none
+        assert answer(srv.ws_port, "permessage-deflate; client_max_window_bits") == \
+            SNCT + "; client_no_context_takeover; client_max_window_bits=12"
+        first.send_close(1000)
+        assert first.expect_close(reply=False)[0] == 1000
+    finally:
+        first.close()
+    # its context is given back when it goes (its loop may be another one)
+    deadline = time.monotonic() + 5
+    while answer(srv.ws_port, "permessage-deflate") != SNCT:
+        assert time.monotonic() < deadline, "the closed client's context is still counted"
+        time.sleep(0.05)
 
 
 def test_deflate_off_in_config_file(make_server, tmp_path):
@@ -151,7 +173,7 @@ def say_json(content):
 def test_server_frames_compressed_once_and_readable(server):
     ws = DeflateWS(server.ws_port)
     try:
-        assert ws.agreed == SNCT + "; client_max_window_bits=15"
+        assert ws.agreed == SNCT + "; client_max_window_bits=12"
         ws.login("raw")
         before = stats(server)
         big = "compress me please " * 200
