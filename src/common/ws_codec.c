@@ -289,7 +289,8 @@ static int inflate_piece(ws_reader *r, const uint8_t *p, size_t k, bool last)
     r->msg_len = o.len;
     r->msg_cap = o.cap;
     if (rc) return rc;
-    if (r->msg_opcode == WS_OP_TEXT && utf8_feed(&r->utf8, r->msg + before, o.len - before) < 0)
+    if (o.len > before && r->msg_opcode == WS_OP_TEXT &&
+        utf8_feed(&r->utf8, r->msg + before, o.len - before) < 0)
         return WS_CLOSE_BAD_DATA;
     return 0;
 }

@@ -390,6 +390,14 @@ static void test_reader_compressed_message(void **state)
         assert_memory_equal(g.data, text, g.n);
     }
     bytes_free(&b);
+    /* an empty message, compressed: nothing inflated, still a message */
+    k = squeeze("", c, sizeof c);
+    cframe(&b, F_FIN | F_RSV1 | WS_OP_TEXT, c, k);
+    got g;
+    assert_int_equal(feed(&b, 1, 1 << 20, false, &g, NULL), 0);
+    assert_int_equal(g.messages, 1);
+    assert_int_equal(g.n, 0);
+    bytes_free(&b);
 }
 
 /* A compressed message in three fragments, a ping between them; RSV1 on
