@@ -53,16 +53,16 @@ static ws_frame *twin_of(hub *h, ws_frame *f)
     return f->twin;
 }
 
-/* What c gets of f: its compressed twin when c agreed to permessage-
- * deflate and the message fits the window it asked us to keep to (each
- * message is compressed alone, so its matches reach back at most its
- * own length). */
+/* Each message is compressed alone, so its matches reach back at most its
+ * own length: it fits any window at least that long. */
 static bool fits_window(const ws_frame *f, uint8_t bits)
 {
     ws_header hd;
     return bits >= 15 || (ws_header_parse(f->bytes, f->len, &hd) > 0 && hd.len <= (1u << bits));
 }
 
+/* What c gets of f: its compressed twin when c agreed to permessage-
+ * deflate and the message fits the window c asked us to keep to. */
 static ws_frame *frame_for(hub *h, conn *c, ws_frame *f)
 {
     if (!c->deflate) return f;
