@@ -501,6 +501,15 @@ static ws_pmd_policy deflate_policy(const worker *w)
                             .client_no_context_takeover = held + worst > w->cfg->deflate_memory };
 }
 
+/* The reader's inflater: the connection's, with the messages counted. */
+static int conn_inflate(void *cp, const uint8_t *in, size_t n, bool last, ws_inflate_out *out)
+{
+    conn *c = cp;
+    int rc = ws_inflate(&c->inf, in, n, last, out);
+    if (last && rc == 0) COUNTER_ADD(c->w->stats.inflated, 1);
+    return rc;
+}
+
 /* permessage-deflate agreed: the client's messages are inflated, and a
  * kept context is counted. */
 static void start_deflate(conn *c, const ws_pmd *pmd)
@@ -509,7 +518,7 @@ static void start_deflate(conn *c, const ws_pmd *pmd)
     c->deflate = true;
     c->deflate_bits = pmd->server_bits;
     ws_inflater_init(&c->inf, pmd->client_bits, keep);
-    ws_reader_set_inflate(&c->rd, ws_inflate, &c->inf);
+    ws_reader_set_inflate(&c->rd, conn_inflate, c);
     if (keep) {
         c->deflate_held = INFLATE_STATE_BYTES + (1u << c->inf.bits);
         __atomic_fetch_add(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);

@@ -491,6 +491,7 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->accepted += COUNTER_GET(st->accepted);
         sum->handshakes += COUNTER_GET(st->handshakes);
         sum->deflate_handshakes += COUNTER_GET(st->deflate_handshakes);
+        sum->inflated += COUNTER_GET(st->inflated);
         sum->messages_in += COUNTER_GET(st->messages_in);
         sum->frames_out += COUNTER_GET(st->frames_out);
         sum->bytes_out += COUNTER_GET(st->bytes_out);

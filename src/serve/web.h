@@ -27,6 +27,7 @@ typedef struct serve_stats {
     /* permessage-deflate: handshakes that agreed to it, broadcasts
      * compressed, and what deflate clients were sent compressed or not */
     uint64_t deflate_handshakes, deflate_compressions, deflate_deliveries, deflate_plain;
+    uint64_t inflated;              /* compressed messages received from clients */
     proc_info proc;
     size_t conns, users, rooms;
     unsigned threads;

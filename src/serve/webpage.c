@@ -58,9 +58,10 @@ static void stats_json(const web_ctx *x, sbuf *body)
         (unsigned long long)m.slow_closed);
     sbuf_printf(body,
         ",\"deflate\":{\"handshakes\":%llu,\"compressions\":%llu,\"deliveries\":%llu,"
-        "\"uncompressed_deliveries\":%llu}",
+        "\"uncompressed_deliveries\":%llu,\"inflated\":%llu}",
         (unsigned long long)m.deflate_handshakes, (unsigned long long)m.deflate_compressions,
-        (unsigned long long)m.deflate_deliveries, (unsigned long long)m.deflate_plain);
+        (unsigned long long)m.deflate_deliveries, (unsigned long long)m.deflate_plain,
+        (unsigned long long)m.inflated);
     /* Where the connections are: the balance of the loops. */
     if (m.per_thread) {
         sbuf_puts(body, ",\"connections_per_thread\":[");
@@ -135,6 +136,7 @@ static void metrics_text(const web_ctx *x, sbuf *b)
            "Compressed frames queued to permessage-deflate clients.", m.deflate_deliveries);
     metric(b, "deflate_uncompressed_deliveries_total", "counter",
            "Frames queued uncompressed to permessage-deflate clients (short messages).", m.deflate_plain);
+    metric(b, "deflate_inflated_total", "counter", "Compressed messages received from clients.", m.inflated);
     health_metrics(b, &m);
     if (m.per_thread) {
         sbuf_puts(b, "# HELP tagarela_thread_connections Open connections per event loop.\n"

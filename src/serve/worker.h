@@ -44,6 +44,7 @@ void ip_release(ip_table *t, ip_count *ip);
 typedef struct worker_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
     uint64_t deflate_handshakes;    /* of them, with permessage-deflate */
+    uint64_t inflated;              /* compressed messages received whole */
     uint64_t closes[CLOSE_SLOTS];   /* close handshakes by code (close_slot) */
 } worker_stats;
 

@@ -43,6 +43,7 @@ test('Chromium negotiates permessage-deflate and chats through it', async () => 
   const after = await deflateStats();
   assert.ok(after.handshakes - before.handshakes >= 3, `the two pages and the probe agreed: ${JSON.stringify(after)}`);
   assert.ok(after.compressions > before.compressions, 'broadcasts were compressed');
+  assert.ok(after.inflated - before.inflated >= 2, `Chromium compressed what it sent: ${JSON.stringify(after)}`);
   // each say went compressed to both pages, from one compression each
   assert.ok(after.deliveries - before.deliveries >= 4, JSON.stringify({ before, after }));
   assert.ok(after.deliveries - before.deliveries >= after.compressions - before.compressions,

@@ -209,6 +209,7 @@ def test_compressed_client_messages_with_context_takeover(server):
                 ws.send_frame(OP_TEXT, data, rsv=4)
             msg = ws.recv_json()
             assert msg["type"] == "say" and msg["content"] == content, msg
+        assert stats(server)["inflated"] >= 6
         # an uncompressed message is still fine on the same connection
         ws.send_frame(OP_TEXT, say_json("plain"))
         assert ws.recv_json()["content"] == "plain"
