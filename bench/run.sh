@@ -11,7 +11,8 @@
 # Scenarios: fanout (1000 clients in one room, 10 senders), peak (200
 # clients in one room; a sweep of sender counts, then the best one 5 times,
 # median), latency (p99 at half of that peak's message rate), latency-light
-# (the same 40,000 deliveries/s for every server), idle (20,000
+# (the same 40,000 deliveries/s for every server; tagarela also with
+# permessage-deflate: deflate-light), idle (20,000
 # logged-in clients in rooms of 100: RSS per connection), login (5000 logins
 # in rooms of 100).
 #
@@ -365,6 +366,12 @@ EOF
   # The same light load for every server: latency without queues.
   measure "$name" latency-light -n "$PEAK_N" -s "$LIGHT_S" -r "$LIGHT_RATE" -w "$LAT_WINDOW" \
     -d "$LAT_D" "${SEND_OPTS[@]}" || true
+  # permessage-deflate at the same light load (docs/deflate.md): tagarela's
+  # server CPU per delivery against the plain run's.
+  if [[ $name = tagarela ]]; then
+    measure "$name" deflate-light -n "$PEAK_N" -s "$LIGHT_S" -r "$LIGHT_RATE" -w "$LAT_WINDOW" \
+      -d "$LAT_D" --deflate "${SEND_OPTS[@]}" || true
+  fi
 
   # Rooms of ROOM_SIZE: in one room every login is a broadcast and a user
   # list as long as the room, so 20,000 logins would cost 200 million

@@ -1356,7 +1356,7 @@ static void write_user_entry(void *arg, void *v)
 {
     admin_page *p = arg;
     chat_user *u = v;
-    const char *addr = p->addr && !u->remote ? p->addr(u->conn) : NULL;   /* another server's: none */
+    const char *addr = p->addr && u->conn ? p->addr(u->conn) : NULL;
     sbuf_puts(p->o, p->first ? "{\"uid\":" : ",{\"uid\":");
     p->first = false;
     sbuf_u64(p->o, u->uid);
@@ -1382,7 +1382,7 @@ void chat_admin_users(chat *c, sbuf *o, size_t offset, size_t limit, chat_conn_a
 void *chat_admin_kick(chat *c, uint32_t uid, const char *reason, size_t n)
 {
     chat_user *u = uid ? dict_get(&c->users, &uid, sizeof uid) : NULL;
-    if (!u || u->kicked || u->remote) return NULL;     /* another server's user: its own operator's */
+    if (!u || u->kicked || !u->conn) return NULL;   /* no conn: not on this server */
     sbuf *o = &c->out;
     sbuf_reset(o);
     sbuf_puts(o, "{\"type\":\"error\",\"code\":\"kicked\",\"message\":");

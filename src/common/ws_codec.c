@@ -3,6 +3,7 @@
 #include "ws_codec.h"
 
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,6 +166,8 @@ ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)
     f->born = 0;
     f->len = (uint32_t)(hl + n);
     f->bytes = f->data;
+    f->twin = NULL;
+    f->twin_made = false;
     memcpy(f->data, hdr, hl);
     if (n) memcpy(f->data + hl, payload, n);
     return f;
@@ -195,6 +198,8 @@ ws_frame *ws_frame_raw(const void *data, size_t n)
     f->born = 0;
     f->len = (uint32_t)n;
     f->bytes = f->data;
+    f->twin = NULL;
+    f->twin_made = true;        /* raw bytes are never compressed */
     memcpy(f->data, data, n);
     return f;
 }
@@ -208,18 +213,24 @@ ws_frame *ws_frame_borrow(const void *data, size_t n)
     f->born = 0;
     f->len = (uint32_t)n;
     f->bytes = data;
+    f->twin = NULL;
+    f->twin_made = true;
     return f;
 }
 
 void ws_frame_unref(ws_frame *f)
 {
-    if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) free(f);
+    if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        ws_frame_unref(f->twin);
+        free(f);
+    }
 }
 
 uint64_t ws_frame_unref_born(ws_frame *f)
 {
     uint64_t born = f->born;
     if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return 0;
+    ws_frame_unref(f->twin);
     free(f);
     return born;
 }
@@ -240,16 +251,34 @@ void ws_reader_free(ws_reader *r)
     r->ctl_len = 0;
 }
 
+void ws_reader_set_inflate(ws_reader *r, ws_inflate_fn fn, void *inflater)
+{
+    r->inflate = fn;
+    r->inflater = inflater;
+}
+
+/* Compressed bytes a message may take: a little more than the limit, as
+ * incompressible data grows a little when deflated. */
+static uint64_t wire_max(const ws_reader *r)
+{
+    uint64_t slack = r->max_message / 64 + 64;
+    return r->max_message > UINT64_MAX - slack ? UINT64_MAX : r->max_message + slack;
+}
+
 static int begin_frame(ws_reader *r, const ws_header *h)
 {
-    int err = ws_header_check(h, r->msg_opcode != 0, false);
+    int err = ws_header_check(h, r->msg_opcode != 0, r->inflate != NULL);
     if (err) return err;
     if (!ws_is_control(h->opcode)) {
-        if (h->len > r->max_message - r->msg_len) return WS_CLOSE_TOO_BIG;
         if (h->opcode != WS_OP_CONT) {
             r->msg_opcode = h->opcode;
+            r->compressed = h->rsv1;
+            r->wire_len = 0;
             utf8_init(&r->utf8);
         }
+        if (r->compressed ? h->len > wire_max(r) - r->wire_len
+                          : h->len > r->max_message - r->msg_len)
+            return WS_CLOSE_TOO_BIG;
     }
     r->opcode = h->opcode;
     r->fin = h->fin;
@@ -257,6 +286,24 @@ static int begin_frame(ws_reader *r, const ws_header *h)
     r->remaining = h->len;
     r->offset = 0;
     r->in_frame = true;
+    return 0;
+}
+
+/* Inflates a piece of a compressed message onto r->msg (the limit is the
+ * inflated size), checking text as it comes out. */
+static int inflate_piece(ws_reader *r, const uint8_t *p, size_t k, bool last)
+{
+    ws_inflate_out o = { r->msg, r->msg_len, r->msg_cap,
+                         r->max_message >= SIZE_MAX ? SIZE_MAX - 1 : (size_t)r->max_message };
+    size_t before = o.len;
+    int rc = r->inflate(r->inflater, p, k, last, &o);
+    r->msg = o.p;
+    r->msg_len = o.len;
+    r->msg_cap = o.cap;
+    if (rc) return rc;
+    if (o.len > before && r->msg_opcode == WS_OP_TEXT &&
+        utf8_feed(&r->utf8, r->msg + before, o.len - before) < 0)
+        return WS_CLOSE_BAD_DATA;
     return 0;
 }
 
@@ -286,6 +333,10 @@ static int take_payload(ws_reader *r, uint8_t *p, size_t k)
         r->ctl_len += (uint8_t)k;
         return 0;
     }
+    if (r->compressed) {
+        r->wire_len += k;
+        return inflate_piece(r, p, k, false);
+    }
     if (r->msg_opcode == WS_OP_TEXT && utf8_feed(&r->utf8, p, k) < 0)
         return WS_CLOSE_BAD_DATA;
     return append_message(r, p, k);
@@ -308,6 +359,8 @@ static int deliver(uint8_t opcode, uint8_t *p, size_t k,
     return stop ? WS_READER_STOP : 0;
 }
 
+static int end_message(ws_reader *r, const ws_reader_cb *cb, void *ud);
+
 static int end_frame(ws_reader *r, const ws_reader_cb *cb, void *ud)
 {
     r->in_frame = false;
@@ -321,6 +374,18 @@ static int end_frame(ws_reader *r, const ws_reader_cb *cb, void *ud)
         return deliver(r->opcode, copy, k, cb, ud);
     }
     if (!r->fin) return 0;
+    return end_message(r, cb, ud);
+}
+
+/* The last frame of a data message is in: its compressed form's end is
+ * inflated, and it goes to the callback. */
+static int end_message(ws_reader *r, const ws_reader_cb *cb, void *ud)
+{
+    if (r->compressed) {
+        int rc = inflate_piece(r, NULL, 0, true);
+        r->compressed = false;
+        if (rc) return rc;
+    }
     if (r->msg_opcode == WS_OP_TEXT && !utf8_at_boundary(&r->utf8))
         return WS_CLOSE_BAD_DATA;
     uint8_t *msg = r->msg;
@@ -349,6 +414,10 @@ static int deliver_in_place(ws_reader *r, const ws_header *h, uint8_t *p,
     size_t k = (size_t)h->len;
     r->in_frame = false;
     ws_unmask(p, k, h->mask, 0);
+    if (r->compressed && !ws_is_control(h->opcode)) {
+        int rc = inflate_piece(r, p, k, false);
+        return rc ? rc : end_message(r, cb, ud);
+    }
     if (!ws_is_control(h->opcode)) {
         r->msg_opcode = 0;
         if (h->opcode == WS_OP_TEXT && !utf8_valid(p, k)) return WS_CLOSE_BAD_DATA;

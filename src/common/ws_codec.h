@@ -93,6 +93,11 @@ typedef struct ws_frame {
     uint32_t len;               /* bytes: header + payload */
     const uint8_t *bytes;       /* data, or bytes that outlive the frame */
     uint64_t born;              /* monotonic ns the message it answers arrived; 0: untimed */
+    /* The same message compressed (permessage-deflate), made once by the
+     * thread that builds the broadcast, before any other sees the frame;
+     * NULL when not made or not worth it. The frame holds a reference. */
+    struct ws_frame *twin;
+    bool twin_made;
     uint8_t data[];
 } ws_frame;
 
@@ -114,6 +119,19 @@ void ws_frame_unref(ws_frame *f);
 /* The same, returning the frame's born time when this was its last
  * reference (the last recipient's write), 0 otherwise. */
 uint64_t ws_frame_unref_born(ws_frame *f);
+
+/* A growing output buffer that never holds more than max + 1 bytes. */
+typedef struct ws_inflate_out {
+    uint8_t *p;
+    size_t len, cap, max;
+} ws_inflate_out;
+
+/* permessage-deflate's decompressor, supplied by the caller so that the
+ * codec needs no zlib: inflates n bytes of a compressed message onto out
+ * (last: they end it). Returns 0 or a close code (1007 bad data, 1009 past
+ * out->max, 1011 out of memory). */
+typedef int (*ws_inflate_fn)(void *inflater, const uint8_t *in, size_t n, bool last,
+                             ws_inflate_out *out);
 
 /* The server's inbound side: frames in, whole messages out. Handles
  * fragmentation, control frames between fragments, masking, incremental
@@ -140,13 +158,19 @@ typedef struct ws_reader {
     uint8_t opcode;             /* current frame's */
     bool fin;
     bool in_frame;
+    bool compressed;            /* the message in progress has RSV1 */
     uint8_t msg_opcode;         /* fragmented message in progress, or 0 */
+    uint64_t wire_len;          /* compressed bytes of it so far */
     utf8_state utf8;
+    ws_inflate_fn inflate;      /* NULL: RSV1 is a protocol error */
+    void *inflater;             /* the caller's; the reader never frees it */
 } ws_reader;
 
 #define WS_READER_STOP (-1)
 
 void ws_reader_init(ws_reader *r, uint64_t max_message);
+/* permessage-deflate was agreed: messages with RSV1 go through fn. */
+void ws_reader_set_inflate(ws_reader *r, ws_inflate_fn fn, void *inflater);
 /* Heap the reader holds for a message not yet complete. */
 static inline size_t ws_reader_held(const ws_reader *r) { return r->msg_cap; }
 /* True while a message (or a frame of one) has begun and not ended. */

@@ -46,6 +46,7 @@ static void usage(FILE *out)
         "      --rooms K          spread the clients over K rooms (NAME.0 .. NAME.K-1, NAME\n"
         "                         defaulting to \"bench\"); sender i talks in room i %% K (default 1)\n"
         "      --idle             log in, hold for T seconds, report the server's RSS; no senders\n"
+        "      --deflate          offer permessage-deflate (RFC 7692) and inflate what comes\n"
         "      --connect-rate R   logins started per second (default 0: as fast as possible,\n"
         "                         bounded in flight)\n"
         "      --max-connecting N connects, handshakes and logins in flight (default 128)\n"
@@ -177,7 +178,7 @@ static int parse_url(bench_opts *o, const char *arg)
 
 enum {
     O_SRC = 256, O_SIZE, O_ROOM, O_ROOMS, O_IDLE, O_CRATE, O_MAXCONN, O_CTIMEOUT,
-    O_DRAIN, O_PID, O_JSON,
+    O_DRAIN, O_PID, O_JSON, O_DEFLATE,
 };
 
 static const struct option long_opts[] = {
@@ -192,6 +193,7 @@ static const struct option long_opts[] = {
     {"room", required_argument, 0, O_ROOM},
     {"rooms", required_argument, 0, O_ROOMS},
     {"idle", no_argument, 0, O_IDLE},
+    {"deflate", no_argument, 0, O_DEFLATE},
     {"connect-rate", required_argument, 0, O_CRATE},
     {"max-connecting", required_argument, 0, O_MAXCONN},
     {"connect-timeout", required_argument, 0, O_CTIMEOUT},
@@ -249,6 +251,7 @@ static int parse_opts(bench_opts *o, int argc, char **argv)
             break;
         case O_ROOMS: bad = number(name, optarg, 1, 1e7, true, &v); o->rooms = (unsigned)v; break;
         case O_IDLE: o->idle = true; break;
+        case O_DEFLATE: o->deflate = true; break;
         case O_CRATE: bad = number(name, optarg, 0, 1e9, false, &v); o->connect_rate = v; break;
         case O_MAXCONN: bad = number(name, optarg, 1, 1e6, true, &v);
                         o->max_connecting = (unsigned)v; break;
@@ -359,6 +362,7 @@ typedef struct totals {
     uint64_t deliveries, unique, dups, gaps, foreign;
     uint64_t rate_limited, other, disconnects;
     uint64_t sent, echoed, rejected, expected;
+    uint64_t bytes_in, deflate_clients, compressed_in;
     bool all_in_phase;
 } totals;
 
@@ -390,6 +394,9 @@ static void sum(bench_run *r, totals *t, int phase)
         t->rate_limited += COUNTER_GET(w->err_rate_limited);
         t->other += COUNTER_GET(w->err_other);
         t->disconnects += COUNTER_GET(w->disconnects);
+        t->bytes_in += COUNTER_GET(w->bytes_in);
+        t->deflate_clients += COUNTER_GET(w->deflate_clients);
+        t->compressed_in += COUNTER_GET(w->compressed_in);
         if (COUNTER_GET(w->phase_seen) != phase) t->all_in_phase = false;
     }
 }
@@ -550,6 +557,10 @@ static void print_json(bench_run *r, result *res)
     sbuf_printf(&b, "},\"errors\":{\"rate_limited\":%llu,\"other\":%llu,\"disconnects\":%llu}",
                 (unsigned long long)t->rate_limited, (unsigned long long)t->other,
                 (unsigned long long)t->disconnects);
+    sbuf_printf(&b, ",\"bytes_in\":%llu,\"deflate\":{\"offered\":%s,\"clients\":%llu,"
+                "\"compressed_messages\":%llu}",
+                (unsigned long long)t->bytes_in, o->deflate ? "true" : "false",
+                (unsigned long long)t->deflate_clients, (unsigned long long)t->compressed_in);
     sbuf_printf(&b, ",\"bench\":{\"threads\":%u,\"cpu_s\":", o->threads);
     json_num(&b, res->bench_cpu, "%.3f");
     sbuf_puts(&b, "},\"server\":");
@@ -609,6 +620,13 @@ static void print_human(bench_run *r, result *res)
            (unsigned long long)t->rate_limited, (unsigned long long)t->other,
            (unsigned long long)t->disconnects);
     if (r->first_disconnect[0]) printf("  first disconnect: %s\n", r->first_disconnect);
+    printf("  wire         %llu bytes received", (unsigned long long)t->bytes_in);
+    if (t->deliveries) printf(" = %.1f per delivery", (double)t->bytes_in / (double)t->deliveries);
+    if (o->deflate)
+        printf("; permessage-deflate agreed by %llu of %llu clients, %llu messages inflated",
+               (unsigned long long)t->deflate_clients, (unsigned long long)t->logged_in,
+               (unsigned long long)t->compressed_in);
+    printf("\n");
     if (t->foreign) printf("  (%llu say messages from elsewhere ignored)\n",
                            (unsigned long long)t->foreign);
     if (o->idle)
@@ -621,8 +639,9 @@ static void print_human(bench_run *r, result *res)
         if (res->server_cpu >= 0 && o->idle)
             printf(", cpu %.2f s", res->server_cpu);
         else if (res->server_cpu >= 0)
-            printf(", cpu %.2f s = %.0f%% of a core", res->server_cpu,
-                   100 * res->server_cpu / res->duration);
+            printf(", cpu %.2f s = %.0f%% of a core, %.3f us per delivery", res->server_cpu,
+                   100 * res->server_cpu / res->duration,
+                   res->deliveries_t1 ? 1e6 * res->server_cpu / (double)res->deliveries_t1 : 0.0);
         if (res->rss >= 0) printf(", rss %.1f MiB", res->rss / 1048576.0);
         if (res->rss >= 0 && res->rss_base >= 0 && t->logged_in)
             printf(" (%+.0f bytes per client over %.1f MiB before)",

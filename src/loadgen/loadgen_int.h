@@ -19,6 +19,7 @@
 
 #include "counters.h"
 #include "ws_codec.h"
+#include "ws_deflate.h"
 
 /* Bytes of a server message kept when it spans reads: the say frame's keys
  * before the content plus the fields at the content's start fit with room
@@ -47,6 +48,7 @@ typedef struct bench_opts {
     unsigned max_connecting;    /* connects + handshakes + logins in flight */
     const char *room;           /* NULL: the server's default room */
     bool idle, json, quiet;
+    bool deflate;               /* offer permessage-deflate, inflate what comes */
     int server_pid;             /* 0: none */
     char nonce[BENCH_NONCE_LEN + 1]; /* tags this run's messages */
 } bench_opts;
@@ -115,6 +117,9 @@ typedef struct bench_client {
     uint64_t f_len, f_left;
     uint16_t pre_len;
     uint8_t pre[BENCH_PREFIX];
+    bool deflate;               /* the server agreed to permessage-deflate */
+    bool f_rsv1;                /* the frame spanning reads is compressed */
+    uint8_t *zbuf;              /* its compressed payload, whole */
 
     /* output: appended to out, written from wbuf */
     uint8_t *out, *wbuf;
@@ -162,12 +167,17 @@ struct bench_worker {
     uint64_t now;               /* ns, taken once per read */
     uint8_t *rbuf;              /* the loop's one read buffer */
     size_t rbuf_size;
+    /* permessage-deflate: the server keeps no context, so one inflater
+     * serves every client of the loop, a whole message at a time */
+    ws_inflater inf;
+    ws_inflate_out zout;
 
     /* counters (one writer: this worker) */
     int phase_seen;             /* the last phase it acted on */
     uint64_t started_n, logged_in, first_connect_ns, last_login_ns;
     uint64_t deliveries, unique, dups, gaps, foreign;
     uint64_t err_rate_limited, err_other, disconnects, pings;
+    uint64_t bytes_in, deflate_clients, compressed_in;
     bench_hist lat;             /* delivery latency */
     bench_hist login;           /* connect start to own login broadcast */
 };

@@ -6,7 +6,9 @@
  * Reads land in the loop's one read buffer and frames are parsed in place;
  * only the first BENCH_PREFIX bytes of a message are looked at (a frame that
  * spans reads keeps just that much). Output is appended to a per-client
- * buffer and written once per loop turn; no allocation per message. */
+ * buffer and written once per loop turn; no allocation per message. With
+ * --deflate, compressed messages are inflated whole by the loop's one
+ * inflater (the server keeps no context between them). */
 #define _GNU_SOURCE             /* memmem */
 #include "loadgen_int.h"
 #include "ws_codec.h"
@@ -243,11 +245,13 @@ static void send_handshake(bench_client *c)
     }
     ws_accept_key(key, 24, c->hs);
     c->hs_len = 0;
-    char req[1200];
+    char req[1300];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n", t->path, t->host, t->port, key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n", t->path, t->host, t->port, key,
+                     o->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                  "client_max_window_bits\r\n" : "");
     c->state = CS_HANDSHAKE;
     send_raw(c, req, (size_t)n);
 }
@@ -371,6 +375,8 @@ static int check_response(bench_client *c, const char *resp, size_t n)
             accept_ok = vl == WS_ACCEPT_LEN && memcmp(v, c->hs, WS_ACCEPT_LEN) == 0;
         else if (header_is(p, (size_t)(e - p), "Upgrade", &v, &vl))
             upgrade_ok = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
+        else if (c->w->o->deflate && header_is(p, (size_t)(e - p), "Sec-WebSocket-Extensions", &v, &vl))
+            c->deflate = vl >= 18 && strncasecmp(v, "permessage-deflate", 18) == 0;
         p = e + 2;
     }
     if (!accept_ok || !upgrade_ok) {
@@ -378,6 +384,7 @@ static int check_response(bench_client *c, const char *resp, size_t n)
                                                   : "no Upgrade: websocket");
         return -1;
     }
+    if (c->deflate) COUNTER_ADD(c->w->deflate_clients, 1);
     return 0;
 }
 
@@ -656,6 +663,62 @@ static void bad_frame(bench_client *c, const char *why)
     client_gone(c, "protocol error from the server: %s", why);
 }
 
+/* A compressed message, whole: inflated (all of it, as a browser would)
+ * and handed on by its first bytes. */
+#define ZOUT_MAX (64u << 20)
+static void on_compressed(bench_client *c, uint8_t op, const uint8_t *p, size_t n)
+{
+    bench_worker *w = c->w;
+    w->zout.len = 0;
+    w->zout.max = ZOUT_MAX;
+    int rc = ws_inflate(&w->inf, p, n, true, &w->zout);
+    if (rc) {
+        ws_inflater_free(&w->inf);      /* a broken stream starts over */
+        bad_frame(c, rc == WS_CLOSE_TOO_BIG ? "compressed message over 64 MiB" : "bad compressed data");
+        return;
+    }
+    COUNTER_ADD(w->compressed_in, 1);
+    size_t k = w->zout.len < BENCH_PREFIX ? w->zout.len : BENCH_PREFIX;
+    on_frame(c, op, w->zout.p ? w->zout.p : (uint8_t *)"", k);
+}
+
+/* RSV1 is allowed on the final frame of a data message once agreed (the
+ * server never fragments what it compresses). */
+static const char *header_problem(const bench_client *c, const ws_header *h)
+{
+    if (h->masked) return "masked frame";
+    if (h->rsv2 || h->rsv3) return "reserved bits set";
+    if (h->rsv1 && (!c->deflate || ws_is_control(h->opcode) || h->opcode == WS_OP_CONT || !h->fin))
+        return "RSV1 where permessage-deflate allows none";
+    if (h->rsv1 && h->len > ZOUT_MAX) return "compressed frame over 64 MiB";
+    if (ws_is_control(h->opcode) && h->len > WS_MAX_CONTROL) return "control frame over 125 bytes";
+    return NULL;
+}
+
+/* The part of a frame spanning reads that this read holds. */
+static void frame_piece(bench_client *c, const uint8_t *p, size_t take)
+{
+    if (c->f_rsv1) {
+        memcpy(c->zbuf + (c->f_len - c->f_left), p, take);
+    } else if (c->pre_len < BENCH_PREFIX) {
+        size_t k = BENCH_PREFIX - c->pre_len;
+        if (k > take) k = take;
+        memcpy(c->pre + c->pre_len, p, k);
+        c->pre_len = (uint16_t)(c->pre_len + k);
+    }
+    c->f_left -= take;
+    if (c->f_left) return;
+    c->in_frame = false;
+    if (!c->f_rsv1) {
+        on_frame(c, c->f_op, c->pre, c->pre_len);
+        return;
+    }
+    uint8_t *z = c->zbuf;
+    c->zbuf = NULL;
+    on_compressed(c, c->f_op, z, (size_t)c->f_len);
+    free(z);
+}
+
 /* Frames in place; a frame that does not end in this read keeps its
  * prefix in the client until its last byte arrives. */
 static void feed(bench_client *c, uint8_t *p, size_t n)
@@ -663,19 +726,9 @@ static void feed(bench_client *c, uint8_t *p, size_t n)
     while (n > 0 && c->state != CS_DEAD && c->state != CS_CLOSING) {
         if (c->in_frame) {
             size_t take = c->f_left < n ? (size_t)c->f_left : n;
-            if (c->pre_len < BENCH_PREFIX) {
-                size_t k = BENCH_PREFIX - c->pre_len;
-                if (k > take) k = take;
-                memcpy(c->pre + c->pre_len, p, k);
-                c->pre_len = (uint16_t)(c->pre_len + k);
-            }
-            c->f_left -= take;
+            frame_piece(c, p, take);
             p += take;
             n -= take;
-            if (c->f_left == 0) {
-                c->in_frame = false;
-                on_frame(c, c->f_op, c->pre, c->pre_len);
-            }
             continue;
         }
         ws_header h;
@@ -685,18 +738,15 @@ static void feed(bench_client *c, uint8_t *p, size_t n)
             p += hs;
             n -= (size_t)hs;
         }
-        const char *bad = hs < 0 ? "64-bit length with the top bit set"
-                        : h.masked ? "masked frame"
-                        : h.rsv1 || h.rsv2 || h.rsv3 ? "reserved bits set"
-                        : ws_is_control(h.opcode) && h.len > WS_MAX_CONTROL
-                          ? "control frame over 125 bytes" : NULL;
+        const char *bad = hs < 0 ? "64-bit length with the top bit set" : header_problem(c, &h);
         if (bad) {
             bad_frame(c, bad);
             return;
         }
         if (h.len <= n) {
             size_t len = (size_t)h.len;
-            on_frame(c, h.opcode, p, len < BENCH_PREFIX ? len : BENCH_PREFIX);
+            if (h.rsv1) on_compressed(c, h.opcode, p, len);
+            else on_frame(c, h.opcode, p, len < BENCH_PREFIX ? len : BENCH_PREFIX);
             p += len;
             n -= len;
         } else {
@@ -704,6 +754,11 @@ static void feed(bench_client *c, uint8_t *p, size_t n)
             c->f_op = h.opcode;
             c->f_len = c->f_left = h.len;
             c->pre_len = 0;
+            c->f_rsv1 = h.rsv1;
+            if (h.rsv1 && !(c->zbuf = malloc((size_t)h.len))) {
+                bench_fail(c->w->run, "out of memory");
+                return;
+            }
         }
     }
 }
@@ -718,6 +773,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->state == CS_DEAD || c->state == CS_CLOSING) return;
     c->w->now = bench_now_ns();
+    COUNTER_ADD(c->w->bytes_in, (uint64_t)nread);
     uint8_t *p = (uint8_t *)buf->base;
     size_t n = (size_t)nread;
     if (c->state == CS_HANDSHAKE) {
@@ -826,6 +882,7 @@ static int worker_init(bench_run *r, bench_worker *w, int id)
     w->rng |= 1;
     w->rbuf_size = RBUF_SIZE;
     w->rbuf = malloc(RBUF_SIZE);
+    ws_inflater_init(&w->inf, 15, true);
     unsigned share = (o->clients + o->threads - 1 - (unsigned)id) / o->threads;
     w->clients = calloc(share ? share : 1, sizeof *w->clients);
     w->senders = calloc(share ? share : 1, sizeof *w->senders);
@@ -893,6 +950,7 @@ void bench_workers_free(bench_run *r)
             free(c->out);
             free(c->wbuf);
             free(c->hs);
+            free(c->zbuf);
         }
     }
     if (r->w) {
@@ -900,6 +958,8 @@ void bench_workers_free(bench_run *r)
             bench_worker *w = &r->w[i];
             if (w->o) close_loop(&w->loop);  /* set once the loop exists */
             free(w->rbuf);
+            ws_inflater_free(&w->inf);
+            free(w->zout.p);
             free(w->clients);
             free(w->senders);
         }

@@ -60,15 +60,32 @@ static bool token_ok(const http_req *r, const server_config *cfg)
     return CRYPTO_memcmp(given, want, sizeof given) == 0;
 }
 
+/* Who the operator is, for the log: the client a trusted proxy names in
+ * X-Forwarded-For (a WebSocket's address is taken so at its upgrade; a
+ * plain request's is not), else the connection's own address. */
+static void operator_address(const conn *c, char out[ADDR_TEXT_LEN])
+{
+    const server_config *cfg = c->w->cfg;
+    net_addr a;
+    size_t n;
+    const char *xff = http_req_field(c->req, HF_X_FORWARDED_FOR, &n);
+    if (c->proxy_peer && xff && xff_client(xff, n, cfg->trusted, (size_t)cfg->n_trusted, &a))
+        net_addr_format(&a, out);
+    else
+        snprintf(out, ADDR_TEXT_LEN, "%s", c->addr_text);
+}
+
 admin_cmd *admin_http(conn *c, sbuf *out)
 {
     const server_config *cfg = c->w->cfg;
+    char who[ADDR_TEXT_LEN];
+    operator_address(c, who);
     if (!cfg->admin_token.len) {
         http_error_response(out, 404, NULL, "Not found.\n");
         return NULL;
     }
     if (!token_ok(c->req, cfg)) {
-        log_event(LOG_WARN, "admin_denied", "addr=%s", c->addr_text);
+        log_event(LOG_WARN, "admin_denied", "addr=%s", who);
         respond_error(out, 401, "WWW-Authenticate: Bearer realm=\"tagarela admin\"\r\n",
                       "a valid bearer token is required");
         return NULL;
@@ -88,11 +105,11 @@ admin_cmd *admin_http(conn *c, sbuf *out)
         respond_error(out, r.status, allow, r.message);
         char st[8];
         snprintf(st, sizeof st, "%d", r.status);
-        log_event(LOG_INFO, "admin_refused", "addr=%s status=%s error=%s", c->addr_text, st, r.message);
+        log_event(LOG_INFO, "admin_refused", "addr=%s status=%s error=%s", who, st, r.message);
         free(cmd);
         return NULL;
     }
-    snprintf(cmd->admin_addr, sizeof cmd->admin_addr, "%s", c->addr_text);
+    memcpy(cmd->admin_addr, who, sizeof who);
     return cmd;
 }
 

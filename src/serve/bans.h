@@ -51,7 +51,7 @@ int ban_parse_address(const char *s, cidr *out);
 uint32_t bans_add(ban_table *t, uint8_t kind, const cidr *net, const char *text, const char *reason,
                   uint64_t until_ms);
 bool bans_remove(ban_table *t, uint32_t id);
-/* The ban in force on a; NULL-free check, copies nothing. */
+/* True when a ban in force at now_ms covers the address a. */
 bool bans_address(ban_table *t, const net_addr *a, uint64_t now_ms);
 /* A name ban in force: names compare ignoring ASCII case. */
 bool bans_name(ban_table *t, const char *name, size_t n, uint64_t now_ms);

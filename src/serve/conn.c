@@ -347,6 +347,9 @@ static void on_close(uv_handle_t *h)
     if (c->partial_held) __atomic_fetch_sub(c->w->partial_bytes, c->partial_held, __ATOMIC_RELAXED);
     c->partial_held = 0;
     ws_reader_free(&c->rd);
+    ws_inflater_free(&c->inf);
+    if (c->deflate_held) __atomic_fetch_sub(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);
+    c->deflate_held = 0;
     free(c->req);
     c->req = NULL;
     free(c->next_ping);
@@ -455,7 +458,8 @@ static void ws_input(conn *c, uint8_t *data, size_t n)
 {
     int rc = ws_reader_feed(&c->rd, data, n, &reader_cb, c, NULL);
     if (rc > 0) {
-        const char *why = rc == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
+        const char *why = rc == WS_CLOSE_BAD_DATA ? (c->deflate ? "invalid UTF-8 or compressed data"
+                                                               : "invalid UTF-8")
                         : rc == WS_CLOSE_TOO_BIG ? "message too big"
                         : rc == WS_CLOSE_INTERNAL ? "out of memory"
                                                   : "protocol error";
@@ -483,6 +487,48 @@ static void refuse(conn *c, sbuf *out)
     c->close_after_flush = true;
 }
 
+/* How offers of permessage-deflate are answered (docs/deflate.md has the
+ * measurements): a client that lets us choose its window gets 4 KiB, which
+ * compresses chat nearly as well as 32 KiB; its inflate context (zlib's
+ * state and that window) stays between messages while the contexts of all
+ * clients fit --deflate-memory, and past that new clients are asked to
+ * keep no context (then they hold nothing between messages). */
+#define DEFLATE_CLIENT_BITS 12
+#define INFLATE_STATE_BYTES 7400       /* zlib's inflate_state and z_stream */
+
+static ws_pmd_policy deflate_policy(const worker *w)
+{
+    size_t worst = INFLATE_STATE_BYTES + (1u << 15);
+    size_t held = __atomic_load_n(w->deflate_bytes, __ATOMIC_RELAXED);
+    return (ws_pmd_policy){ .client_bits = DEFLATE_CLIENT_BITS,
+                            .client_no_context_takeover = held + worst > w->cfg->deflate_memory };
+}
+
+/* The reader's inflater: the connection's, with the messages counted. */
+static int conn_inflate(void *cp, const uint8_t *in, size_t n, bool last, ws_inflate_out *out)
+{
+    conn *c = cp;
+    int rc = ws_inflate(&c->inf, in, n, last, out);
+    if (last && rc == 0) COUNTER_ADD(c->w->stats.inflated, 1);
+    return rc;
+}
+
+/* permessage-deflate agreed: the client's messages are inflated, and a
+ * kept context is counted. */
+static void start_deflate(conn *c, const ws_pmd *pmd)
+{
+    bool keep = !pmd->client_no_context_takeover;
+    c->deflate = true;
+    c->deflate_bits = pmd->server_bits;
+    ws_inflater_init(&c->inf, pmd->client_bits, keep);
+    ws_reader_set_inflate(&c->rd, conn_inflate, c);
+    if (keep) {
+        c->deflate_held = INFLATE_STATE_BYTES + (1u << c->inf.bits);
+        __atomic_fetch_add(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);
+    }
+    COUNTER_ADD(c->w->stats.deflate_handshakes, 1);
+}
+
 /* The request is an upgrade: become a WebSocket or refuse. */
 static void upgrade(conn *c, sbuf *out)
 {
@@ -495,7 +541,9 @@ static void upgrade(conn *c, sbuf *out)
         refuse(c, out);
         return;
     }
-    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, out);
+    ws_pmd pmd;
+    ws_pmd_policy pol = deflate_policy(w);
+    int status = handshake_answer(c->req, w->cfg, c->port == PORT_HTTP, &pol, &pmd, out);
     if (status != 101) {
         refuse(c, out);
         return;
@@ -509,6 +557,7 @@ static void upgrade(conn *c, sbuf *out)
     c->ctl_tokens = CONTROL_BURST;
     bucket_init(&c->in_rate, w->cfg->chat.burst, c->last_active);
     ws_reader_init(&c->rd, w->cfg->max_message);
+    if (pmd.on) start_deflate(c, &pmd);
     COUNTER_ADD(w->stats.handshakes, 1);
     w->link->connect(c);
 }

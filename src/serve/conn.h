@@ -16,6 +16,7 @@
 #include "outq.h"
 #include "proxy.h"
 #include "ws_codec.h"
+#include "ws_deflate.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define CLOSE_GRACE_MS 2000     /* wait this long for a peer to finish closing */
@@ -44,6 +45,7 @@ typedef struct conn {
     http_req *req;                  /* while speaking HTTP */
     chat_user *user;                /* the chat's, written by the hub only */
     ws_reader rd;
+    ws_inflater inf;                /* permessage-deflate: the client's messages */
     outq q;
     size_t inflight;                /* bytes handed to uv_write */
     uint64_t last_active;           /* loop time, ms: a message, pong or close came */
@@ -88,6 +90,9 @@ typedef struct conn {
     bool hub_full;                  /* CONN_HUB_INFLIGHT on the way: not read (atomic) */
     bool want_drain;                /* the chat waits for the queue to empty */
     bool http_later;                /* the hub owes an answer (admin.c): nothing is read */
+    bool deflate;                   /* permessage-deflate agreed (set before the hub knows it) */
+    uint8_t deflate_bits;           /* the window it asked our compressor to keep to */
+    uint32_t deflate_held;          /* its kept inflate context, counted in deflate_bytes */
 } conn;
 
 /* Starts reading an accepted connection (speaking HTTP first). */

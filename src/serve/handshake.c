@@ -3,6 +3,7 @@
 #include "web.h"
 #include "ws_codec.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *http_status_text(int status)
@@ -62,7 +63,23 @@ static int refuse(sbuf *out, int status, const char *headers, const char *why)
     return status;
 }
 
-int handshake_answer(const http_req *r, const server_config *cfg, bool web_port, sbuf *out)
+/* The Sec-WebSocket-Extensions line of the answer, or "" (subprotocols
+ * and every other extension are declined by not answering them). */
+static void negotiate_deflate(const http_req *r, const ws_pmd_policy *pol, ws_pmd *pmd,
+                              char line[WS_PMD_ANSWER_MAX + 40])
+{
+    size_t n;
+    const char *v = http_req_field(r, HF_WS_EXTENSIONS, &n);
+    line[0] = '\0';
+    pmd->on = false;
+    if (!pol || !v || !ws_pmd_negotiate(v, n, pol, pmd)) return;
+    char ext[WS_PMD_ANSWER_MAX];
+    ws_pmd_format(pmd, ext);
+    snprintf(line, WS_PMD_ANSWER_MAX + 40, "Sec-WebSocket-Extensions: %s\r\n", ext);
+}
+
+int handshake_answer(const http_req *r, const server_config *cfg, bool web_port,
+                     const ws_pmd_policy *pol, ws_pmd *pmd, sbuf *out)
 {
     size_t n, kn;
     const char *v;
@@ -83,14 +100,15 @@ int handshake_answer(const http_req *r, const server_config *cfg, bool web_port,
     if (!path_allowed(r, web_port)) return refuse(out, 404, NULL, "WebSocket is on /ws on this port.\n");
     if (!origin_allowed(r, cfg)) return refuse(out, 403, NULL, "Origin not allowed.\n");
 
-    /* permessage-deflate and subprotocols are declined by not answering them. */
-    char accept[WS_ACCEPT_LEN + 1];
+    char accept[WS_ACCEPT_LEN + 1], ext[WS_PMD_ANSWER_MAX + 40];
     ws_accept_key(key, kn, accept);
+    negotiate_deflate(r, cfg->deflate ? pol : NULL, pmd, ext);
     sbuf_printf(out,
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Accept: %s\r\n"
-        "\r\n", accept);
+        "%s"
+        "\r\n", accept, ext);
     return 101;
 }

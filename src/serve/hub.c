@@ -37,10 +37,57 @@ static void *io_message_new(void *ctx, const char *json, size_t n)
     return f;
 }
 
+/* Messages shorter than this go uncompressed to every client: see
+ * docs/deflate.md for the measurements. */
+#define DEFLATE_MIN 64
+/* zlib's level for broadcasts: see docs/deflate.md. */
+#define DEFLATE_LEVEL 1
+
+/* The compressed twin of a broadcast's frame, made on the first deflate
+ * recipient: on this thread, before the frame goes to any loop, so the
+ * loops never see it change. NULL: the plain frame serves. */
+static ws_frame *twin_of(hub *h, ws_frame *f)
+{
+    if (!f->twin_made) {
+        f->twin_made = true;
+        ws_header hd;
+        int hs = ws_header_parse(f->bytes, f->len, &hd);
+        if (hs > 0 && hd.len >= DEFLATE_MIN && !hd.rsv1) {
+            f->twin = ws_frame_deflate(&h->deflater, hd.opcode, f->bytes + hs, (size_t)hd.len);
+            if (f->twin) f->twin->born = f->born;
+            COUNTER_ADD(h->compressions, 1);
+        }
+    }
+    return f->twin;
+}
+
+/* Each message is compressed alone, so its matches reach back at most its
+ * own length: it fits any window at least that long. */
+static bool fits_window(const ws_frame *f, uint8_t bits)
+{
+    ws_header hd;
+    return bits >= 15 || (ws_header_parse(f->bytes, f->len, &hd) > 0 && hd.len <= (1u << bits));
+}
+
+/* What c gets of f: its compressed twin when c agreed to permessage-
+ * deflate and the message fits the window c asked us to keep to. */
+static ws_frame *frame_for(hub *h, conn *c, ws_frame *f)
+{
+    if (!c->deflate) return f;
+    ws_frame *t = twin_of(h, f);
+    if (t && fits_window(f, c->deflate_bits)) {
+        COUNTER_ADD(h->deflate_deliveries, 1);
+        return t;
+    }
+    COUNTER_ADD(h->deflate_plain, 1);
+    return f;
+}
+
 static void io_message_send(void *ctx, void *cp, void *msg)
 {
     hub *h = ctx;
     conn *c = cp;
+    msg = frame_for(h, c, msg);
     if (!h->threaded) {
         conn_send(c, msg);
         return;
@@ -500,6 +547,8 @@ static void hub_stats(void *arg, serve_stats *sum)
         sum->conns += conns;
         sum->accepted += COUNTER_GET(st->accepted);
         sum->handshakes += COUNTER_GET(st->handshakes);
+        sum->deflate_handshakes += COUNTER_GET(st->deflate_handshakes);
+        sum->inflated += COUNTER_GET(st->inflated);
         sum->messages_in += COUNTER_GET(st->messages_in);
         sum->frames_out += COUNTER_GET(st->frames_out);
         sum->bytes_out += COUNTER_GET(st->bytes_out);
@@ -510,6 +559,9 @@ static void hub_stats(void *arg, serve_stats *sum)
     hist_add(&sum->append, &h->timed.append);
     hist_add(&sum->commit, &h->timed.commit);
     proc_info_read(&sum->proc);
+    sum->deflate_compressions = COUNTER_GET(h->compressions);
+    sum->deflate_deliveries = COUNTER_GET(h->deflate_deliveries);
+    sum->deflate_plain = COUNTER_GET(h->deflate_plain);
     sum->users = COUNTER_GET(h->users);
     sum->rooms = COUNTER_GET(h->rooms);
     if (h->cluster) {
@@ -615,6 +667,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     h->workers = calloc(threads, sizeof *h->workers);
     h->out = calloc(threads, sizeof *h->out);
     if (!h->chat || !h->workers || !h->out) goto oom;
+    if (ws_deflater_init(&h->deflater, DEFLATE_LEVEL) < 0) goto oom;
     web_ctx web = { cfg, hub_stats, h };
     for (unsigned i = 0; i < threads; i++)
         if (worker_init(&h->workers[i], i, h->threaded ? NULL : loop, cfg, &h->link, &h->ips, &web) < 0)
@@ -622,6 +675,7 @@ int hub_init(hub *h, const server_config *cfg, uv_loop_t *loop, unsigned threads
     for (unsigned i = 0; i < threads; i++) {
         h->workers[i].partial_bytes = &h->partial_bytes;
         h->workers[i].bans = &h->bans;
+        h->workers[i].deflate_bytes = &h->deflate_bytes;
     }
     uv_timer_init(loop, &h->coalesce);
     h->coalesce.data = h;
@@ -657,6 +711,7 @@ void hub_join(hub *h)
 
 void hub_free(hub *h)
 {
+    ws_deflater_free(&h->deflater);
     ip_table_free(&h->ips);
     bans_free(&h->bans);
     if (h->chat) chat_free(h->chat);

@@ -36,8 +36,13 @@ typedef struct hub {
     ip_table ips;
     ban_table bans;                 /* the operator's (admin.c) */
     size_t partial_bytes;           /* unfinished messages, all workers (atomic) */
+    size_t deflate_bytes;           /* clients' kept inflate contexts, all workers (atomic) */
     worker_link link;               /* how the workers reach the chat */
     size_t users, rooms;            /* relaxed atomic copies for /stats */
+    ws_deflater deflater;           /* each broadcast compressed once, here */
+    uint64_t compressions;          /* counters (one writer: the hub) */
+    uint64_t deflate_deliveries;    /* compressed frames queued to clients */
+    uint64_t deflate_plain;         /* uncompressed ones queued to deflate clients */
     uv_timer_t coalesce;            /* a deferred hand-over to the loops */
     size_t pending;                 /* deliveries waiting in out */
     uint64_t last_big_hand_over;    /* uv_hrtime() */

@@ -53,6 +53,8 @@ void config_defaults(server_config *cfg)
     cfg->max_conns_per_ip = DEFAULT_MAX_CONNS_PER_IP;
     chat_limits_defaults(&cfg->chat);
     store_limits_defaults(&cfg->retention);
+    cfg->deflate = true;
+    cfg->deflate_memory = 256u << 20;
     cfg->log_format = LOG_LOGFMT;
     cfg->log_level = LOG_INFO;
 }
@@ -105,6 +107,12 @@ void config_usage(FILE *out)
         "                             it or give a comma list to shard rooms; see docs/cluster.md)\n"
         "  --admin-token FILE         serve the operator's API under /admin/ on the web port to\n"
         "                             requests bearing the token in FILE (default: off)\n"
+        "  --deflate on|off           accept permessage-deflate (RFC 7692) offers (default on;\n"
+        "                             see docs/deflate.md)\n"
+        "  --no-deflate               the same as --deflate off\n"
+        "  --deflate-memory BYTES     memory for clients' compression contexts (context takeover),\n"
+        "                             all together; past it new clients are asked to keep none\n"
+        "                             (default 268435456)\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
         "  --no-config                read no config file, not even " CONFIG_DEFAULT_PATH "\n"
@@ -166,6 +174,8 @@ enum {
     OPT_HISTORY_ROOM_BYTES, OPT_HISTORY_BYTES, OPT_ROOMS_PER_MINUTE,
     OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_ADMIN_TOKEN, OPT_NO_CONFIG,
     OPT_REDIS,
+    OPT_DEFLATE, OPT_NO_DEFLATE,
+    OPT_DEFLATE_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -201,6 +211,9 @@ static const struct option long_opts[] = {
     {"rooms-per-minute", required_argument, 0, OPT_ROOMS_PER_MINUTE},
     {"redis", required_argument, 0, OPT_REDIS},
     {"admin-token", required_argument, 0, OPT_ADMIN_TOKEN},
+    {"deflate", required_argument, 0, OPT_DEFLATE},
+    {"no-deflate", no_argument, 0, OPT_NO_DEFLATE},
+    {"deflate-memory", required_argument, 0, OPT_DEFLATE_MEMORY},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"no-config", no_argument, 0, OPT_NO_CONFIG},
@@ -247,6 +260,10 @@ static int set_number(server_config *cfg, int opt, const char *name, const char 
     case OPT_PARTIAL_BUDGET:
         if (option_number(name, arg, 1024, 1e12, &v)) return -1;
         cfg->partial_budget = (uint64_t)v;
+        return 0;
+    case OPT_DEFLATE_MEMORY:
+        if (parse_whole(name, arg, 0, 1e12, &v)) return -1;
+        cfg->deflate_memory = (uint64_t)v;
         return 0;
     case OPT_OUTBOUND:
         if (parse_whole(name, arg, 1024, 1u << 30, &v)) return -1;
@@ -499,6 +516,16 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
         return set_log_option(cfg, opt, name, arg);
     case OPT_CHECK_CONFIG:
         st->check_only = true;
+        return 0;
+    case OPT_DEFLATE:
+        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+            fprintf(stderr, "tagarela: %s wants on or off, not '%s'\n", name, arg);
+            return -1;
+        }
+        cfg->deflate = strcmp(arg, "on") == 0;
+        return 0;
+    case OPT_NO_DEFLATE:
+        cfg->deflate = false;
         return 0;
     case OPT_CONFIG:
     case OPT_NO_CONFIG:

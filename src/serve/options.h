@@ -58,6 +58,8 @@ typedef struct server_config {
     uint8_t auth_key[CONFIG_MAX_AUTH_KEY];
     size_t auth_key_len;
     admin_token admin_token;        /* read again on SIGHUP */
+    bool deflate;                   /* permessage-deflate offers accepted */
+    uint64_t deflate_memory;        /* bytes of clients' kept inflate contexts, all together */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
     cluster_url redis[CLUSTER_MAX_SHARDS];  /* --redis: cluster mode (n_redis 0: none) */

@@ -155,6 +155,8 @@ static const struct { const char *key; size_t off, len; bool live; } plain_optio
     PLAIN("message-timeout", message_timeout_ms, true), PLAIN("partial-budget", partial_budget, true),
     PLAIN("outbound-cap", outbound_cap, true), PLAIN("max-conns-per-ip", max_conns_per_ip, true),
     PLAIN("log-level", log_level, true), PLAIN("admin-token", admin_token, true),
+    PLAIN("log-level", log_level, true), PLAIN("deflate", deflate, true),
+    PLAIN("deflate-memory", deflate_memory, true),
     PLAIN("ws", ws, false), PLAIN("http", http, false), PLAIN("max-message", max_message, false),
     PLAIN("max-header", max_header, false), PLAIN("threads", threads, false),
     PLAIN("log-format", log_format, false),

@@ -13,6 +13,7 @@
 #include "options.h"
 #include "procinfo.h"
 #include "sbuf.h"
+#include "ws_deflate.h"
 
 /* Close handshakes are counted by code: the ones a server sends or hears
  * most, each in its slot, any other in the last. */
@@ -24,6 +25,10 @@ unsigned close_slot_code(unsigned slot);        /* 0: the slot of the others */
 typedef struct serve_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
     uint64_t closes[CLOSE_SLOTS];
+    /* permessage-deflate: handshakes that agreed to it, broadcasts
+     * compressed, and what deflate clients were sent compressed or not */
+    uint64_t deflate_handshakes, deflate_compressions, deflate_deliveries, deflate_plain;
+    uint64_t inflated;              /* compressed messages received from clients */
     proc_info proc;
     size_t conns, users, rooms;
     unsigned threads;
@@ -44,8 +49,11 @@ typedef struct web_ctx {
 } web_ctx;
 
 /* Answers a WebSocket upgrade request. Returns 101 (out holds the 101
- * response) or the HTTP status of the refusal (out holds it). */
-int handshake_answer(const http_req *r, const server_config *cfg, bool web_port, sbuf *out);
+ * response) or the HTTP status of the refusal (out holds it). A
+ * permessage-deflate offer is answered per pol (NULL: declined), and what
+ * was agreed is left in *pmd (pmd->on false: nothing). */
+int handshake_answer(const http_req *r, const server_config *cfg, bool web_port,
+                     const ws_pmd_policy *pol, ws_pmd *pmd, sbuf *out);
 /* A complete error response with a short text body. */
 void http_error_response(sbuf *out, int status, const char *extra_headers, const char *body);
 const char *http_status_text(int status);

@@ -56,6 +56,12 @@ static void stats_json(const web_ctx *x, sbuf *body)
         (unsigned long long)m.accepted, (unsigned long long)m.handshakes,
         (unsigned long long)m.messages_in, (unsigned long long)m.bytes_out,
         (unsigned long long)m.slow_closed);
+    sbuf_printf(body,
+        ",\"deflate\":{\"handshakes\":%llu,\"compressions\":%llu,\"deliveries\":%llu,"
+        "\"uncompressed_deliveries\":%llu,\"inflated\":%llu}",
+        (unsigned long long)m.deflate_handshakes, (unsigned long long)m.deflate_compressions,
+        (unsigned long long)m.deflate_deliveries, (unsigned long long)m.deflate_plain,
+        (unsigned long long)m.inflated);
     /* Where the connections are: the balance of the loops. */
     if (m.per_thread) {
         sbuf_puts(body, ",\"connections_per_thread\":[");
@@ -122,6 +128,15 @@ static void metrics_text(const web_ctx *x, sbuf *b)
     metric(b, "bytes_out_total", "counter", "Bytes written to clients.", m.bytes_out);
     metric(b, "slow_closed_total", "counter",
            "Clients closed with 1008 for not reading their messages.", m.slow_closed);
+    metric(b, "deflate_handshakes_total", "counter",
+           "WebSocket handshakes that agreed to permessage-deflate.", m.deflate_handshakes);
+    metric(b, "deflate_compressions_total", "counter",
+           "Broadcasts compressed (once each, whatever their audience).", m.deflate_compressions);
+    metric(b, "deflate_deliveries_total", "counter",
+           "Compressed frames queued to permessage-deflate clients.", m.deflate_deliveries);
+    metric(b, "deflate_uncompressed_deliveries_total", "counter",
+           "Frames queued uncompressed to permessage-deflate clients (short messages).", m.deflate_plain);
+    metric(b, "deflate_inflated_total", "counter", "Compressed messages received from clients.", m.inflated);
     health_metrics(b, &m);
     if (m.redis_shards) {
         metric(b, "redis_shards", "gauge", "Redis servers of the cluster.", (unsigned long long)m.redis_shards);

@@ -46,6 +46,8 @@ void ip_release(ip_table *t, ip_count *ip);
 /* Counters with one writer (their loop), read by any loop for /stats. */
 typedef struct worker_stats {
     uint64_t accepted, handshakes, messages_in, frames_out, bytes_out, slow_closed;
+    uint64_t deflate_handshakes;    /* of them, with permessage-deflate */
+    uint64_t inflated;              /* compressed messages received whole */
     uint64_t closes[CLOSE_SLOTS];   /* close handshakes by code (close_slot) */
     hist delivery;                  /* a message's arrival to its last write, its frames written here */
 } worker_stats;
@@ -85,6 +87,7 @@ struct worker {
     conn *turn_full;                /* connections that read their share of this turn */
     uint32_t turns;                 /* loop turns, counted at their end */
     size_t *partial_bytes;          /* unfinished messages' bytes, all workers (atomic) */
+    size_t *deflate_bytes;          /* kept inflate contexts' bytes, all workers (atomic) */
     uint64_t last_big_flush;        /* uv_hrtime() of the last write to many */
     uv_timer_t coalesce;            /* a deferred write to many */
     uint8_t *readbuf;               /* one read buffer for the whole loop */

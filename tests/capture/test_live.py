@@ -112,3 +112,42 @@ def test_live_text_view(server, tmp_path):
     assert "  # mynick says to all: oi, pessoal !\n" in stdout
     assert "\tmask " in stdout and "\t0x0000:  " in stdout
     assert stdout.rstrip().splitlines()[-1].startswith("decoder memory: peak ")
+
+
+async def deflate_session(port):
+    """python3-websockets with permessage-deflate against tagarela serve:
+    it compresses what it sends (context kept), the server its broadcasts."""
+    async with websockets.connect(f"ws://127.0.0.1:{port}/", compression="deflate") as ws:
+        assert ws.response_headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+        await ws.send('{"type":"login","name":"zipper"}')
+        json.loads(await ws.recv())
+        json.loads(await ws.recv())
+        says = ["compressed " * 20, "compressed again " * 20]
+        got = []
+        for s in says:
+            await ws.send(json.dumps({"type": "say", "to_uid": "all", "content": s}))
+            while True:
+                m = json.loads(await ws.recv())
+                if m["type"] == "say":
+                    got.append(m)
+                    break
+        await ws.close()
+    return says, got
+
+
+def test_live_deflate_session(server, tmp_path):
+    """A deflate session with tagarela serve, both ways compressed, shown
+    inflated: the client's says (with context takeover) and the server's
+    compressed broadcasts."""
+    proc, out, err = start_capture(tmp_path, "-p", server.ws_port, "--json")
+    says, got = asyncio.run(deflate_session(server.ws_port))
+    rc, stdout, stderr = stop_capture(proc, out, err)
+    assert rc == 0, stderr
+    evs = [json.loads(l) for l in stdout.splitlines()]
+    assert not [e for e in evs if e["event"] in ("gap", "truncated", "error")], evs
+    srv = f"127.0.0.1:{server.ws_port}"
+    frames = [e for e in evs if e["event"] == "frame" and "text" in e]
+    client = [json.loads(e["text"]) for e in frames if e["dst"] == srv and e.get("compressed")]
+    assert [m["content"] for m in client if m.get("type") == "say"] == says
+    from_server = [json.loads(e["text"]) for e in frames if e["src"] == srv and e.get("compressed")]
+    assert [m for m in from_server if m.get("type") == "say"] == got

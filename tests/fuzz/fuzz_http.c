@@ -20,7 +20,12 @@ static void check_answer(const http_req *r, const server_config *cfg, bool web_p
 {
     sbuf out;
     sbuf_init(&out);
-    int status = handshake_answer(r, cfg, web_port, &out);
+    ws_pmd_policy pol = { .client_bits = 12 };
+    ws_pmd pmd;
+    int status = handshake_answer(r, cfg, web_port, &pol, &pmd, &out);
+    /* an accepted offer is answered, and only then */
+    if ((status == 101 && pmd.on) != (memmem(out.p, out.len, "permessage-deflate", 18) != NULL))
+        abort();
     if (out.len < 12 || memcmp(out.p, "HTTP/1.1 ", 9) != 0) abort();
     if (!memmem(out.p, out.len, "\r\n\r\n", 4)) abort();
     if (status == 101) {

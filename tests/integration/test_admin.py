@@ -86,6 +86,20 @@ def test_a_wrong_or_missing_token_is_401(make_server, token_file):
     assert TOKEN not in srv.stderr(1 << 20)
 
 
+def test_behind_a_trusted_proxy_the_log_names_the_operator(make_server, token_file):
+    srv = admin_server(make_server, token_file, "--trusted-proxy", "127.0.0.1")
+    fwd = {"X-Forwarded-For": "198.51.100.7"}
+    assert request(srv.http_port, "GET", "/admin/rooms", headers=fwd)[0] == 200
+    assert request(srv.http_port, "GET", "/admin/rooms", token="wrong-token-xxxxxxxx", headers=fwd)[0] == 401
+    assert wait_for(lambda: log_events(srv, "admin_denied"))
+    assert log_events(srv, "admin")[0]["admin"] == "198.51.100.7"
+    assert log_events(srv, "admin_denied")[0]["addr"] == "198.51.100.7"
+    # from an untrusted peer the header is not believed
+    srv2 = admin_server(make_server, token_file)
+    assert request(srv2.http_port, "GET", "/admin/rooms", headers=fwd)[0] == 200
+    assert log_events(srv2, "admin")[0]["admin"] == "127.0.0.1"
+
+
 def test_bad_token_files_are_refused_at_start(tmp_path):
     import subprocess
     from server_proc import BIN

@@ -21,12 +21,14 @@ FAST = ("--rate", "1000000", "--burst", "1000000", "--history", "0")
 
 TOP = ["server_url", "clients", "logged_in", "senders", "rate", "window", "size",
        "duration_s", "login", "sent", "deliveries", "expected_deliveries", "lost", "dups",
-       "messages_per_s", "deliveries_per_s", "latency_ms", "errors", "bench", "server"]
+       "messages_per_s", "deliveries_per_s", "latency_ms", "errors", "bytes_in", "deflate",
+       "bench", "server"]
 LOGIN = ["seconds", "per_s", "p50_ms", "p99_ms", "max_ms"]
 LATENCY = ["p50", "p99", "p999", "max"]
 ERRORS = ["rate_limited", "other", "disconnects"]
 BENCH = ["threads", "cpu_s"]
 SERVER = ["pid", "cpu_s", "rss_bytes", "rss_bytes_per_client"]
+DEFLATE = ["offered", "clients", "compressed_messages"]
 
 
 def bench_argv(*args):
@@ -55,6 +57,7 @@ def check_shape(text):
         assert [k for k, _ in d[key]] == keys, (key, d[key])
     if d["server"] is not None:
         assert [k for k, _ in d["server"]] == SERVER, d["server"]
+    assert [k for k, _ in d["deflate"]] == DEFLATE, d["deflate"]
     return json.loads(text)
 
 
@@ -94,6 +97,31 @@ def test_small_run_counts_add_up(make_server):
     assert s["pid"] == srv.proc.pid
     assert s["cpu_s"] > 0 and s["rss_bytes"] > 1 << 20
     assert isinstance(s["rss_bytes_per_client"], (int, float))
+    assert r["deflate"] == {"offered": False, "clients": 0, "compressed_messages": 0}
+    assert r["bytes_in"] > r["deliveries"] * 32
+
+
+@pytest.mark.parametrize("server_opts,agreed", [((), True), (("--no-deflate",), False)])
+def test_deflate_run(make_server, server_opts, agreed):
+    """--deflate: every client offers it, inflates what comes and loses
+    nothing; against --no-deflate the same run goes plain."""
+    srv = make_server(*FAST, *server_opts)
+    url = "ws://127.0.0.1:%d/" % srv.ws_port
+    p = run_bench("-n", 20, "-s", 4, "-d", 1.5, "--size", 300, "--deflate", "--json", "-q", url)
+    assert p.returncode == 0, p.stderr
+    r = check_shape(p.stdout)
+    assert r["deliveries"] == r["expected_deliveries"] > 0, r
+    assert (r["lost"], r["dups"], r["errors"]["disconnects"]) == (0, 0, 0), r
+    d = r["deflate"]
+    assert d["offered"] is True
+    assert d["clients"] == (20 if agreed else 0)
+    if agreed:
+        # the says (300 bytes of content, mostly padding) all came compressed
+        assert d["compressed_messages"] >= r["deliveries"]
+        assert r["bytes_in"] < r["deliveries"] * 300
+    else:
+        assert d["compressed_messages"] == 0
+        assert r["bytes_in"] > r["deliveries"] * 300
 
 
 def test_rate_limited_says_are_counted_not_lost(make_server):

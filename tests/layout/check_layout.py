@@ -13,14 +13,16 @@ DEPENDS = {
     "common": [],
     "chat": ["common"],
     "cluster": ["chat", "common"],
-    "serve": ["chat", "cluster", "common"],
+    "deflate": ["common"],
+    "serve": ["chat", "cluster", "common", "deflate"],
     "capture": ["common"],
-    "loadgen": ["common"],
+    "loadgen": ["common", "deflate"],
     "": ["serve", "capture", "loadgen"],    # src/main.c
 }
 # what each module shows the others; everything else in its folder is its own
 PUBLIC = {
     "common": None,                          # all of it: the shared toolbox
+    "deflate": {"ws_deflate.h"},
     "chat": {"chat.h", "store.h", "escape.h"},
     "cluster": {"cluster.h"},
     "serve": {"serve.h"},
@@ -31,6 +33,7 @@ PUBLIC = {
 FORBIDDEN = {
     "common": ["uv.h", "pcap", "jansson.h", "sqlite3.h", "zlib.h", "http_parser.h", "hiredis"],
     "chat": ["uv.h", "pcap", "zlib.h", "http_parser.h", "hiredis"],
+    "deflate": ["uv.h", "pcap", "jansson.h", "sqlite3.h", "http_parser.h", "hiredis"],
     "capture": ["uv.h", "sqlite3.h", "hiredis"],
     "loadgen": ["pcap", "sqlite3.h", "jansson.h", "hiredis"],
     "cluster": ["pcap", "sqlite3.h", "zlib.h", "http_parser.h"],

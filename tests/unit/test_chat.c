@@ -27,6 +27,7 @@
 
 #include "chat.h"
 #include "jwt_mint.h"
+#include "sbuf.h"
 #include "store.h"
 #include "utf8.h"
 #include "ws_codec.h"
@@ -254,6 +255,23 @@ static int fs_append(void *impl, const char *room, size_t room_len, const store_
     return 0;
 }
 
+static int fs_remove(void *impl, const char *room, size_t room_len, uint64_t id)
+{
+    fstore *fs = impl;
+    for (size_t i = 0; i < fs->n; i++) {
+        srec *r = &fs->r[i];
+        if (!room_is(r, room, room_len) || r->m.id != id) continue;
+        free(r->room);
+        free((char *)r->m.from_name);
+        free((char *)r->m.to_name);
+        free((char *)r->m.content);
+        memmove(r, r + 1, (fs->n - i - 1) * sizeof *r);
+        fs->n--;
+        return 1;
+    }
+    return 0;
+}
+
 static bool visible(const srec *r, uint64_t viewer)
 {
     const store_msg *m = &r->m;
@@ -363,7 +381,7 @@ static int fs_ident_touch(void *impl, uint64_t id, int64_t now)
 
 static const store_ops fake_store_ops = {
     fs_last_id, fs_append, fs_window, fs_range, fs_trim, fs_commit, fs_close, fs_ident_find,
-    fs_ident_add, fs_ident_touch, NULL,
+    fs_ident_add, fs_ident_touch, fs_remove,
 };
 
 static void fstore_free(fstore *fs)
@@ -379,6 +397,12 @@ static void fstore_free(fstore *fs)
 
 /* ---- the world: a chat, its fake io, connections --------------------------- */
 
+/* The operator's name bans as the chat asks for them: "banned" only. */
+static int name_banned(void *ctx, const char *name, size_t n)
+{
+    return n == 6 && memcmp(name, "banned", 6) == 0;
+}
+
 static chat_limits test_limits(void)
 {
     /* the shipped defaults, but a bucket no ordinary test runs dry */
@@ -393,7 +417,7 @@ static world *w_open_io(void **state, const chat_limits *lim, uint32_t seed, boo
     assert_non_null(w);
     *state = w;
     chat_limits l = lim ? *lim : test_limits();
-    chat_io io = { &w->io, io_new, io_send, io_release, want_drain ? io_want_drain : NULL, NULL };
+    chat_io io = { &w->io, io_new, io_send, io_release, want_drain ? io_want_drain : NULL, name_banned };
     w->st.ops = &fake_store_ops;
     w->st.impl = &w->fs;
     w->c = chat_new(&l, &io, seed, with_store ? &w->st : NULL);
@@ -2625,6 +2649,137 @@ static void test_bus_refusals(void **state)
     none_all(w);
 }
 
+/* ---- the operator's controls ---------------------------------------------- */
+
+static const char *conn_name(void *conn)
+{
+    return "192.0.2.1";
+}
+
+/* The JSON array chat_admin_rooms / chat_admin_users wrote. */
+static json_t *admin_list(world *w, bool rooms, size_t offset, size_t limit)
+{
+    sbuf o;
+    sbuf_init(&o);
+    if (rooms) chat_admin_rooms(w->c, &o, offset, limit);
+    else chat_admin_users(w->c, &o, offset, limit, conn_name);
+    json_t *j = json_loadb(o.p, o.len, 0, NULL);
+    sbuf_free(&o);
+    assert_true(json_is_array(j));
+    return j;
+}
+
+static void test_admin_lists(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w), b = w_conn(w), c = w_conn(w);
+    uint32_t ua = w_login_room(w, a, "ana", "\"x\"");
+    w_login_room(w, b, "b<b>", "\"x\"");
+    w_login_room(w, c, "cid", "7");
+    w_send(w, a, "{\"type\":\"say\",\"content\":\"hi\"}");
+    drain_all(w);
+    json_t *rooms = admin_list(w, true, 0, 100);
+    assert_int_equal(json_array_size(rooms), 2);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rooms, i, r) {
+        assert_keys(r, "id,members,last_id");
+        bool x = strcmp(str_of(r, "id"), "x") == 0;
+        assert_int_equal(int_of(r, "members"), x ? 2 : 1);
+        assert_int_equal(int_of(r, "last_id"), x ? 1 : 0);
+    }
+    json_decref(rooms);
+    json_t *users = admin_list(w, false, 0, 100);
+    assert_int_equal(json_array_size(users), 3);
+    json_array_foreach(users, i, r) {
+        assert_keys(r, "uid,name,room,address,since");
+        assert_string_equal(str_of(r, "address"), "192.0.2.1");
+        assert_int_equal(int_of(r, "since"), (json_int_t)T0);
+        if (int_of(r, "uid") == ua) assert_string_equal(str_of(r, "name"), "ana");
+    }
+    json_decref(users);
+    /* pages: each user once, none past the end */
+    uint32_t seen = 0;
+    for (size_t off = 0; off < 3; off++) {
+        json_t *p = admin_list(w, false, off, 1);
+        assert_int_equal(json_array_size(p), 1);
+        seen += (uint32_t)int_of(json_array_get(p, 0), "uid");
+        json_decref(p);
+    }
+    assert_int_equal(seen, ua + chat_user_uid(w->users[b]) + chat_user_uid(w->users[c]));
+    json_t *past = admin_list(w, false, 3, 10);
+    assert_int_equal(json_array_size(past), 0);
+    json_decref(past);
+}
+
+/* A world with a history and two users in room 1: ana (a) and bob (b). */
+static world *w_ana_and_bob(void **state, int *a, int *b, uint32_t *ub)
+{
+    world *w = w_open(state, NULL, 1, true);
+    *a = w_conn(w);
+    *b = w_conn(w);
+    w_login(w, *a, "ana");
+    *ub = w_login(w, *b, "bob");
+    return w;
+}
+
+static void test_admin_kick(void **state)
+{
+    int a, b;
+    uint32_t ub;
+    world *w = w_ana_and_bob(state, &a, &b, &ub);
+    assert_null(chat_admin_kick(w->c, 999999, "x", 1));
+    assert_ptr_equal(chat_admin_kick(w->c, ub, "spam \"here\"", 11), &w->conns[b]);
+    chat_end_turn(w->c);
+    ftrack *t = pop_type(w, b, "error");
+    expect_text(t, "{\"type\":\"error\",\"code\":\"kicked\",\"message\":\"spam \\\"here\\\"\"}");
+    none_all(w);
+    /* heard no more, and not kicked twice */
+    w_send(w, b, "{\"type\":\"say\",\"content\":\"still?\"}");
+    none_all(w);
+    assert_null(chat_admin_kick(w->c, ub, "x", 1));
+    w_disconnect(w, b, 0);
+    pop_type(w, a, "logout");
+}
+
+static void test_admin_delete(void **state)
+{
+    int a, b;
+    uint32_t ub;
+    world *w = w_ana_and_bob(state, &a, &b, &ub);
+    for (int k = 0; k < 3; k++) w_sendf(w, a, "{\"type\":\"say\",\"content\":\"m%d\"}", k);
+    drain_all(w);
+    assert_int_equal(chat_admin_delete(w->c, "1", 1, 2), 1);
+    chat_end_turn(w->c);
+    expect_text(pop(w, a), "{\"type\":\"delete\",\"id\":2}");
+    expect_text(pop(w, b), "{\"type\":\"delete\",\"id\":2}");
+    none_all(w);
+    assert_int_equal(chat_admin_delete(w->c, "1", 1, 2), 0);       /* gone already */
+    assert_int_equal(chat_admin_delete(w->c, "other", 5, 1), 0);   /* no such room: nobody told */
+    chat_end_turn(w->c);
+    none_all(w);
+    /* what later history replays read: the others only */
+    assert_int_equal(w->fs.n, 2);
+    assert_int_equal(w->fs.r[0].m.id, 1);
+    assert_int_equal(w->fs.r[1].m.id, 3);
+}
+
+static void test_admin_delete_needs_a_store(void **state)
+{
+    world *w = w_open(state, NULL, 1, false);
+    assert_int_equal(chat_admin_delete(w->c, "1", 1, 1), -1);
+}
+
+static void test_banned_name_refused_at_login(void **state)
+{
+    world *w = w_open(state, NULL, 1, true);
+    int a = w_conn(w);
+    w_send(w, a, "{\"type\":\"login\",\"name\":\"  banned \"}");
+    expect_error(w, a, "banned");
+    assert_int_equal(chat_user_uid(w->users[a]), 0);
+    w_login(w, a, "banned2");
+}
+
 #define T(f) cmocka_unit_test_teardown(f, w_teardown)
 
 int main(void)
@@ -2633,6 +2788,11 @@ int main(void)
     setenv("TZ", "UTC", 1);
     tzset();
     const struct CMUnitTest tests[] = {
+        T(test_admin_lists),
+        T(test_admin_kick),
+        T(test_admin_delete),
+        T(test_admin_delete_needs_a_store),
+        T(test_banned_name_refused_at_login),
         T(test_seed_session),
         T(test_bus_say_comes_back_from_the_bus),
         T(test_bus_users_of_other_servers),
