@@ -657,3 +657,18 @@ async def test_admin_api_with_users_of_other_nodes(redis, make_node, tmp_path):
     got = await recv_until(a, lambda m: m["type"] == "logout")
     check_logout(got[-1], b.uid)            # the kicked user left the whole chat
     await close_all([a, b])
+
+
+@async_test(timeout=60)
+async def test_compressed_and_plain_clients_on_two_nodes(redis, make_node):
+    n0, n1 = make_node(redis), make_node(redis)
+    a = await Client.connect(n0.ws_port, compression="deflate")
+    await a.login("ana")
+    b, _ = await login(n1, "bia")
+    await a.expect("login")
+    await a.say("comprimido " * 20)
+    await b.say("simples " * 20)
+    seen = [[(m["id"], m["content"]) for m in await says(x, 2)] for x in (a, b)]
+    assert seen[0] == seen[1], "one order for both"
+    assert sorted(c for _, c in seen[0]) == sorted(["comprimido " * 20, "simples " * 20])
+    await close_all([a, b])
