@@ -353,3 +353,30 @@ async def test_keylog_is_off_by_default_and_written_when_asked(make_server, cert
     assert all(len(l.split()) == 3 and len(l.split()[1]) == 64 for l in lines), lines
     plain = tls_server(make_server, certs)
     assert "tls_keylog" not in plain.stderr() and "warning" not in plain.stderr()
+
+
+# ---- tagarela bench over wss:// ------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--tls12"]])
+def test_bench_over_wss_counts_every_delivery(make_server, certs, extra):
+    srv = tls_server(make_server, certs, "one", "--rate", "1000000", "--burst", "1000000")
+    r = subprocess.run([BIN, "bench", "-n", "20", "-s", "4", "-d", "1", "-q", "--json",
+                        "--ca", str(certs / "ca.pem"), *extra,
+                        "wss://localhost:%d/" % srv.ws_port],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["logged_in"] == 20 and d["lost"] == 0 and d["dups"] == 0, d
+    assert d["deliveries"] == d["expected_deliveries"] > 0, d
+
+
+def test_bench_checks_the_certificate_with_ca(make_server, certs, tmp_path):
+    srv = tls_server(make_server, certs)
+    other = tmp_path / "other"
+    other.mkdir()
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "3", "-subj", "/CN=another CA", cwd=other)
+    r = subprocess.run([BIN, "bench", "-n", "2", "-s", "1", "-d", "0.2", "-q",
+                        "--ca", str(other / "ca.pem"), "wss://localhost:%d/" % srv.ws_port],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "TLS" in r.stderr, r.stderr
