@@ -71,7 +71,14 @@ static void count_read(conn *c, size_t n)
         c->turn_read = 0;
     }
     c->turn_read += (uint32_t)n;
-    if (c->turn_read < READ_TURN_SHARE || c->turn_full || c->closed) return;
+    if (c->turn_read < READ_TURN_SHARE) return;
+    conn_pause_turn(c);
+}
+
+void conn_pause_turn(conn *c)
+{
+    worker *w = c->w;
+    if (c->turn_full || c->closed) return;
     c->turn_full = true;
     c->turn_full_next = w->turn_full;
     w->turn_full = c;
@@ -673,6 +680,7 @@ static void tls_feed(conn *c, uint8_t *data, size_t n)
 {
     switch (tls_conn_input(c, data, n, conn_input)) {
     case TLS_IN_OK:
+        tls_conn_pace(c->w);
         break;
     case TLS_IN_REFUSED:
         close_after_output(c);

@@ -112,6 +112,8 @@ void conn_update_reading(conn *c);
  * or encrypted); a uv_write of the connection's ended with status. */
 void conn_consumed(conn *c, size_t n);
 void conn_write_done(conn *c, int status);
+/* Reads no more of c in this loop turn (resumed at its end). */
+void conn_pause_turn(conn *c);
 /* Liveness and deadlines, from the worker's sweep. */
 void conn_sweep(conn *c, uint64_t now);
 

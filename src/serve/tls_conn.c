@@ -36,6 +36,9 @@
 #define TLS_GATHER_BELOW 2048
 #define TLS_RECORD_MAX 16384
 #define TLS_FIRST_BYTE_HANDSHAKE 0x16
+/* CPU a loop turn spends on handshakes before it defers the rest to the
+ * next turn: a few ECDSA handshakes, or one or two RSA-2048 ones. */
+#define TLS_HANDSHAKE_TURN_NS 2000000u
 
 /* TLS 1.2 suites: forward secrecy and AEAD only; TLS 1.3 keeps OpenSSL's
  * three (AES-GCM and ChaCha20-Poly1305). */
@@ -50,6 +53,12 @@ struct tls_server {
     char *cert, *key;
     int keylog_fd;                  /* -1: none */
 };
+
+/* This thread's loop (one worker per thread): its handshake time in the
+ * current turn. */
+static _Thread_local uint32_t hs_turn;
+static _Thread_local uint64_t hs_spent_ns;
+static _Thread_local bool hs_paused;
 
 struct tls_conn {
     SSL *ssl;
@@ -410,7 +419,14 @@ enum tls_input tls_conn_input(conn *c, const uint8_t *data, size_t n, tls_plain_
     t->in_len = n;
     enum tls_input rc = TLS_IN_OK;
     if (!t->established) {
+        uint64_t t0 = uv_hrtime();
         int r = SSL_do_handshake(t->ssl);
+        if (hs_turn != c->w->turns) {
+            hs_turn = c->w->turns;
+            hs_spent_ns = 0;
+            hs_paused = false;
+        }
+        hs_spent_ns += uv_hrtime() - t0;
         if (r == 1) {
             t->established = true;
         } else if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
@@ -418,6 +434,9 @@ enum tls_input tls_conn_input(conn *c, const uint8_t *data, size_t n, tls_plain_
         }
     }
     while (rc == TLS_IN_OK && t->established) {
+        /* An SSL_read with nothing to read would set up a 16 KiB record
+         * buffer only to find the BIO empty, and keep it while idle. */
+        if (t->in_len == 0 && !SSL_has_pending(t->ssl)) break;
         int r = SSL_read(t->ssl, plain_buf, sizeof plain_buf);
         if (r > 0) {
             if (!plain(c, plain_buf, (size_t)r)) break;
@@ -431,6 +450,14 @@ enum tls_input tls_conn_input(conn *c, const uint8_t *data, size_t n, tls_plain_
     t->in = NULL;
     t->in_len = 0;
     return rc;
+}
+
+void tls_conn_pace(worker *w)
+{
+    if (hs_turn != w->turns || hs_paused || hs_spent_ns < TLS_HANDSHAKE_TURN_NS) return;
+    hs_paused = true;
+    for (conn *c = w->conns; c; c = c->next)
+        if (c->tls && !c->tls->established && !c->tls->failed && c->reading) conn_pause_turn(c);
 }
 
 /* ---- writing --------------------------------------------------------------- */

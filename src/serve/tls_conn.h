@@ -42,6 +42,11 @@ enum tls_input {
 typedef bool (*tls_plain_fn)(struct conn *c, uint8_t *data, size_t n);
 /* Decrypts the bytes c read, handing the plaintext to plain. */
 enum tls_input tls_conn_input(struct conn *c, const uint8_t *data, size_t n, tls_plain_fn plain);
+/* Handshakes are CPU work: once a loop turn has spent its share on them,
+ * the connections still in their handshake are read no more in that turn
+ * (the kernel keeps their bytes), so the others' messages go out first. */
+struct worker;
+void tls_conn_pace(struct worker *w);
 /* True when the session has bytes to send (a handshake message, an alert). */
 bool tls_conn_wants_write(const tls_conn *t);
 /* Encrypts the connection's queue and writes it. Returns true when all is

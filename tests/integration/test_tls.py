@@ -380,3 +380,14 @@ def test_bench_checks_the_certificate_with_ca(make_server, certs, tmp_path):
                         "--ca", str(other / "ca.pem"), "wss://localhost:%d/" % srv.ws_port],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "TLS" in r.stderr, r.stderr
+
+
+def test_a_storm_of_handshakes_all_complete(make_server, certs):
+    """Handshakes beyond a turn's share wait for the next turn (tls_conn_pace):
+    every one of them must still complete."""
+    srv = tls_server(make_server, certs, "one", "--max-conns-per-ip", "10000")
+    r = subprocess.run([BIN, "bench", "--idle", "-n", "300", "--max-connecting", "300", "--rooms", "3",
+                        "-d", "0.2", "-q", "--json", "wss://127.0.0.1:%d/" % srv.ws_port],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["logged_in"] == 300
