@@ -180,6 +180,11 @@ def test_https_page_healthz_and_alpn(make_server, certs):
         with ctx.wrap_socket(s, server_hostname="localhost") as t:
             assert t.selected_alpn_protocol() == "http/1.1"
             assert t.version() == "TLSv1.3"
+    ctx = client_ctx(certs)
+    ctx.set_alpn_protocols(["h2"])          # nothing we speak: no_application_protocol
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=5) as s:
+        with pytest.raises(ssl.SSLError, match="no application protocol"):
+            ctx.wrap_socket(s, server_hostname="localhost")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
