@@ -783,7 +783,8 @@ static void send_ping(conn *c, uint64_t now)
 void conn_sweep(conn *c, uint64_t now)
 {
     const server_config *cfg = c->w->cfg;
-    if (c->q.len && now - c->last_progress >= cfg->write_timeout_ms) {
+    /* (c->writing: with TLS the bytes under way are no longer in the queue) */
+    if ((c->q.len || c->writing) && now - c->last_progress >= cfg->write_timeout_ms) {
         /* Nothing it was sent has moved for that long: not even a close
          * frame would reach it. */
         COUNTER_ADD(c->w->stats.slow_closed, 1);

@@ -475,6 +475,9 @@ static void after_write(uv_write_t *req, int status)
     conn *c = req->data;
     free(wr->buf);
     free(wr);
+    /* The queue was consumed when it was encrypted: the socket's progress
+     * is this write's end. */
+    if (status == 0) c->last_progress = uv_now(c->w->loop);
     conn_write_done(c, status);
 }
 
