@@ -60,6 +60,7 @@ def certs(tmp_path_factory):
     make_server_cert(d, "one")
     make_server_cert(d, "two")
     make_expired(d, "old")
+    openssl("ec", "-in", "one.key", "-aes256", "-passout", "pass:secret", "-out", "locked.key", cwd=d)
     return d
 
 
@@ -222,6 +223,7 @@ def run_serve(tmp_path, *args):
     ("missing.pem", "one.key", "cannot load the certificate chain from"),
     ("one.key", "one.key", "cannot load the certificate chain from"),
     ("one.pem", "missing.key", "cannot load the private key from"),
+    ("one.pem", "locked.key", "cannot load the private key from"),     # never a prompt
     ("one.pem", "two.key", "does not match the certificate"),
     ("old.pem", "old.key", "the certificate expired on 2020-01-02"),
 ])
