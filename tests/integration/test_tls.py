@@ -398,3 +398,14 @@ def test_a_storm_of_handshakes_all_complete(make_server, certs):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["logged_in"] == 300
+
+
+def test_over_the_per_address_limit_a_tls_client_is_closed_without_plain_text(make_server, certs):
+    srv = tls_server(make_server, certs, "one", "--max-conns-per-ip", "1")
+    ctx = client_ctx(certs)
+    with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=5) as s1:
+        with ctx.wrap_socket(s1, server_hostname="localhost"):
+            with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=5) as s2:
+                s2.sendall(b"\x16\x03\x01\x00\x05hello")
+                assert read_until_closed(s2) == b""      # no 503 in the clear
+    assert srv.alive()
