@@ -30,6 +30,7 @@ enum conn_port { PORT_WS, PORT_HTTP };
 
 typedef struct worker worker;
 typedef struct ip_count ip_count;
+struct tls_conn;
 
 /* A PROXY protocol header that arrived in pieces (trusted peers only). */
 typedef struct proxy_wait {
@@ -72,6 +73,7 @@ typedef struct conn {
     bool proxy_peer;                /* the peer is a --trusted-proxy */
     bool proxy_checked;             /* the start was looked at for a PROXY header */
     proxy_wait *proxy;              /* a PROXY header being read */
+    struct tls_conn *tls;           /* TLS session (tls_conn.c); NULL: plain TCP */
     uint8_t state;
     uint8_t port;
     bool dirty;
@@ -115,6 +117,12 @@ void conn_turn_end(worker *w);
 void conn_http_answered(conn *c, ws_frame *answer);
 /* Starts or stops reading as its state now wants (after hub_full changed). */
 void conn_update_reading(conn *c);
+/* For the transport (tls_conn.c): n bytes of the queue were taken (sent,
+ * or encrypted); a uv_write of the connection's ended with status. */
+void conn_consumed(conn *c, size_t n);
+void conn_write_done(conn *c, int status);
+/* Reads no more of c in this loop turn (resumed at its end). */
+void conn_pause_turn(conn *c);
 /* Liveness and deadlines, from the worker's sweep. */
 void conn_sweep(conn *c, uint64_t now);
 

@@ -61,6 +61,9 @@ typedef struct server_config {
     uint64_t deflate_memory;        /* bytes of clients' kept inflate contexts, all together */
     int log_format;                 /* enum log_format */
     int log_level;                  /* enum log_level */
+    const char *tls_cert, *tls_key; /* PEM files; both set: every listener speaks TLS */
+    const char *tls_keylog;         /* NSS key log file; NULL: none */
+    struct tls_server *tls;         /* loaded from them at start (serve.c); NULL: plain */
     const char *config_path;        /* --config, or the default file found; NULL: none */
     char *file_text;                /* the config file's text, values point into it */
     int argc;                       /* the command line, kept to parse again on reload */
