@@ -46,6 +46,21 @@ static void http_resume(conn *c);
 
 /* ---- reading, paused and resumed ---------------------------------------- */
 
+/* --message-timeout is for clients that send slowly: while we do not read
+ * (the hub is behind, the turn's share is used) the clock of an unfinished
+ * message stops, so an honest sender is never closed for our slowness. A
+ * client that leaves its pongs unread is the one stalling: its clock runs. */
+static void hold_message_clock(conn *c, bool reading, bool its_fault)
+{
+    uint64_t now = uv_now(c->w->loop);
+    if (!reading) {
+        c->unread_since = c->partial_since && !its_fault ? now : 0;
+    } else if (c->unread_since) {
+        if (c->partial_since) c->partial_since += now - c->unread_since;
+        c->unread_since = 0;
+    }
+}
+
 /* Reading stops while the connection has read its share of the turn,
  * while an HTTP answer of its is unsent, while too much of its input is on
  * the way to the hub, while our pong to it waits for a
@@ -58,6 +73,7 @@ void conn_update_reading(conn *c)
                 !__atomic_load_n(&c->hub_full, __ATOMIC_SEQ_CST);
     if (want == c->reading) return;
     c->reading = want;
+    hold_message_clock(c, want, pong_stuck);
     if (!want) {
         uv_read_stop((uv_stream_t *)&c->tcp);
     } else if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -896,7 +912,8 @@ void conn_sweep(conn *c, uint64_t now)
         if (now >= c->deadline) conn_abort(c);
         break;
     case CONN_WS:
-        if (c->partial_since && now - c->partial_since >= cfg->message_timeout_ms)
+        if (c->partial_since && !c->unread_since &&
+            now - c->partial_since >= cfg->message_timeout_ms)
             conn_close_ws(c, WS_CLOSE_POLICY, "message not finished in time");
         else if (now - c->last_active >= cfg->idle_timeout_ms)
             conn_close_ws(c, WS_CLOSE_POLICY, "idle timeout");

@@ -54,6 +54,8 @@ typedef struct conn {
     uint64_t deadline;              /* when CONN_CLOSING gives up waiting */
     uint64_t last_progress;         /* loop ms: the output last moved, or began to wait */
     uint64_t partial_since;         /* loop ms a message began; 0: none unfinished */
+    uint64_t unread_since;          /* loop ms we stopped reading it mid-message: the
+                                     * message's clock stands still; 0: running */
     uint64_t pong_end;              /* q.done once our last pong is written */
     uint8_t *next_ping;             /* a ping to answer after it: length, payload */
     uint8_t *stash;                 /* pipelined HTTP bytes behind an unsent answer */
