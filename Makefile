@@ -15,7 +15,7 @@ THREAD_SHAPES ?= 1 2
 # ports: three at a time (pytest-xdist) take a third of the time on 2 cores.
 PYTEST_JOBS ?= 3
 
-.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-capture bench-cluster clean adversarial attacks soak install uninstall deb
+.PHONY: all deps test-deps build run test suite unit integration capture browser check-asan fuzz bench bench-tls bench-capture bench-cluster clean adversarial attacks soak install uninstall deb
 
 # `make install` puts the binary, the man pages, the systemd unit and the
 # example config under DESTDIR + these; an operator's config is kept.
@@ -84,6 +84,15 @@ fuzz:
 # The servers side by side (tagarela, uWebSockets.js, Node ws): bench/results/.
 bench: test-deps build
 	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/run.sh
+
+# What TLS costs (docs/tls.md): memory per idle connection, CPU per broadcast
+# delivery at a fixed rate and at full speed, and deliveries while clients
+# make their handshakes; ws:// against wss://.
+bench-tls: build
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/tls.sh idle 5000
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/tls.sh broadcast 10 400
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/tls.sh broadcast 50
+	TAGARELA_BIN=$(CURDIR)/$(BUILD)/tagarela bash bench/tls.sh storm
 
 # tagarela capture against tcpdump and tshark on a generated 300 MB pcap.
 # Cluster mode on a real redis-server: 1, 2 and 3 nodes (docs/cluster.md).

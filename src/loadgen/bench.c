@@ -30,8 +30,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: tagarela bench [options] [URL...]   URL default ws://127.0.0.1:7272/; several\n"
-        "                                           (or a comma list): clients spread over them\n"
+        "usage: tagarela bench [options] [URL...]   URL default ws://127.0.0.1:7272/ (or wss://);\n"
+        "                                           several (or a comma list): clients spread over them\n"
         "\n"
         "  -n, --clients N        clients to connect and log in (default 100)\n"
         "  -s, --senders S        how many of them send (default 10; ignored with --idle)\n"
@@ -53,6 +53,9 @@ static void usage(FILE *out)
         "      --connect-timeout T  seconds for every client to log in (default 30)\n"
         "      --drain T          seconds to wait for the last deliveries after sending (default 2)\n"
         "      --server-pid PID   read the server's CPU seconds and RSS from /proc/PID\n"
+        "      --ca FILE          wss://: check the server's certificate against the CA in FILE\n"
+        "                         (default: not checked)\n"
+        "      --tls12            wss://: TLS 1.2 only (default: 1.2 or 1.3, the server's choice)\n"
         "      --json             print one JSON object on stdout at the end (progress on stderr\n"
         "                         unless -q)\n"
         "  -q, --quiet            no live progress line\n"
@@ -99,20 +102,17 @@ static int number(const char *opt, const char *arg, double lo, double hi, bool w
 /* One ws:// URL into a target. */
 static int parse_target(bench_target *t, const char *url)
 {
-    if (strncmp(url, "wss://", 6) == 0) {
-        fprintf(stderr, "tagarela bench: wss:// is not supported, use ws://\n");
+    t->tls = strncmp(url, "wss://", 6) == 0;
+    if (!t->tls && strncmp(url, "ws://", 5) != 0) {
+        fprintf(stderr, "tagarela bench: the URL must start with ws:// or wss://, not '%s'\n", url);
         return -1;
     }
-    if (strncmp(url, "ws://", 5) != 0) {
-        fprintf(stderr, "tagarela bench: the URL must start with ws://, not '%s'\n", url);
-        return -1;
-    }
-    const char *h = url + 5, *slash = strchr(h, '/');
+    const char *h = url + (t->tls ? 6 : 5), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     snprintf(t->path, sizeof t->path, "%s", slash ? slash : "/");
     const char *colon = memchr(h, ':', hl);
     size_t namelen = colon ? (size_t)(colon - h) : hl;
-    t->port = 80;
+    t->port = t->tls ? 443 : 80;
     if (colon) {
         char ps[16];
         size_t pl = hl - namelen - 1;
@@ -169,6 +169,11 @@ static int parse_url(bench_opts *o, const char *arg)
         one[n] = 0;
         bench_target *t = &o->targets[o->n_targets];
         if (parse_target(t, one) < 0) return -1;
+        if (o->n_targets && t->tls != o->tls) {
+            fprintf(stderr, "tagarela bench: the URLs must all be ws:// or all wss://\n");
+            return -1;
+        }
+        o->tls = t->tls;
         o->loopback = (o->n_targets == 0 || o->loopback) && (ntohl(t->addr.sin_addr.s_addr) >> 24) == 127;
         o->n_targets++;
         p = comma ? comma + 1 : p + n;
@@ -178,7 +183,7 @@ static int parse_url(bench_opts *o, const char *arg)
 
 enum {
     O_SRC = 256, O_SIZE, O_ROOM, O_ROOMS, O_IDLE, O_CRATE, O_MAXCONN, O_CTIMEOUT,
-    O_DRAIN, O_PID, O_JSON, O_DEFLATE,
+    O_DRAIN, O_PID, O_JSON, O_DEFLATE, O_CA, O_TLS12,
 };
 
 static const struct option long_opts[] = {
@@ -199,6 +204,8 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, 0, O_CTIMEOUT},
     {"drain", required_argument, 0, O_DRAIN},
     {"server-pid", required_argument, 0, O_PID},
+    {"ca", required_argument, 0, O_CA},
+    {"tls12", no_argument, 0, O_TLS12},
     {"json", no_argument, 0, O_JSON},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
@@ -260,6 +267,8 @@ static int parse_opts(bench_opts *o, int argc, char **argv)
         case O_DRAIN: bad = number(name, optarg, 0, 1e6, false, &v); o->drain = v; break;
         case O_PID: bad = number(name, optarg, 1, 4194304, true, &v); o->server_pid = (int)v; break;
         case O_JSON: o->json = true; break;
+        case O_CA: o->ca = optarg; break;
+        case O_TLS12: o->tls_max12 = true; break;
         case 'q': o->quiet = true; break;
         case 'h': return 1;
         case ':':
@@ -789,6 +798,7 @@ static int run_phases(bench_run *r, result *res, progress *pg)
 static void run_free(bench_run *r)
 {
     bench_workers_free(r);
+    bench_tls_free(&r->o);
     for (unsigned i = 0; r->login_msg && i < r->o.rooms; i++) free(r->login_msg[i]);
     free(r->login_msg);
     pthread_mutex_destroy(&r->lock);
@@ -821,6 +831,8 @@ int bench_main(int argc, char **argv)
     int ok = -1;
     if (raise_nofile(o->clients, o->threads)) {
         /* said why */
+    } else if (o->tls && bench_tls_init(o) < 0) {
+        fprintf(stderr, "tagarela bench: cannot set up TLS\n");
     } else if (build_login_tails(r) || bench_workers_init(r)) {
         fprintf(stderr, "tagarela bench: out of memory\n");
     } else {

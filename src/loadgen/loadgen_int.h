@@ -34,6 +34,7 @@ typedef struct bench_target {
     char path[512];
     int port;
     struct sockaddr_in addr;    /* the resolved server address (IPv4) */
+    bool tls;                   /* wss:// */
 } bench_target;
 
 typedef struct bench_opts {
@@ -49,6 +50,10 @@ typedef struct bench_opts {
     const char *room;           /* NULL: the server's default room */
     bool idle, json, quiet;
     bool deflate;               /* offer permessage-deflate, inflate what comes */
+    bool tls;                   /* wss:// */
+    bool tls_max12;             /* --tls12: no TLS 1.3 */
+    const char *ca;             /* --ca FILE: check the server's certificate; NULL: not checked */
+    struct ssl_ctx_st *tls_ctx;
     int server_pid;             /* 0: none */
     char nonce[BENCH_NONCE_LEN + 1]; /* tags this run's messages */
 } bench_opts;
@@ -128,6 +133,9 @@ typedef struct bench_client {
 
     bench_seen *seen;           /* per sender of the room, by s / rooms */
     uint32_t nseen;
+
+    struct ssl_st *ssl;         /* wss:// (tls.c); NULL: plain */
+    bool tls_done;              /* the TLS handshake is over */
 } bench_client;
 
 /* A sender's counters, written by the worker that owns it. */
@@ -171,6 +179,7 @@ struct bench_worker {
      * serves every client of the loop, a whole message at a time */
     ws_inflater inf;
     ws_inflate_out zout;
+    uint8_t *pbuf;              /* wss://: the plaintext of one record */
 
     /* counters (one writer: this worker) */
     int phase_seen;             /* the last phase it acted on */
@@ -205,6 +214,23 @@ void bench_fail(struct bench_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 uint64_t bench_now_ns(void);
+
+/* TLS for wss:// (tls.c). The client's output buffer holds plaintext until
+ * bench_tls_seal() encrypts it (and whatever the session has to send) in
+ * place, right before a write. */
+#define BENCH_TLS_RECORD 16384
+/* Room for extra more bytes in c's output buffer (worker.c); -1: out of memory. */
+int bench_out_reserve(bench_client *c, size_t extra);
+int bench_tls_init(bench_opts *o);
+void bench_tls_free(bench_opts *o);
+int bench_tls_start(bench_client *c);
+void bench_tls_end(bench_client *c);
+int bench_tls_seal(bench_client *c);
+bool bench_tls_wants_write(const bench_client *c);
+/* Decrypts n bytes read; deliver gets each piece of plaintext, and once
+ * (p == NULL) the moment the session is up. -1: the session failed. */
+int bench_tls_open(bench_client *c, const uint8_t *p, size_t n, uint8_t *plain, size_t cap,
+                   void (*deliver)(bench_client *c, uint8_t *p, size_t n));
 
 /* Workers (bench_worker.c). */
 int bench_workers_init(bench_run *r);

@@ -51,7 +51,7 @@ unsigned bench_room_members(const bench_opts *o, unsigned room)
 
 /* ---- output ------------------------------------------------------------ */
 
-static int out_reserve(bench_client *c, size_t extra)
+int bench_out_reserve(bench_client *c, size_t extra)
 {
     if (c->out_len + extra <= c->out_cap) return 0;
     size_t cap = c->out_cap ? c->out_cap : 512;
@@ -76,7 +76,7 @@ static void mark_dirty(bench_client *c)
 
 static int send_raw(bench_client *c, const void *data, size_t n)
 {
-    if (c->state == CS_DEAD || out_reserve(c, n)) return -1;
+    if (c->state == CS_DEAD || bench_out_reserve(c, n)) return -1;
     memcpy(c->out + c->out_len, data, n);
     c->out_len += (uint32_t)n;
     mark_dirty(c);
@@ -86,7 +86,7 @@ static int send_raw(bench_client *c, const void *data, size_t n)
 /* Appends one frame, masked with a fresh random key as a client must. */
 static int send_frame(bench_client *c, uint8_t op, const void *payload, size_t n)
 {
-    if (c->state == CS_DEAD || out_reserve(c, WS_MAX_HEADER + n)) return -1;
+    if (c->state == CS_DEAD || bench_out_reserve(c, WS_MAX_HEADER + n)) return -1;
     uint64_t r = rng_next(c->w);
     uint8_t mask[4];
     memcpy(mask, &r, 4);
@@ -131,6 +131,10 @@ static void on_write(uv_write_t *req, int status)
  * uv_write from the other buffer while new output goes on piling up. */
 static void flush(bench_client *c)
 {
+    if (c->ssl && !c->writing && c->state != CS_DEAD && bench_tls_seal(c) < 0) {
+        client_gone(c, "TLS: cannot encrypt");
+        return;
+    }
     if (c->writing || !c->out_len || c->state == CS_DEAD) return;
     uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -271,7 +275,14 @@ static void on_connect(uv_connect_t *req, int status)
         client_gone(c, "read: %s", uv_strerror(r));
         return;
     }
-    send_handshake(c);
+    if (!c->w->o->tls) {
+        send_handshake(c);
+    } else if (bench_tls_start(c) < 0) {
+        client_gone(c, "TLS: cannot start a session");
+    } else {
+        c->state = CS_HANDSHAKE;
+        mark_dirty(c);              /* the ClientHello */
+    }
 }
 
 static void bind_source(bench_client *c)
@@ -763,6 +774,24 @@ static void feed(bench_client *c, uint8_t *p, size_t n)
     }
 }
 
+/* What the server said, in the clear. */
+static void plain_input(bench_client *c, uint8_t *p, size_t n)
+{
+    if (c->state == CS_HANDSHAKE) {
+        ssize_t used = handshake_feed(c, p, n);
+        if (used < 0) return;
+        p += used;
+        n -= (size_t)used;
+    }
+    feed(c, p, n);
+}
+
+static void tls_deliver(bench_client *c, uint8_t *p, size_t n)
+{
+    if (p) plain_input(c, p, n);
+    else send_handshake(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     bench_client *c = s->data;
@@ -775,14 +804,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->w->now = bench_now_ns();
     COUNTER_ADD(c->w->bytes_in, (uint64_t)nread);
     uint8_t *p = (uint8_t *)buf->base;
-    size_t n = (size_t)nread;
-    if (c->state == CS_HANDSHAKE) {
-        ssize_t used = handshake_feed(c, p, n);
-        if (used < 0) return;
-        p += used;
-        n -= (size_t)used;
+    if (!c->ssl) {
+        plain_input(c, p, (size_t)nread);
+        return;
     }
-    feed(c, p, n);
+    if (bench_tls_open(c, p, (size_t)nread, c->w->pbuf, BENCH_TLS_RECORD, tls_deliver) < 0) {
+        client_gone(c, "TLS: handshake or record failed");
+        return;
+    }
+    if (c->state != CS_DEAD && bench_tls_wants_write(c)) mark_dirty(c);
 }
 
 /* ---- phases and the loop ------------------------------------------------ */
@@ -883,6 +913,7 @@ static int worker_init(bench_run *r, bench_worker *w, int id)
     w->rbuf_size = RBUF_SIZE;
     w->rbuf = malloc(RBUF_SIZE);
     ws_inflater_init(&w->inf, 15, true);
+    if (o->tls && !(w->pbuf = malloc(BENCH_TLS_RECORD))) return -1;
     unsigned share = (o->clients + o->threads - 1 - (unsigned)id) / o->threads;
     w->clients = calloc(share ? share : 1, sizeof *w->clients);
     w->senders = calloc(share ? share : 1, sizeof *w->senders);
@@ -951,6 +982,7 @@ void bench_workers_free(bench_run *r)
             free(c->wbuf);
             free(c->hs);
             free(c->zbuf);
+            bench_tls_end(c);
         }
     }
     if (r->w) {
@@ -960,6 +992,7 @@ void bench_workers_free(bench_run *r)
             free(w->rbuf);
             ws_inflater_free(&w->inf);
             free(w->zout.p);
+            free(w->pbuf);
             free(w->clients);
             free(w->senders);
         }

@@ -13,6 +13,7 @@
 #include "conn_addr.h"
 #include "counters.h"
 #include "sys.h"
+#include "tls_conn.h"
 #include "web.h"
 #include "worker.h"
 
@@ -45,6 +46,21 @@ static void http_resume(conn *c);
 
 /* ---- reading, paused and resumed ---------------------------------------- */
 
+/* --message-timeout is for clients that send slowly: while we do not read
+ * (the hub is behind, the turn's share is used) the clock of an unfinished
+ * message stops, so an honest sender is never closed for our slowness. A
+ * client that leaves its pongs unread is the one stalling: its clock runs. */
+static void hold_message_clock(conn *c, bool reading, bool its_fault)
+{
+    uint64_t now = uv_now(c->w->loop);
+    if (!reading) {
+        c->unread_since = c->partial_since && !its_fault ? now : 0;
+    } else if (c->unread_since) {
+        if (c->partial_since) c->partial_since += now - c->unread_since;
+        c->unread_since = 0;
+    }
+}
+
 /* Reading stops while the connection has read its share of the turn,
  * while an HTTP answer of its is unsent, while too much of its input is on
  * the way to the hub, while our pong to it waits for a
@@ -57,6 +73,7 @@ void conn_update_reading(conn *c)
                 !__atomic_load_n(&c->hub_full, __ATOMIC_SEQ_CST);
     if (want == c->reading) return;
     c->reading = want;
+    hold_message_clock(c, want, pong_stuck);
     if (!want) {
         uv_read_stop((uv_stream_t *)&c->tcp);
     } else if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -73,7 +90,14 @@ static void count_read(conn *c, size_t n)
         c->turn_read = 0;
     }
     c->turn_read += (uint32_t)n;
-    if (c->turn_read < READ_TURN_SHARE || c->turn_full || c->closed) return;
+    if (c->turn_read < READ_TURN_SHARE) return;
+    conn_pause_turn(c);
+}
+
+void conn_pause_turn(conn *c)
+{
+    worker *w = c->w;
+    if (c->turn_full || c->closed) return;
     c->turn_full = true;
     c->turn_full_next = w->turn_full;
     w->turn_full = c;
@@ -124,6 +148,11 @@ static void queue_consume(conn *c, size_t n)
     c->last_progress = uv_now(c->w->loop);
     COUNTER_ADD(c->w->stats.bytes_out, (uint64_t)n);
     COUNTER_ADD(c->w->stats.frames_out, outq_consume(&c->q, n, &c->w->stats.delivery));
+}
+
+void conn_consumed(conn *c, size_t n)
+{
+    queue_consume(c, n);
 }
 
 /* Queues f, taking the caller's reference; false when it was not queued
@@ -192,6 +221,11 @@ static void after_write(uv_write_t *req, int status)
 {
     conn *c = req->data;
     free(req);
+    conn_write_done(c, status);
+}
+
+void conn_write_done(conn *c, int status)
+{
     if (status == UV_ECANCELED) return;     /* closing: the queue goes with it */
     c->writing = false;
     if (status < 0) {           /* nothing counted as sent; the queue goes at close */
@@ -230,7 +264,9 @@ static void start_write(conn *c)
 static void conn_flush(conn *c)
 {
     if (c->closed || c->writing) return;
-    while (c->q.len) {
+    if (c->tls) {
+        if (!tls_conn_flush(c)) return;
+    } else while (c->q.len) {
         uv_buf_t iov[MAX_IOV];
         size_t bytes;
         uint32_t n = outq_fill_iov(&c->q, iov, MAX_IOV, &bytes);
@@ -358,6 +394,8 @@ static void on_close(uv_handle_t *h)
     c->stash = NULL;
     free(c->proxy);
     c->proxy = NULL;
+    tls_conn_free(c->tls);
+    c->tls = NULL;
     c->handle_closed = true;
     if (!c->held) {
         worker_forget(c->w, c);
@@ -479,9 +517,9 @@ static void send_bytes(conn *c, const sbuf *out)
     ws_frame_unref(f);
 }
 
-static void refuse(conn *c, sbuf *out)
+/* What is queued is the last thing it gets. */
+static void close_after_output(conn *c)
 {
-    send_bytes(c, out);
     c->state = CONN_CLOSING;
     c->deadline = uv_now(c->w->loop) + CLOSE_GRACE_MS;
     c->close_after_flush = true;
@@ -527,6 +565,12 @@ static void start_deflate(conn *c, const ws_pmd *pmd)
         __atomic_fetch_add(c->w->deflate_bytes, c->deflate_held, __ATOMIC_RELAXED);
     }
     COUNTER_ADD(c->w->stats.deflate_handshakes, 1);
+}
+
+static void refuse(conn *c, sbuf *out)
+{
+    send_bytes(c, out);
+    close_after_output(c);
 }
 
 /* The request is an upgrade: become a WebSocket or refuse. */
@@ -645,30 +689,42 @@ static void http_wait(conn *c, const uint8_t *data, size_t n)
 {
     c->http_waiting = true;
     if (n) {
-        c->stash = malloc(n);
-        if (!c->stash) {
+        /* Appended: out of TLS one read can bring several records. The
+         * reading stops here, so that is one read's worth at most. */
+        uint8_t *p = realloc(c->stash, c->stash_len + n);
+        if (!p) {
             conn_abort(c);
             return;
         }
-        memcpy(c->stash, data, n);
-        c->stash_len = (uint32_t)n;
+        memcpy(p + c->stash_len, data, n);
+        c->stash = p;
+        c->stash_len += (uint32_t)n;
     }
     conn_update_reading(c);
 }
 
-static void http_input(conn *c, uint8_t *data, size_t n)
+/* The start of a trusted proxy's connection: its PROXY header is taken
+ * off, and what it held back goes to next (HTTP, or the TLS handshake).
+ * False when the rest must wait (or the connection ended). */
+static bool strip_proxy(conn *c, uint8_t **data, size_t *n, void (*next)(conn *, uint8_t *, size_t))
 {
     uint8_t held[PROXY_SIG_MAX];
     size_t held_n = 0;
-    switch (conn_proxy_input(c, &data, &n, held, &held_n)) {
+    switch (conn_proxy_input(c, data, n, held, &held_n)) {
     case CONN_PROXY_STOP:
-        return;
+        return false;
     case CONN_PROXY_REPLAY:
-        http_input(c, held, held_n);
-        break;
+        next(c, held, held_n);
+        return !c->closed;
     case CONN_PROXY_GO_ON:
         break;
     }
+    return true;
+}
+
+static void http_input(conn *c, uint8_t *data, size_t n)
+{
+    if (!strip_proxy(c, &data, &n, http_input)) return;
     while (n && c->state == CONN_HTTP && !c->closed) {
         if (!c->req) {
             c->req = malloc(sizeof *c->req);
@@ -714,6 +770,46 @@ static void http_resume(conn *c)
     conn_update_reading(c);
 }
 
+/* Plaintext, from the socket or out of TLS. Returns false once the
+ * connection wants no more of it. */
+static bool conn_input(conn *c, uint8_t *data, size_t n)
+{
+    if (c->http_waiting) {
+        http_wait(c, data, n);      /* TLS: the next record of the same read */
+    } else if (c->state == CONN_HTTP) {
+        http_input(c, data, n);
+    } else if (c->state == CONN_WS) {
+        ws_input(c, data, n);
+    }
+    return !c->closed && c->state != CONN_CLOSING;
+}
+
+/* ---- TLS: the transport under the plaintext (tls_conn.c) ------------------ */
+
+static void tls_feed(conn *c, uint8_t *data, size_t n)
+{
+    switch (tls_conn_input(c, data, n, conn_input)) {
+    case TLS_IN_OK:
+        tls_conn_pace(c->w);
+        break;
+    case TLS_IN_REFUSED:
+        close_after_output(c);
+        break;
+    case TLS_IN_FAILED:
+        if (c->closed) return;
+        tls_conn_flush(c);              /* the alert, if the kernel takes it now */
+        conn_abort(c);
+        return;
+    }
+    if (!c->closed && tls_conn_wants_write(c->tls)) mark_dirty(c);
+}
+
+/* A trusted proxy's PROXY header comes before the TLS handshake. */
+static void tls_input(conn *c, uint8_t *data, size_t n)
+{
+    if (strip_proxy(c, &data, &n, tls_feed) && n) tls_feed(c, data, n);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = (conn *)st;
@@ -726,21 +822,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     uint8_t *data = (uint8_t *)buf->base;
-    switch (c->state) {
-    case CONN_HTTP:
-        http_input(c, data, (size_t)nread);
-        break;
-    case CONN_WS:
-        ws_input(c, data, (size_t)nread);
-        break;
-    default:
+    if (c->state == CONN_CLOSING) {
         /* Closing: read only to see the peer's end, and not for long (a
          * flooder closed for flooding would keep us busy to the deadline). */
         if (c->turn_read + (size_t)nread > WS_CLOSING_READ) {
             c->deaf = true;
             conn_update_reading(c);
         }
-        break;
+    } else if (c->tls) {
+        tls_input(c, data, (size_t)nread);
+    } else {
+        conn_input(c, data, (size_t)nread);
     }
     count_read(c, (size_t)nread);
 }
@@ -751,6 +843,10 @@ void conn_start(worker *w, conn *c)
     c->state = CONN_HTTP;
     c->last_active = c->last_ping = uv_now(w->loop);
     c->deadline = c->last_active + w->cfg->handshake_timeout_ms;
+    if (w->cfg->tls && !(c->tls = tls_conn_new(w->cfg->tls))) {
+        conn_abort(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     conn_update_reading(c);
 }
@@ -797,7 +893,8 @@ static void send_ping(conn *c, uint64_t now)
 void conn_sweep(conn *c, uint64_t now)
 {
     const server_config *cfg = c->w->cfg;
-    if (c->q.len && now - c->last_progress >= cfg->write_timeout_ms) {
+    /* (c->writing: with TLS the bytes under way are no longer in the queue) */
+    if ((c->q.len || c->writing) && now - c->last_progress >= cfg->write_timeout_ms) {
         /* Nothing it was sent has moved for that long: not even a close
          * frame would reach it. */
         COUNTER_ADD(c->w->stats.slow_closed, 1);
@@ -815,7 +912,8 @@ void conn_sweep(conn *c, uint64_t now)
         if (now >= c->deadline) conn_abort(c);
         break;
     case CONN_WS:
-        if (c->partial_since && now - c->partial_since >= cfg->message_timeout_ms)
+        if (c->partial_since && !c->unread_since &&
+            now - c->partial_since >= cfg->message_timeout_ms)
             conn_close_ws(c, WS_CLOSE_POLICY, "message not finished in time");
         else if (now - c->last_active >= cfg->idle_timeout_ms)
             conn_close_ws(c, WS_CLOSE_POLICY, "idle timeout");

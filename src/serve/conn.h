@@ -30,6 +30,7 @@ enum conn_port { PORT_WS, PORT_HTTP };
 
 typedef struct worker worker;
 typedef struct ip_count ip_count;
+struct tls_conn;
 
 /* A PROXY protocol header that arrived in pieces (trusted peers only). */
 typedef struct proxy_wait {
@@ -53,6 +54,8 @@ typedef struct conn {
     uint64_t deadline;              /* when CONN_CLOSING gives up waiting */
     uint64_t last_progress;         /* loop ms: the output last moved, or began to wait */
     uint64_t partial_since;         /* loop ms a message began; 0: none unfinished */
+    uint64_t unread_since;          /* loop ms we stopped reading it mid-message: the
+                                     * message's clock stands still; 0: running */
     uint64_t pong_end;              /* q.done once our last pong is written */
     uint8_t *next_ping;             /* a ping to answer after it: length, payload */
     uint8_t *stash;                 /* pipelined HTTP bytes behind an unsent answer */
@@ -72,6 +75,7 @@ typedef struct conn {
     bool proxy_peer;                /* the peer is a --trusted-proxy */
     bool proxy_checked;             /* the start was looked at for a PROXY header */
     proxy_wait *proxy;              /* a PROXY header being read */
+    struct tls_conn *tls;           /* TLS session (tls_conn.c); NULL: plain TCP */
     uint8_t state;
     uint8_t port;
     bool dirty;
@@ -115,6 +119,12 @@ void conn_turn_end(worker *w);
 void conn_http_answered(conn *c, ws_frame *answer);
 /* Starts or stops reading as its state now wants (after hub_full changed). */
 void conn_update_reading(conn *c);
+/* For the transport (tls_conn.c): n bytes of the queue were taken (sent,
+ * or encrypted); a uv_write of the connection's ended with status. */
+void conn_consumed(conn *c, size_t n);
+void conn_write_done(conn *c, int status);
+/* Reads no more of c in this loop turn (resumed at its end). */
+void conn_pause_turn(conn *c);
 /* Liveness and deadlines, from the worker's sweep. */
 void conn_sweep(conn *c, uint64_t now);
 

@@ -113,7 +113,7 @@ void conn_refuse_busy(conn *c)
     sbuf out;
     sbuf_init(&out);
     http_error_response(&out, 503, NULL, "Too many connections from your address\n");
-    if (!out.oom) {
+    if (!out.oom && !c->w->cfg->tls) {  /* to a TLS client it would be garbage */
         uv_buf_t b = uv_buf_init(out.p, (unsigned)out.len);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }

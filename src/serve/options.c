@@ -113,6 +113,13 @@ void config_usage(FILE *out)
         "  --deflate-memory BYTES     memory for clients' compression contexts (context takeover),\n"
         "                             all together; past it new clients are asked to keep none\n"
         "                             (default 268435456)\n"
+        "  --tls-cert FILE            certificate chain (PEM, the server's first, as certbot's\n"
+        "                             fullchain.pem): both listeners speak TLS (https, wss); SIGHUP\n"
+        "                             reloads it (see docs/tls.md)\n"
+        "  --tls-key FILE             the certificate's private key (PEM, not encrypted)\n"
+        "  --tls-keylog FILE          append every TLS session's secrets to FILE (NSS key log, for\n"
+        "                             tagarela capture --keylog); off by default: whoever reads it\n"
+        "                             can decrypt the traffic\n"
         "  --config FILE              read these options from FILE first, one 'key value' a line\n"
         "                             (see tagarela.conf(5)); the command line overrides it\n"
         "  --no-config                read no config file, not even " CONFIG_DEFAULT_PATH "\n"
@@ -175,7 +182,7 @@ enum {
     OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_FORMAT, OPT_LOG_LEVEL, OPT_ADMIN_TOKEN, OPT_NO_CONFIG,
     OPT_REDIS,
     OPT_DEFLATE, OPT_NO_DEFLATE,
-    OPT_DEFLATE_MEMORY,
+    OPT_DEFLATE_MEMORY, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_KEYLOG,
 };
 
 static const struct option long_opts[] = {
@@ -214,6 +221,9 @@ static const struct option long_opts[] = {
     {"deflate", required_argument, 0, OPT_DEFLATE},
     {"no-deflate", no_argument, 0, OPT_NO_DEFLATE},
     {"deflate-memory", required_argument, 0, OPT_DEFLATE_MEMORY},
+    {"tls-cert", required_argument, 0, OPT_TLS_CERT},
+    {"tls-key", required_argument, 0, OPT_TLS_KEY},
+    {"tls-keylog", required_argument, 0, OPT_TLS_KEYLOG},
     {"config", required_argument, 0, OPT_CONFIG},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"no-config", no_argument, 0, OPT_NO_CONFIG},
@@ -499,6 +509,11 @@ static int apply_option(server_config *cfg, parse_state *st, int opt, const char
     case OPT_WS_URL:
         cfg->ws_url = arg;
         return 0;
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+    case OPT_TLS_KEYLOG:
+        *(opt == OPT_TLS_CERT ? &cfg->tls_cert : opt == OPT_TLS_KEY ? &cfg->tls_key : &cfg->tls_keylog) = arg;
+        return 0;
     case OPT_TRUSTED_PROXY:
         if (st->from_cmdline && !st->cmd_trusted) cfg->n_trusted = 0;
         st->cmd_trusted = st->from_cmdline;
@@ -703,6 +718,12 @@ int config_parse(server_config *cfg, int argc, char **argv)
         return -1;
     }
     if (config_validate(cfg) < 0) return -1;
+    if (!cfg->tls_cert != !cfg->tls_key || (cfg->tls_keylog && !cfg->tls_cert)) {
+        fprintf(stderr, "tagarela: %s\n", cfg->tls_cert || cfg->tls_key
+                ? "--tls-cert and --tls-key go together: give both, or neither"
+                : "--tls-keylog needs --tls-cert and --tls-key");
+        return -1;
+    }
     if (st.check_only) {
         printf("tagarela: the configuration%s%s is valid\n",
                cfg->config_path ? " in " : "", cfg->config_path ? cfg->config_path : "");

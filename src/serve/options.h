@@ -64,6 +64,9 @@ typedef struct server_config {
     int log_level;                  /* enum log_level */
     cluster_url redis[CLUSTER_MAX_SHARDS];  /* --redis: cluster mode (n_redis 0: none) */
     int n_redis;
+    const char *tls_cert, *tls_key; /* PEM files; both set: every listener speaks TLS */
+    const char *tls_keylog;         /* NSS key log file; NULL: none */
+    struct tls_server *tls;         /* loaded from them at start (serve.c); NULL: plain */
     const char *config_path;        /* --config, or the default file found; NULL: none */
     char *file_text;                /* the config file's text, values point into it */
     int argc;                       /* the command line, kept to parse again on reload */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "options.h"
 #include "sys.h"
+#include "tls_conn.h"
 
 /* A reload's options, kept until no loop reads them. */
 typedef struct config_gen {
@@ -192,6 +193,9 @@ static void report_changes(const server_config *parsed, const server_config *old
     if (origins_differ(parsed, old)) reload_changed("origin", true);
     if (str_differs(parsed->data_dir, old->data_dir)) reload_changed("data", false);
     if (str_differs(parsed->ws_url, old->ws_url)) reload_changed("ws-url", false);
+    if (str_differs(parsed->tls_cert, old->tls_cert)) reload_changed("tls-cert", false);
+    if (str_differs(parsed->tls_key, old->tls_key)) reload_changed("tls-key", false);
+    if (str_differs(parsed->tls_keylog, old->tls_keylog)) reload_changed("tls-keylog", false);
     if (parsed->n_trusted != old->n_trusted ||
         memcmp(parsed->trusted, old->trusted, sizeof parsed->trusted[0] * (size_t)parsed->n_trusted) != 0)
         reload_changed("trusted-proxy", false);
@@ -282,6 +286,8 @@ static void on_reload(uv_signal_t *sig, int signum)
     serve_proc *p = sig->data;
     if (p->hub.stopping) return;
     sd_notify("RELOADING=1");
+    /* certbot renewals: the same files, read again (tls_conn.c) */
+    if (p->cfg->tls) tls_server_reload(p->cfg->tls);
     free_unread_generations(p);
     server_config *parsed = malloc(sizeof *parsed);
     if (!parsed) {
@@ -401,7 +407,11 @@ int serve_main(int argc, char **argv)
     int rc = config_parse(&cfg, argc, argv);
     if (rc == 0) {
         log_setup(cfg.log_format, cfg.log_level);
-        rc = serve_run(&cfg);
+        /* A certificate that cannot serve stops the start, before any port
+         * is taken. */
+        if (cfg.tls_cert && !(cfg.tls = tls_server_new(cfg.tls_cert, cfg.tls_key, cfg.tls_keylog))) rc = 1;
+        if (rc == 0) rc = serve_run(&cfg);
+        tls_server_free(cfg.tls);
     } else {
         rc = rc > 0 ? 0 : 2;
     }

@@ -29,7 +29,7 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** This file's server, browser and pages. */
-export const ctx = { server: null, browser: null, dataDir: null, everyone: [] };
+export const ctx = { server: null, browser: null, dataDir: null, everyone: [], https: false };
 
 /* ---------- the server ---------- */
 
@@ -116,12 +116,16 @@ export async function restartServer(signal = 'SIGTERM', { whileDown, extra = [] 
   assert.equal(ctx.server.httpPort, httpPort, 'the new server uses the same http port');
 }
 
-/** before(): a data directory, the server, the browser. */
-export async function setUp({ extra = [] } = {}) {
+/** before(): a data directory, the server, the browser. With https, the
+ *  server speaks TLS (extra names its certificate) and the browser takes
+ *  any certificate. */
+export async function setUp({ extra = [], https = false } = {}) {
   assert.ok(fs.existsSync(BIN), `server binary not found at ${BIN} (build it, or set TAGARELA_BIN)`);
+  ctx.https = https;
   ctx.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tagarela-browser-'));
   ctx.server = await startServer({ dataDir: ctx.dataDir, extra });
-  ctx.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const args = https ? [...CHROMIUM_ARGS, '--ignore-certificate-errors'] : CHROMIUM_ARGS;
+  ctx.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
 
 /** after(): everything setUp() made, gone. */
@@ -132,7 +136,7 @@ export async function tearDown() {
 }
 
 export function baseUrl() {
-  return `http://127.0.0.1:${ctx.server.httpPort}`;
+  return `${ctx.https ? 'https' : 'http'}://127.0.0.1:${ctx.server.httpPort}`;
 }
 
 /* ---------- pages ---------- */
@@ -147,7 +151,7 @@ export async function openPage(viewport = DESKTOP, { init } = {}) {
   const context = await ctx.browser.newContext({ viewport });
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
-  const entry = { context, page, dialogs: [], errors: [], console: [], received: [], sent: [] };
+  const entry = { context, page, dialogs: [], errors: [], console: [], received: [], sent: [], sockets: [] };
   page.on('dialog', (d) => { entry.dialogs.push(`${d.type()}: ${d.message()}`); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => entry.errors.push(String(e)));
   page.on('console', (m) => {
@@ -158,6 +162,7 @@ export async function openPage(viewport = DESKTOP, { init } = {}) {
   // What went over the page's WebSockets, to check the page against the wire.
   const parse = (f) => { try { return JSON.parse(f.payload); } catch (_) { return null; } };
   page.on('websocket', (ws) => {
+    entry.sockets.push(ws.url());
     ws.on('framereceived', (f) => { const m = parse(f); if (m) entry.received.push(m); });
     ws.on('framesent', (f) => { const m = parse(f); if (m) entry.sent.push(m); });
   });

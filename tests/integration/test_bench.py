@@ -213,7 +213,7 @@ def test_unreachable_server():
 
 @pytest.mark.parametrize("args", [
     ["-n", "abc"], ["--bogus"], ["-n", "5", "-s", "6"], ["-w", "0"], ["-d", "-1"],
-    ["http://127.0.0.1:1/"], ["wss://127.0.0.1:1/"], ["ws://127.0.0.1:99999/"],
+    ["http://127.0.0.1:1/"], ["wss://127.0.0.1:99999/"], ["ws://127.0.0.1:99999/"],
     ["ws://a/", "ws://b/"], ["--rooms", "5", "-n", "2"], ["-n"], ["--src-addrs", "300"],
 ])
 def test_bad_options(args):

@@ -105,6 +105,24 @@ static void test_redis_shards(void **state)
     unlink(path);
 }
 
+/* TLS is off by default; its certificate and key go together, and a key
+ * log needs them. (Loading the files is serve's: tests/integration/test_tls.py.) */
+static void test_tls_options(void **state)
+{
+    server_config cfg;
+    assert_int_equal(parse(&cfg, NULL), 0);
+    assert_null(cfg.tls_cert);
+    assert_null(cfg.tls_keylog);
+    assert_null(cfg.tls);
+    assert_int_equal(parse(&cfg, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-keylog", "l", NULL), 0);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_string_equal(cfg.tls_keylog, "l");
+    assert_int_equal(parse(&cfg, "--tls-cert", "c.pem", NULL), -1);
+    assert_int_equal(parse(&cfg, "--tls-key", "k.pem", NULL), -1);
+    assert_int_equal(parse(&cfg, "--tls-keylog", "l", NULL), -1);
+}
+
 static void test_nonsense_numbers_refused(void **state)
 {
     server_config cfg;
@@ -222,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_max_say_frame_bounds_the_worst_say),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_redis_shards),
+        cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_nonsense_numbers_refused),
         cmocka_unit_test(test_combinations_refused),
         cmocka_unit_test(test_frame_length_cannot_wrap),
