@@ -180,6 +180,8 @@ typedef struct cap_ctx {
 int cap_ctx_init(cap_ctx *c);
 void cap_ctx_free(cap_ctx *c);
 void cap_packet(cap_ctx *c, const cap_pkt *p);
+/* The same, its flow's hash (cap_pkt_flow_hash) already known. */
+void cap_packet_hash(cap_ctx *c, const cap_pkt *p, uint64_t hash);
 /* Output from here on belongs to the packet being processed (key 0) or to
  * the flow evicted or flushed after it (its key): a no-op on one thread. */
 void cap_mark(cap_ctx *c, uint32_t pkt, uint64_t key);
@@ -188,6 +190,7 @@ uint64_t cap_pkt_flow_hash(const cap_pkt *p);
 /* Starts loading from memory what cap_packet() will need for a packet a
  * little ahead: its hash bucket (flow false), then its flow (flow true). */
 void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow);
+void cap_prefetch_hash(cap_ctx *c, uint64_t hash, bool flow);
 void cap_sweep(cap_ctx *c, cap_flow *keep);
 void cap_finish(cap_ctx *c);
 void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir);

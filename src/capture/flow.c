@@ -400,11 +400,10 @@ void cap_sweep(cap_ctx *c, cap_flow *keep)
 
 /* ---- packets ---- */
 
-static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, int *side)
+static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, uint64_t h, int *side)
 {
     cap_key k;
     make_key(p, &k, side);
-    uint64_t h = key_hash(&k);
     cap_flow **slot;
     cap_flow *f = lookup(c, &k, h, &slot);
     bool new_syn = (p->flags & (CAP_TH_SYN | CAP_TH_ACK)) == CAP_TH_SYN;
@@ -441,10 +440,12 @@ uint64_t cap_pkt_flow_hash(const cap_pkt *p)
 
 void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow)
 {
-    cap_key k;
-    int side;
-    make_key(p, &k, &side);
-    cap_flow **b = &c->buckets[key_hash(&k) & (c->nbuckets - 1)];
+    cap_prefetch_hash(c, cap_pkt_flow_hash(p), flow);
+}
+
+void cap_prefetch_hash(cap_ctx *c, uint64_t hash, bool flow)
+{
+    cap_flow **b = &c->buckets[hash & (c->nbuckets - 1)];
     if (!flow) {
         __builtin_prefetch(b);
         return;
@@ -586,8 +587,13 @@ static bool close_ready(const cap_flow *f)
 
 void cap_packet(cap_ctx *c, const cap_pkt *p)
 {
+    cap_packet_hash(c, p, cap_pkt_flow_hash(p));
+}
+
+void cap_packet_hash(cap_ctx *c, const cap_pkt *p, uint64_t hash)
+{
     int side;
-    cap_flow *f = find_flow(c, p, &side);
+    cap_flow *f = find_flow(c, p, hash, &side);
     if (!f) return;
     f->last = c->now;
     if (f->closed) {

@@ -200,7 +200,7 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
         size_t free_bytes = w->cap - w->len;
         size_t room = free_bytes > 16 ? (free_bytes - 8) / 6 : 0;
         if (room < 8) {
-            cap_wbuf_slow(w, 16 + 6 * (n < 65536 ? n : 65536));
+            cap_wbuf_slow(w, 64 + 6 * (n < 65536 ? n : 65536));   /* room >= 8 */
             continue;
         }
         size_t chunk = n < room ? n : room;

@@ -19,6 +19,7 @@ typedef struct bpkt {
     int64_t sec;
     uint32_t usec;
     uint16_t worker;                /* the thread its flow belongs to */
+    uint64_t hash;                  /* its flow's */
 } bpkt;
 
 typedef struct batch {
@@ -34,6 +35,7 @@ typedef struct batch {
 typedef struct worker {
     cap_run *run;
     int id;
+    uint32_t *own;                  /* a batch's packets of this thread */
     cap_ctx c;
     pthread_t tid;
     bool started;
@@ -55,10 +57,28 @@ struct cap_run {
 
 /* ---- a decoder thread ---- */
 
+/* The memory of a packet's flow is fetched while the packets before it are
+ * decoded (as capture.c does with one thread): its hash bucket
+ * PREFETCH_BUCKET of this thread's packets ahead, the flow PREFETCH_FLOW
+ * ahead. */
+#define PREFETCH_FLOW 1
+#define PREFETCH_BUCKET 4
+
+static void prefetch(worker *wk, const batch *b, uint32_t k, uint32_t nown)
+{
+    if (k + PREFETCH_FLOW < nown)
+        cap_prefetch_hash(&wk->c, b->pkts[wk->own[k + PREFETCH_FLOW]].hash, true);
+    if (k + PREFETCH_BUCKET < nown)
+        cap_prefetch_hash(&wk->c, b->pkts[wk->own[k + PREFETCH_BUCKET]].hash, false);
+}
+
 static void decode_batch(worker *wk, batch *b)
 {
     cap_ctx *c = &wk->c;
     cap_part *part = &b->parts[wk->id];
+    uint32_t nown = 0, k = 0;
+    for (uint32_t i = 0; i < b->n; i++)
+        if (b->pkts[i].worker == wk->id) wk->own[nown++] = i;
     c->part = part;
     c->out.w = part->out;
     for (uint32_t i = 0; i < b->n; i++) {
@@ -69,8 +89,12 @@ static void decode_batch(worker *wk, batch *b)
         c->now_usec = bp->usec;
         c->now = (double)bp->sec + bp->usec / 1e6;
         cap_mark(c, i, 0);
-        if (bp->worker == wk->id) cap_packet(c, &bp->p);
-        else cap_sweep(c, NULL);   /* its idle flows go at the same packet */
+        if (bp->worker == wk->id) {
+            prefetch(wk, b, k++, nown);
+            cap_packet_hash(c, &bp->p, bp->hash);
+        } else {
+            cap_sweep(c, NULL);     /* its idle flows go at the same packet */
+        }
     }
     part->out = c->out.w;
     c->part = NULL;
@@ -147,7 +171,8 @@ void cap_run_packet(cap_run *r, const cap_pkt *p, int64_t sec, uint32_t usec)
     b->used += p->payload_len;
     bp->sec = sec;
     bp->usec = usec;
-    bp->worker = (uint16_t)((cap_pkt_flow_hash(p) >> 32) % (uint64_t)r->n);
+    bp->hash = cap_pkt_flow_hash(p);
+    bp->worker = (uint16_t)((bp->hash >> 32) % (uint64_t)r->n);
     r->npkts++;
 }
 
@@ -193,6 +218,7 @@ static int worker_init(worker *wk, cap_run *r, int id)
     c->out.live = m->out.live;
     c->out.w.fd = -1;
     c->keylog = m->keylog;
+    if (!(wk->own = malloc(BATCH_PKTS * sizeof *wk->own))) return -1;
     return cap_ctx_init(c);
 }
 
@@ -200,7 +226,10 @@ static void free_run(cap_run *r)
 {
     for (int i = 0; i < RING; i++) batch_free(&r->ring[i], r->n);
     if (r->w)
-        for (int i = 0; i < r->n; i++) cap_ctx_free(&r->w[i].c);
+        for (int i = 0; i < r->n; i++) {
+            cap_ctx_free(&r->w[i].c);
+            free(r->w[i].own);
+        }
     free(r->w);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->ready);
