@@ -21,6 +21,7 @@
 
 #define DEFAULT_PORT 7272
 #define DEFAULT_SNAPLEN 262144
+#define DEFAULT_THREADS_MAX 4
 #define OUT_BUF (256 * 1024)
 #define FILE_BUF (1024 * 1024)
 
@@ -61,7 +62,7 @@ static const char usage[] =
     "  --max-message=SIZE  largest message shown whole (default 16M)\n"
     "  --idle=SECONDS  evict flows idle that long in capture time (default 300)\n"
     "  --threads=N     decoder threads for -r with --json (default: the usable\n"
-    "                  cores); the output is the same, in capture order\n"
+    "                  cores, at most 4); the output is the same, in capture order\n"
     "  -q              no 'listening on' line\n";
 
 static int usage_error(const char *fmt, const char *arg)
@@ -198,7 +199,9 @@ static void set_defaults(cap_opts *o)
     o->max_message = 16u << 20;
     o->max_flows = 65536;
     o->idle = 300;
-    o->threads = cap_cores();
+    /* Past a few threads the main thread's reading is the limit, and
+     * each thread's share of --max-mem shrinks. */
+    o->threads = cap_cores() < DEFAULT_THREADS_MAX ? cap_cores() : DEFAULT_THREADS_MAX;
 }
 
 /* ---- opening ---- */
