@@ -10,8 +10,8 @@
 #include <string.h>
 
 #define RING 8                      /* batches in flight: the back-pressure */
-#define BATCH_PKTS 512
-#define BATCH_BYTES (512u << 10)    /* payload bytes a batch takes before it closes */
+#define BATCH_PKTS 2048
+#define BATCH_BYTES (1024u << 10)   /* payload bytes a batch takes before it closes */
 #define MAX_PAYLOAD (256u << 10)    /* the largest snaplen: one packet always fits */
 
 typedef struct bpkt {

@@ -170,8 +170,10 @@ static void make_traffic(gen *g)
         for (int f = 0; f < FLOWS; f++) {
             int64_t t = 2 + round;
             if (f % 2 == 0 && t > 50) continue;
-            add(g, f, 1, CAP_TH_ACK, frame, sizeof frame - 1, t);
-            add(g, f, 0, CAP_TH_ACK, masked, sizeof masked - 1, t);
+            for (int k = 0; k < 4; k++) {
+                add(g, f, 1, CAP_TH_ACK, frame, sizeof frame - 1, t);
+                add(g, f, 0, CAP_TH_ACK, masked, sizeof masked - 1, t);
+            }
         }
     for (int f = 1; f < FLOWS; f += 4) {
         add(g, f, 0, CAP_TH_FIN | CAP_TH_ACK, NULL, 0, 102);
@@ -250,7 +252,7 @@ static void test_threads_print_the_same(void **state)
     (void)state;
     gen g;
     make_traffic(&g);
-    assert_true(g.n > 8 * 512 * 2);        /* more than twice the ring's packets */
+    assert_true(g.n > 8 * 2048 * 2);       /* more than twice the ring's packets */
     size_t n1, n;
     cap_stats s1, s;
     char *one = decode(&g, 0, &n1, &s1);
