@@ -12,8 +12,12 @@ no connection is compressed (this project's server declines deflate), unless
 30, 100, 200 and 300 MB of the compressed file: what memory does as the
 file grows.
 
-Timed, each run alone, the fastest of --runs kept (the machine is shared):
-  tagarela capture -r F --json > /dev/null
+Timed, each run alone, the fastest of --runs kept (the machine is shared);
+the commands of a file take turns (A, B, C, A, B, C...) so that a busy
+moment of the machine falls on all of them alike, all at the niceness the
+script runs at:
+  tagarela capture -r F --json > /dev/null          (--threads: the cores)
+  tagarela capture -r F --json --threads 1 > /dev/null
   tcpdump -r F -w /dev/null
   tshark -r F -d tcp.port==7272,http -Y websocket -T fields ... > /dev/null
     (on the 30 MB file only, its time extrapolated to 300 MB, unless
@@ -21,7 +25,8 @@ Timed, each run alone, the fastest of --runs kept (the machine is shared):
 with /usr/bin/time -v for the elapsed time, CPU time and peak RSS.
 Writes bench/results/capture.json and bench/results/capture.md.
 
-Environment: TAGARELA_BIN (default build/tagarela).
+Environment: TAGARELA_BIN (default build/tagarela); TAGARELA_BEFORE_BIN, if
+set, another build (the one before a change) timed in the same turns.
 """
 import argparse
 import json
@@ -38,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 OUT = ROOT / "bench" / "results"
 BIN = os.environ.get("TAGARELA_BIN", str(ROOT / "build" / "tagarela"))
+BEFORE = os.environ.get("TAGARELA_BEFORE_BIN")
 PY = "/usr/bin/python3"
 
 
@@ -83,9 +89,13 @@ def timed(argv, stdout=subprocess.DEVNULL):
     return elapsed, cpu, int(field("Maximum resident set size (kbytes)")), err
 
 
-def best(argv, runs):
-    results = [timed(argv) for _ in range(runs)]
-    return min(results, key=lambda r: r[0])
+def best(argvs, runs):
+    """The fastest run of each command, the commands taking turns."""
+    results = [[] for _ in argvs]
+    for _ in range(runs):
+        for i, argv in enumerate(argvs):
+            results[i].append(timed(argv))
+    return [min(r, key=lambda x: x[0]) for r in results]
 
 
 def file_counts(path):
@@ -134,13 +144,22 @@ def main():
         generate(plain, a.size, 0)
         files.append(plain)
     rows, counts = [], {}
+    load_start = os.getloadavg()
+    cores = len(os.sched_getaffinity(0))
     for f in files:
         counts[f.name] = c = file_counts(f)
         print(f"{f.name}: {c}", file=sys.stderr)
-        el, cpu, rss, _ = best([BIN, "capture", "-r", str(f), "--json"], a.runs)
-        rows.append(row("tagarela capture --json", f, c, el, cpu, rss))
-        el, cpu, rss, _ = best(["tcpdump", "-r", str(f), "-w", "/dev/null"], a.runs)
-        rows.append(row("tcpdump -w /dev/null", f, c, el, cpu, rss))
+        argvs = [[BIN, "capture", "-r", str(f), "--json"],
+                 [BIN, "capture", "-r", str(f), "--json", "--threads", "1"],
+                 ["tcpdump", "-r", str(f), "-w", "/dev/null"]]
+        names = [f"tagarela capture --json ({cores} threads)",
+                 "tagarela capture --json --threads 1", "tcpdump -w /dev/null"]
+        if BEFORE:
+            argvs.append([BEFORE, "capture", "-r", str(f), "--json"])
+            names.append("tagarela capture --json, before --threads")
+        runs = best(argvs, a.runs)
+        for name, (el, cpu, rss, _) in zip(names, runs):
+            rows.append(row(name, f, c, el, cpu, rss))
     # tshark: slow; on the small file, and on the big one only if asked
     for f in ([small, big] if a.tshark_full else [small]):
         el, cpu, rss, _ = timed([x.format(f=f) for x in TSHARK])
@@ -164,10 +183,12 @@ def main():
             part.unlink()
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
            "cpus": os.cpu_count(), "kernel": platform.release(), "runs": a.runs,
-           "load_at_end": os.getloadavg(), "files": counts, "results": rows,
+           "load_at_start": load_start, "load_at_end": os.getloadavg(), "files": counts, "results": rows,
            "rss_by_size": rss}
     (OUT / "capture.json").write_text(json.dumps(res, indent=2) + "\n")
-    md = table(rows) + "\n" + rss_table(rss)
+    md = (table(rows) + "\n" + rss_table(rss) + "\n" +
+          f"{res['date']}, {res['cpus']} CPUs, {a.runs} runs each (fastest kept), load average "
+          f"{load_start[0]:.2f} at the start, {res['load_at_end'][0]:.2f} at the end\n")
     (OUT / "capture.md").write_text(md)
     print(md)
 

@@ -7,6 +7,7 @@
 #include "capture_int.h"
 #include "file.h"
 #include "keylog.h"
+#include "par.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +21,7 @@
 
 #define DEFAULT_PORT 7272
 #define DEFAULT_SNAPLEN 262144
+#define DEFAULT_THREADS_MAX 4
 #define OUT_BUF (256 * 1024)
 #define FILE_BUF (1024 * 1024)
 
@@ -59,6 +61,8 @@ static const char usage[] =
     "  --max-mem=SIZE  memory the decoder may hold, all flows (default 256M)\n"
     "  --max-message=SIZE  largest message shown whole (default 16M)\n"
     "  --idle=SECONDS  evict flows idle that long in capture time (default 300)\n"
+    "  --threads=N     decoder threads for -r with --json (default: the usable\n"
+    "                  cores, at most 4); the output is the same, in capture order\n"
     "  -q              no 'listening on' line\n";
 
 static int usage_error(const char *fmt, const char *arg)
@@ -82,7 +86,7 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
-enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_KEYLOG, OPT_HELP };
+enum { OPT_JSON = 256, OPT_COLOR, OPT_MAXMEM, OPT_MAXMSG, OPT_IDLE, OPT_KEYLOG, OPT_THREADS, OPT_HELP };
 
 /* "64M", "1g", "4096": bytes (sys.h's reading, here for a size_t). */
 static bool size_option(const char *s, size_t *out)
@@ -111,6 +115,7 @@ static int parse_options(int argc, char **argv, cap_opts *o)
         {"max-message", required_argument, NULL, OPT_MAXMSG},
         {"idle", required_argument, NULL, OPT_IDLE},
         {"keylog", required_argument, NULL, OPT_KEYLOG},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -158,6 +163,11 @@ static int parse_options(int argc, char **argv, cap_opts *o)
             o->idle = (double)v;
             break;
         case OPT_KEYLOG: o->keylog = optarg; break;
+        case OPT_THREADS:
+            if (!whole_option(optarg, 1, CAP_MAX_THREADS, &v))
+                return usage_error("bad --threads (1..64): %s", optarg);
+            o->threads = (int)v;
+            break;
         case 'h':
         case OPT_HELP:
             fputs(usage, stdout);
@@ -189,6 +199,9 @@ static void set_defaults(cap_opts *o)
     o->max_message = 16u << 20;
     o->max_flows = 65536;
     o->idle = 300;
+    /* Past a few threads the main thread's reading is the limit, and
+     * each thread's share of --max-mem shrinks. */
+    o->threads = cap_cores() < DEFAULT_THREADS_MAX ? cap_cores() : DEFAULT_THREADS_MAX;
 }
 
 /* ---- opening ---- */
@@ -229,6 +242,7 @@ typedef struct cap_input {
     cap_file file;
     struct bpf_program prog;    /* the filter, applied here when own */
     int lt;
+    cap_run *run;               /* decoder threads, or NULL: decoded here */
 } cap_input;
 
 /* A file libpcap reads (pcapng, stdin): opened here so that stdio reads it
@@ -365,8 +379,10 @@ static uint32_t cut(const cap_ctx *c, uint32_t caplen)
     return c->opt.read_file && s && caplen > s ? s : caplen;
 }
 
-static void one_packet(cap_ctx *c, int lt, const struct pcap_pkthdr *h, const uint8_t *data)
+static void one_packet(cap_ctx *c, cap_input *in, const struct pcap_pkthdr *h,
+                       const uint8_t *data)
 {
+    int lt = in->lt;
     uint32_t caplen = cut(c, h->caplen);
     c->st.packets++;
     c->st.bytes += caplen;
@@ -375,7 +391,10 @@ static void one_packet(cap_ctx *c, int lt, const struct pcap_pkthdr *h, const ui
     c->now = (double)h->ts.tv_sec + h->ts.tv_usec / 1e6;
     cap_pkt pkt;
     switch (cap_pkt_decode(lt, data, caplen, h->len, &pkt)) {
-    case CAP_PKT_OK: cap_packet(c, &pkt); break;
+    case CAP_PKT_OK:
+        if (in->run) cap_run_packet(in->run, &pkt, c->now_sec, c->now_usec);
+        else cap_packet(c, &pkt);
+        break;
     case CAP_PKT_NOT_TCP: c->st.not_tcp++; break;
     case CAP_PKT_FRAGMENT: c->st.fragments++; break;
     case CAP_PKT_SHORT: c->st.short_pkts++; break;
@@ -431,9 +450,9 @@ static int run_own(cap_ctx *c, cap_input *in)
         struct pcap_pkthdr hf = h;
         hf.caplen = cut(c, h.caplen);
         if (!pcap_offline_filter(&in->prog, &hf, data)) continue;
-        prefetch_ahead(c, in);
+        if (!in->run) prefetch_ahead(c, in);
         if (in->dp) dump(c, in, &h, data);
-        one_packet(c, in->lt, &h, data);
+        one_packet(c, in, &h, data);
         if (c->opt.count && ++n >= c->opt.count) break;
     }
     return 0;
@@ -457,7 +476,7 @@ static int run_libpcap(cap_ctx *c, cap_input *in)
             return 1;
         }
         if (in->dp) dump(c, in, h, data);
-        one_packet(c, in->lt, h, data);
+        one_packet(c, in, h, data);
         if (c->out.live) {
             cap_wbuf_flush(&c->out.w);
             if (in->dp) pcap_dump_flush(in->dp);
@@ -513,6 +532,9 @@ int capture_main(int argc, char **argv)
     c.out.color = !c.opt.json && (c.opt.color == CAP_COLOR_ALWAYS ||
                                   (c.opt.color == CAP_COLOR_AUTO && isatty(1)));
     c.out.live = !c.opt.read_file;
+    /* Threads for files in --json only: live, each packet is printed as it
+     * comes; the text view names users from what any connection said. */
+    if (!c.opt.read_file || !c.opt.json) c.opt.threads = 1;
     /* Flows come and go with their zlib windows: memory given back to the
      * system at every free of the heap's top would be faulted in again. */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
@@ -533,6 +555,11 @@ int capture_main(int argc, char **argv)
             return 1;
         }
         c.keylog = &keylog;
+        if (c.opt.threads > 1 && keylog.f) {
+            /* Read whole: the threads then only look sessions up. */
+            fclose(keylog.f);
+            keylog.f = NULL;
+        }
         if (keylog.bad_lines)
             fprintf(stderr, "tagarela capture: warning: %s: %llu of %llu lines not understood\n",
                     c.opt.keylog, (unsigned long long)keylog.bad_lines,
@@ -545,9 +572,18 @@ int capture_main(int argc, char **argv)
     rc = open_capture(&c, &in);
     if (rc == 0) {
         signal_handle = in.own ? NULL : in.p;
+        if (c.opt.threads > 1 && !(in.run = cap_run_start(&c, c.opt.threads)))
+            fprintf(stderr, "tagarela capture: warning: cannot start %d threads: decoding "
+                    "on one\n", c.opt.threads);
         rc = in.own ? run_own(&c, &in) : run_libpcap(&c, &in);
         signal_handle = NULL;
-        cap_finish(&c);
+        if (!in.run) {
+            cap_finish(&c);
+        } else if (cap_run_end(in.run) < 0) {
+            fprintf(stderr, "tagarela capture: out of memory: output incomplete\n");
+            rc = 1;
+        }
+        in.run = NULL;
         print_summary(&c, in.own ? NULL : in.p);
         if (c.out.w.failed && rc == 0) rc = 1;
     }

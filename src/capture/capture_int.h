@@ -36,6 +36,7 @@ typedef struct cap_opts {
     bool any_port;              /* -r with no filter and no -p: other ports too, their
                                  * WebSocket found by its upgrade */
     const char *keylog;         /* --keylog FILE */
+    int threads;                /* --threads: decoder threads (par.h) */
 } cap_opts;
 
 typedef struct cap_stats {
@@ -119,6 +120,8 @@ struct cap_flow {
     uint64_t hash;
     double last;                /* capture time of the last packet */
     double lru;                 /* when it last moved to the LRU list's head */
+    uint64_t lru_seq;           /* the packet (number in the capture) that moved it
+                                 * there: the list's order, whichever thread has it */
     uint8_t client;             /* which key side (0: a, 1: b) is the client */
     bool closed, midstream, fin[2];
     bool upgrade_pending;       /* a WebSocket upgrade request awaits its response */
@@ -166,15 +169,28 @@ typedef struct cap_ctx {
     cap_keylog *keylog;         /* --keylog, or NULL */
     cap_buf tls_plain;          /* one TLS record decrypted */
     cap_slab zslab;             /* zlib's states and windows */
+    /* With --threads (par.c): the packet's number in the capture and in
+     * its batch, and where the output is marked for the merge. */
+    uint64_t pkt_seq;
+    uint32_t pkt_idx;
+    struct cap_part *part;      /* NULL: one thread, output straight out */
 } cap_ctx;
 
 /* capture_flow.c */
 int cap_ctx_init(cap_ctx *c);
 void cap_ctx_free(cap_ctx *c);
 void cap_packet(cap_ctx *c, const cap_pkt *p);
+/* The same, its flow's hash (cap_pkt_flow_hash) already known. */
+void cap_packet_hash(cap_ctx *c, const cap_pkt *p, uint64_t hash);
+/* Output from here on belongs to the packet being processed (key 0) or to
+ * the flow evicted or flushed after it (its key): a no-op on one thread. */
+void cap_mark(cap_ctx *c, uint32_t pkt, uint64_t key);
+/* The hash of the packet's flow, the same both ways. */
+uint64_t cap_pkt_flow_hash(const cap_pkt *p);
 /* Starts loading from memory what cap_packet() will need for a packet a
  * little ahead: its hash bucket (flow false), then its flow (flow true). */
 void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow);
+void cap_prefetch_hash(cap_ctx *c, uint64_t hash, bool flow);
 void cap_sweep(cap_ctx *c, cap_flow *keep);
 void cap_finish(cap_ctx *c);
 void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir);

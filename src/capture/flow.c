@@ -371,28 +371,39 @@ static void flow_evict(cap_ctx *c, cap_flow *f, const char *why)
 }
 
 /* Evicts idle flows, and least recently used ones while over the memory or
- * flow-count budget. keep: the flow of the packet being processed. */
+ * flow-count budget. keep: the flow of the packet being processed.
+ *
+ * Which flows are idle does not depend on where they sit in the list: the
+ * list is in lru order and a flow's last packet is less than LRU_STEP after
+ * its lru, so every idle flow is in the run of the tail older than the idle
+ * time. With --threads each thread holds a part of the list and evicts
+ * exactly what one thread would have evicted from the whole. */
 void cap_sweep(cap_ctx *c, cap_flow *keep)
 {
     while (c->done.tail && (c->now - c->done.tail->last > CLOSED_LINGER ||
                             c->open.n + c->done.n > c->opt.max_flows))
         flow_destroy(c, c->done.tail);
+    cap_flow *t = c->open.tail, *prev;
+    for (; t && c->now - t->lru > c->opt.idle; t = prev) {
+        prev = t->prev;
+        if (t == keep || c->now - t->last <= c->opt.idle) continue;
+        cap_mark(c, c->pkt_idx, t->lru_seq + 1);
+        flow_evict(c, t, "idle");
+    }
     while (c->open.tail && c->open.tail != keep) {
-        cap_flow *t = c->open.tail;
-        if (c->now - t->last > c->opt.idle) flow_evict(c, t, "idle");
-        else if (cap_mem_over(&c->mem)) flow_evict(c, t, "memory");
-        else if (c->open.n > c->opt.max_flows) flow_evict(c, t, "flows");
-        else break;
+        t = c->open.tail;
+        if (!cap_mem_over(&c->mem) && c->open.n <= c->opt.max_flows) break;
+        cap_mark(c, c->pkt_idx, t->lru_seq + 1);
+        flow_evict(c, t, cap_mem_over(&c->mem) ? "memory" : "flows");
     }
 }
 
 /* ---- packets ---- */
 
-static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, int *side)
+static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, uint64_t h, int *side)
 {
     cap_key k;
     make_key(p, &k, side);
-    uint64_t h = key_hash(&k);
     cap_flow **slot;
     cap_flow *f = lookup(c, &k, h, &slot);
     bool new_syn = (p->flags & (CAP_TH_SYN | CAP_TH_ACK)) == CAP_TH_SYN;
@@ -414,16 +425,27 @@ static cap_flow *find_flow(cap_ctx *c, const cap_pkt *p, int *side)
     *slot = f;
     list_push(&c->open, f);
     f->lru = c->now;
+    f->lru_seq = c->pkt_seq;
     if (c->open.n + c->done.n > c->nbuckets && c->nbuckets < (1u << 22)) grow_table(c);
     return f;
 }
 
-void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow)
+uint64_t cap_pkt_flow_hash(const cap_pkt *p)
 {
     cap_key k;
     int side;
     make_key(p, &k, &side);
-    cap_flow **b = &c->buckets[key_hash(&k) & (c->nbuckets - 1)];
+    return key_hash(&k);
+}
+
+void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow)
+{
+    cap_prefetch_hash(c, cap_pkt_flow_hash(p), flow);
+}
+
+void cap_prefetch_hash(cap_ctx *c, uint64_t hash, bool flow)
+{
+    cap_flow **b = &c->buckets[hash & (c->nbuckets - 1)];
     if (!flow) {
         __builtin_prefetch(b);
         return;
@@ -565,17 +587,33 @@ static bool close_ready(const cap_flow *f)
 
 void cap_packet(cap_ctx *c, const cap_pkt *p)
 {
+    cap_packet_hash(c, p, cap_pkt_flow_hash(p));
+}
+
+void cap_packet_hash(cap_ctx *c, const cap_pkt *p, uint64_t hash)
+{
     int side;
-    cap_flow *f = find_flow(c, p, &side);
+    cap_flow *f = find_flow(c, p, hash, &side);
     if (!f) return;
     f->last = c->now;
-    if (f->closed) return;      /* late packets of a finished connection */
-    if (c->now - f->lru >= LRU_STEP && c->open.head != f) {
+    if (f->closed) {
+        /* Late packets of a finished connection: it lingers on, the
+         * closed list kept in order of the last packet. */
+        if (c->done.head != f) {
+            list_remove(&c->done, f);
+            list_push(&c->done, f);
+        }
+        return;
+    }
+    if (c->now - f->lru >= LRU_STEP) {
         /* The LRU order is kept to LRU_STEP: moving the flow on every
          * packet would touch two other flows' memory each time. */
-        list_remove(&c->open, f);
-        list_push(&c->open, f);
+        if (c->open.head != f) {
+            list_remove(&c->open, f);
+            list_push(&c->open, f);
+        }
         f->lru = c->now;
+        f->lru_seq = c->pkt_seq;
     }
     int dir = side == f->client ? 0 : 1;
     if (p->flags & CAP_TH_SYN) on_syn(c, f, dir, p);
@@ -606,6 +644,8 @@ void cap_finish(cap_ctx *c)
     cap_flow *next;
     for (cap_flow *f = c->open.head; f; f = next) {
         next = f->next;
+        /* The most recent first: with threads, the merge keeps that order. */
+        cap_mark(c, UINT32_MAX, UINT64_MAX - f->lru_seq);
         if (f->fin[0] && f->fin[1]) {
             flow_close(c, f, 0, "fin");
             continue;

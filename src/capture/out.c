@@ -33,6 +33,7 @@ void cap_wbuf_free(cap_wbuf *w)
 
 void cap_wbuf_flush(cap_wbuf *w)
 {
+    if (w->fd < 0) return;      /* a memory buffer: its reader empties it */
     size_t off = 0;
     while (off < w->len && !w->failed) {
         ssize_t k = write(w->fd, w->buf + off, w->len - off);
@@ -43,15 +44,39 @@ void cap_wbuf_flush(cap_wbuf *w)
     w->len = 0;
 }
 
+/* A memory buffer (fd < 0) grows to take n more bytes; false when it
+ * cannot (it is then marked failed and what follows is dropped). */
+static bool grow(cap_wbuf *w, size_t n)
+{
+    if (w->failed) return false;
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap - w->len < n) cap *= 2;
+    char *b = realloc(w->buf, cap);
+    if (!b) {
+        w->failed = true;
+        return false;
+    }
+    w->buf = b;
+    w->cap = cap;
+    return true;
+}
+
+/* Makes room: a file's buffer is written out, a memory buffer grows. */
 void cap_wbuf_slow(cap_wbuf *w, size_t need)
 {
-    (void)need;
-    cap_wbuf_flush(w);
+    if (w->fd >= 0) cap_wbuf_flush(w);
+    else if (!grow(w, need)) w->len = 0;    /* room for the caller, output lost */
 }
 
 void cap_put_slow(cap_wbuf *w, const void *p, size_t n)
 {
     const char *s = p;
+    if (w->fd < 0) {
+        if (!grow(w, n)) return;
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+        return;
+    }
     while (n > 0) {
         size_t room = w->cap - w->len;
         if (room == 0) {
@@ -103,7 +128,7 @@ void cap_put_hex(cap_wbuf *w, const uint8_t *p, size_t n)
     while (n > 0) {
         size_t k = (w->cap - w->len) / 2;
         if (k == 0) {
-            cap_wbuf_flush(w);
+            cap_wbuf_slow(w, 2 * (n < 65536 ? n : 65536));
             continue;
         }
         if (k > n) k = n;
@@ -175,7 +200,7 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
         size_t free_bytes = w->cap - w->len;
         size_t room = free_bytes > 16 ? (free_bytes - 8) / 6 : 0;
         if (room < 8) {
-            cap_wbuf_flush(w);
+            cap_wbuf_slow(w, 64 + 6 * (n < 65536 ? n : 65536));   /* room >= 8 */
             continue;
         }
         size_t chunk = n < room ? n : room;

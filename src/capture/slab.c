@@ -19,7 +19,9 @@ static void *map_chunk(void)
     if (start > p) munmap(p, (size_t)(start - p));
     size_t tail = (size_t)(p + len - (start + CAP_SLAB_CHUNK));
     if (tail) munmap(start + CAP_SLAB_CHUNK, tail);
-#ifdef MADV_HUGEPAGE
+    /* -DCAP_SLAB_NO_HUGEPAGE builds without the advice, to measure what
+     * it saves and costs (docs/capture.md). */
+#if defined(MADV_HUGEPAGE) && !defined(CAP_SLAB_NO_HUGEPAGE)
     madvise(start, CAP_SLAB_CHUNK, MADV_HUGEPAGE);  /* advice: failure is harmless */
 #endif
     return start;

@@ -198,9 +198,41 @@ def run(*args, check=True, timeout=60, stdin=None):
     proc = subprocess.run([BIN, "capture", *map(str, args)], capture_output=True,
                           timeout=timeout, input=stdin)
     r = Result(proc)
+    if os.environ.get("TAGARELA_CAPTURE_THREADS_CHECK") and "-r" in args:
+        same_on_threads(args, r, timeout, stdin)
     if check:
         assert r.rc == 0, f"capture {args} exited {r.rc}: {r.err}"
     return r
+
+
+def without_memory_line(err):
+    """stderr minus the decoder's memory peak: with threads, the sum of each
+    thread's peak."""
+    return re.sub(r"decoder memory: peak \d+ KiB\n", "", err)
+
+
+def budget_evictions(out):
+    """Whether --max-mem (or the flow limit) evicted flows: each thread then
+    has its share of the budget, and which flows go differs."""
+    return '"reason":"memory"' in out or '"reason":"flows"' in out or \
+        "(memory)" in out or "(flows)" in out
+
+
+def same_on_threads(args, r, timeout, stdin, counts=("1", "2", "3")):
+    """The same run on 1, 2 and 3 decoder threads prints the same bytes
+    (TAGARELA_CAPTURE_THREADS_CHECK=1 checks every run of the suite)."""
+    args = [str(a) for a in args]
+    if any(a.startswith("--threads") for a in args) or budget_evictions(r.out):
+        return
+    for n in counts:
+        # before the filter expression, which ends the options
+        other = subprocess.run([BIN, "capture", f"--threads={n}", *args], capture_output=True,
+                               timeout=timeout, input=stdin)
+        o = Result(other)
+        assert o.rc == r.rc, f"--threads={n}: exit {o.rc}, not {r.rc}: {o.err}"
+        assert o.out == r.out, f"--threads={n}: stdout differs for {args}"
+        assert without_memory_line(o.err) == without_memory_line(r.err), \
+            f"--threads={n}: stderr differs for {args}"
 
 
 def decode(path, *args):

@@ -344,3 +344,18 @@ def test_a_second_server_hello_is_not_followed(tmp_path):
     text = run("-r", tmp_path / "crafted.pcap", "--keylog", tmp_path / "zero.keylog").out
     assert "TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256, decrypted with the key log" in text
     assert "CHACHA20" not in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_threads_print_what_one_thread_prints(tls_captures, tmp_path, name):
+    """--threads: every TLS capture, and the 40 connections with one
+    session missing from the key log, decoded on 1, 2 and 3 threads."""
+    cap = tls_captures[name]
+    keylog = cap.keylog
+    if name == "tls13_many":
+        gone = client_randoms(cap.keylog)[7]
+        keylog = tmp_path / "partial.keylog"
+        keylog.write_text("".join(l for l in open(cap.keylog) if gone not in l))
+    outs = [run(f"--threads={n}", "-r", cap.path, "-p", cap.port, "--keylog", keylog,
+                "--json").out for n in (1, 2, 3)]
+    assert outs[0] and outs[1] == outs[0] and outs[2] == outs[0]
