@@ -21,6 +21,13 @@ typedef struct bpkt {
     uint64_t hash;                  /* its flow's */
 } bpkt;
 
+/* A packet of a thread's list: its index in the batch, and its flow's hash
+ * again, so that the thread reads its list in order, not every bpkt. */
+typedef struct owned {
+    uint32_t i;
+    uint64_t hash;
+} owned;
+
 typedef struct batch {
     bpkt *pkts;
     uint32_t n;
@@ -28,7 +35,7 @@ typedef struct batch {
     size_t used;
     uint64_t base;                  /* number of pkts[0] in the capture */
     double *now;                    /* each packet's time, as c->now */
-    uint32_t **own;                 /* per thread: the indexes of its packets */
+    owned **own;                    /* per thread: its packets */
     uint32_t *nown;
     cap_part *parts;                /* one per thread */
     int pending;                    /* threads not done with it (under mu) */
@@ -65,12 +72,16 @@ struct cap_run {
 #define PREFETCH_FLOW 1
 #define PREFETCH_BUCKET 4
 
-static void prefetch(worker *wk, const batch *b, const uint32_t *own, uint32_t k, uint32_t nown)
+static void prefetch(worker *wk, const batch *b, const owned *own, uint32_t k, uint32_t nown)
 {
     if (k + PREFETCH_FLOW < nown)
-        cap_prefetch_hash(&wk->c, b->pkts[own[k + PREFETCH_FLOW]].hash, true);
-    if (k + PREFETCH_BUCKET < nown)
-        cap_prefetch_hash(&wk->c, b->pkts[own[k + PREFETCH_BUCKET]].hash, false);
+        cap_prefetch_hash(&wk->c, own[k + PREFETCH_FLOW].hash, true);
+    if (k + PREFETCH_BUCKET < nown) {
+        const char *bp = (const char *)&b->pkts[own[k + PREFETCH_BUCKET].i];
+        cap_prefetch_hash(&wk->c, own[k + PREFETCH_BUCKET].hash, false);
+        __builtin_prefetch(bp);
+        __builtin_prefetch(bp + sizeof(bpkt) - 1);
+    }
 }
 
 /* The decoder's clock at packet i of the batch. */
@@ -103,17 +114,17 @@ static void decode_batch(worker *wk, batch *b)
 {
     cap_ctx *c = &wk->c;
     cap_part *part = &b->parts[wk->id];
-    const uint32_t *own = b->own[wk->id];
+    const owned *own = b->own[wk->id];
     uint32_t nown = b->nown[wk->id], i = 0;
     c->part = part;
     c->out.w = part->out;
     for (uint32_t k = 0; k < nown; k++) {
-        uint32_t at = own[k];
+        uint32_t at = own[k].i;
         pass_others(c, b, i, at);
         set_clock(c, b, at);
         cap_mark(c, at, 0);
         prefetch(wk, b, own, k, nown);
-        cap_packet_hash(c, &b->pkts[at].p, b->pkts[at].hash);
+        cap_packet_hash(c, &b->pkts[at].p, own[k].hash);
         i = at + 1;
     }
     pass_others(c, b, i, b->n);
@@ -195,7 +206,7 @@ void cap_run_packet(cap_run *r, const cap_pkt *p, int64_t sec, uint32_t usec)
     bp->usec = usec;
     bp->hash = cap_pkt_flow_hash(p);
     uint32_t w = (uint32_t)((bp->hash >> 32) % (uint64_t)r->n);
-    b->own[w][b->nown[w]++] = b->n - 1;
+    b->own[w][b->nown[w]++] = (owned){b->n - 1, bp->hash};
     /* The same expression as capture.c's c->now, so the threads' clocks
      * compare exactly as one thread's. */
     b->now[b->n - 1] = (double)sec + usec / 1e6;
