@@ -26,7 +26,8 @@ with /usr/bin/time -v for the elapsed time, CPU time and peak RSS.
 Writes bench/results/capture.json and bench/results/capture.md.
 
 Environment: TAGARELA_BIN (default build/tagarela); TAGARELA_BEFORE_BIN, if
-set, another build (the one before a change) timed in the same turns.
+set, another build (the one before a change) timed in the same turns, named
+in the table by TAGARELA_BEFORE_LABEL (default "before --threads").
 """
 import argparse
 import json
@@ -44,6 +45,7 @@ ROOT = HERE.parents[1]
 OUT = ROOT / "bench" / "results"
 BIN = os.environ.get("TAGARELA_BIN", str(ROOT / "build" / "tagarela"))
 BEFORE = os.environ.get("TAGARELA_BEFORE_BIN")
+BEFORE_LABEL = os.environ.get("TAGARELA_BEFORE_LABEL", "before --threads")
 PY = "/usr/bin/python3"
 
 
@@ -156,7 +158,7 @@ def main():
                  "tagarela capture --json --threads 1", "tcpdump -w /dev/null"]
         if BEFORE:
             argvs.append([BEFORE, "capture", "-r", str(f), "--json"])
-            names.append("tagarela capture --json, before --threads")
+            names.append(f"tagarela capture --json, {BEFORE_LABEL}")
         runs = best(argvs, a.runs)
         for name, (el, cpu, rss, _) in zip(names, runs):
             rows.append(row(name, f, c, el, cpu, rss))

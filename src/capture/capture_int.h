@@ -192,6 +192,8 @@ uint64_t cap_pkt_flow_hash(const cap_pkt *p);
 void cap_prefetch(cap_ctx *c, const cap_pkt *p, bool flow);
 void cap_prefetch_hash(cap_ctx *c, uint64_t hash, bool flow);
 void cap_sweep(cap_ctx *c, cap_flow *keep);
+/* Whether cap_sweep(c, NULL) would evict or free anything now. */
+bool cap_sweep_due(const cap_ctx *c);
 void cap_finish(cap_ctx *c);
 void cap_dir_stop(cap_ctx *c, cap_flow *f, int dir);
 /* In-order bytes of one direction to its decoder; nonzero: it stopped. */

@@ -370,6 +370,18 @@ static void flow_evict(cap_ctx *c, cap_flow *f, const char *why)
     flow_destroy(c, f);
 }
 
+/* Whether cap_sweep(c, NULL) would do anything at c->now: the entry test
+ * of each of its three loops, the same expressions. A decoder thread asks
+ * it at the packets of other threads, where only its clock moves. */
+bool cap_sweep_due(const cap_ctx *c)
+{
+    const cap_flow *d = c->done.tail, *o = c->open.tail;
+    if (d && (c->now - d->last > CLOSED_LINGER || c->open.n + c->done.n > c->opt.max_flows))
+        return true;
+    return o && (c->now - o->lru > c->opt.idle || cap_mem_over(&c->mem) ||
+                 c->open.n > c->opt.max_flows);
+}
+
 /* Evicts idle flows, and least recently used ones while over the memory or
  * flow-count budget. keep: the flow of the packet being processed.
  *

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void cap_text_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev);
 
@@ -152,6 +155,22 @@ static inline uint64_t word_special(uint64_t x)
     return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
 }
 
+#ifdef __SSE2__
+/* Copies 16 bytes from p to o and returns how many come before the first
+ * byte that needs escaping or checking (16: none). Signed, bytes >= 0x80
+ * are below 0x20 too. */
+static inline size_t special16(const uint8_t *p, char *o)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i sp = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                              _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+    unsigned m = (unsigned)_mm_movemask_epi8(sp);
+    _mm_storeu_si128((__m128i *)(void *)o, v);
+    return m ? (size_t)__builtin_ctz(m) : 16;
+}
+#endif
+
 /* Escapes a control character, or copies a valid UTF-8 sequence (U+FFFD
  * for an invalid one); returns input bytes consumed. Quotes and
  * backslashes are escaped inline by the caller. */
@@ -207,6 +226,13 @@ bool cap_put_json_str(cap_wbuf *w, const uint8_t *p, size_t n)
         const uint8_t *end = p + chunk;
         char *o = w->buf + w->len;
         while (p < end) {
+#ifdef __SSE2__
+            if (end - p >= 16) {
+                size_t k = special16(p, o);
+                o += k, p += k;
+                if (k == 16) continue;
+            } else
+#endif
             if (end - p >= 8) {
                 uint64_t x;
                 memcpy(&x, p, 8);

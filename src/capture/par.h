@@ -4,9 +4,10 @@
  * The main thread reads the file, parses the link, IP and TCP headers and
  * puts the packets in batches (a bounded ring: when every batch is in use
  * it waits, so memory does not grow with the file). Each flow (both
- * directions) belongs to one decoder thread, by its hash. Every decoder
- * walks every batch: it decodes its own packets and, at the others, only
- * moves its clock and evicts what that time makes idle, so that evictions
+ * directions) belongs to one decoder thread, by its hash; the main thread
+ * lists each thread's packets of a batch. Every decoder walks every batch:
+ * it decodes its own packets and, at the others, only reads their time and
+ * evicts what that time makes idle (cap_sweep_due), so that evictions
  * happen at the same packet as with one thread. What a decoder prints for
  * a batch goes to its own buffer, marked packet by packet; the main thread
  * merges the buffers of a batch in capture order (cap_merge) and writes

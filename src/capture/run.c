@@ -18,9 +18,15 @@ typedef struct bpkt {
     cap_pkt p;                      /* payload: in the batch's bytes */
     int64_t sec;
     uint32_t usec;
-    uint16_t worker;                /* the thread its flow belongs to */
     uint64_t hash;                  /* its flow's */
 } bpkt;
+
+/* A packet of a thread's list: its index in the batch, and its flow's hash
+ * again, so that the thread reads its list in order, not every bpkt. */
+typedef struct owned {
+    uint32_t i;
+    uint64_t hash;
+} owned;
 
 typedef struct batch {
     bpkt *pkts;
@@ -28,6 +34,9 @@ typedef struct batch {
     uint8_t *bytes;
     size_t used;
     uint64_t base;                  /* number of pkts[0] in the capture */
+    double *now;                    /* each packet's time, as c->now */
+    owned **own;                    /* per thread: its packets */
+    uint32_t *nown;
     cap_part *parts;                /* one per thread */
     int pending;                    /* threads not done with it (under mu) */
 } batch;
@@ -35,7 +44,6 @@ typedef struct batch {
 typedef struct worker {
     cap_run *run;
     int id;
-    uint32_t *own;                  /* a batch's packets of this thread */
     cap_ctx c;
     pthread_t tid;
     bool started;
@@ -64,38 +72,62 @@ struct cap_run {
 #define PREFETCH_FLOW 1
 #define PREFETCH_BUCKET 4
 
-static void prefetch(worker *wk, const batch *b, uint32_t k, uint32_t nown)
+static void prefetch(worker *wk, const batch *b, const owned *own, uint32_t k, uint32_t nown)
 {
     if (k + PREFETCH_FLOW < nown)
-        cap_prefetch_hash(&wk->c, b->pkts[wk->own[k + PREFETCH_FLOW]].hash, true);
-    if (k + PREFETCH_BUCKET < nown)
-        cap_prefetch_hash(&wk->c, b->pkts[wk->own[k + PREFETCH_BUCKET]].hash, false);
+        cap_prefetch_hash(&wk->c, own[k + PREFETCH_FLOW].hash, true);
+    if (k + PREFETCH_BUCKET < nown) {
+        const char *bp = (const char *)&b->pkts[own[k + PREFETCH_BUCKET].i];
+        cap_prefetch_hash(&wk->c, own[k + PREFETCH_BUCKET].hash, false);
+        __builtin_prefetch(bp);
+        __builtin_prefetch(bp + sizeof(bpkt) - 1);
+    }
+}
+
+/* The decoder's clock at packet i of the batch. */
+static void set_clock(cap_ctx *c, const batch *b, uint32_t i)
+{
+    c->pkt_idx = i;
+    c->pkt_seq = b->base + i;
+    c->now_sec = b->pkts[i].sec;
+    c->now_usec = b->pkts[i].usec;
+    c->now = b->now[i];
+}
+
+/* The packets of other threads from i to end (excluded): only the clock
+ * moves, and where that makes flows idle they go at the same packet as
+ * with one thread. Most packets need nothing: only their time is read. */
+static void pass_others(cap_ctx *c, const batch *b, uint32_t i, uint32_t end)
+{
+    if (i >= end) return;
+    for (; i < end; i++) {
+        c->now = b->now[i];
+        if (!cap_sweep_due(c)) continue;
+        set_clock(c, b, i);
+        cap_mark(c, i, 0);
+        cap_sweep(c, NULL);
+    }
+    set_clock(c, b, end - 1);   /* the whole clock, as after every packet */
 }
 
 static void decode_batch(worker *wk, batch *b)
 {
     cap_ctx *c = &wk->c;
     cap_part *part = &b->parts[wk->id];
-    uint32_t nown = 0, k = 0;
-    for (uint32_t i = 0; i < b->n; i++)
-        if (b->pkts[i].worker == wk->id) wk->own[nown++] = i;
+    const owned *own = b->own[wk->id];
+    uint32_t nown = b->nown[wk->id], i = 0;
     c->part = part;
     c->out.w = part->out;
-    for (uint32_t i = 0; i < b->n; i++) {
-        const bpkt *bp = &b->pkts[i];
-        c->pkt_idx = i;
-        c->pkt_seq = b->base + i;
-        c->now_sec = bp->sec;
-        c->now_usec = bp->usec;
-        c->now = (double)bp->sec + bp->usec / 1e6;
-        cap_mark(c, i, 0);
-        if (bp->worker == wk->id) {
-            prefetch(wk, b, k++, nown);
-            cap_packet_hash(c, &bp->p, bp->hash);
-        } else {
-            cap_sweep(c, NULL);     /* its idle flows go at the same packet */
-        }
+    for (uint32_t k = 0; k < nown; k++) {
+        uint32_t at = own[k].i;
+        pass_others(c, b, i, at);
+        set_clock(c, b, at);
+        cap_mark(c, at, 0);
+        prefetch(wk, b, own, k, nown);
+        cap_packet_hash(c, &b->pkts[at].p, own[k].hash);
+        i = at + 1;
     }
+    pass_others(c, b, i, b->n);
     part->out = c->out.w;
     c->part = NULL;
 }
@@ -155,6 +187,7 @@ static batch *acquire(cap_run *r)
     b->n = 0;
     b->used = 0;
     b->base = r->npkts;
+    memset(b->nown, 0, (size_t)r->n * sizeof *b->nown);
     return b;
 }
 
@@ -172,7 +205,11 @@ void cap_run_packet(cap_run *r, const cap_pkt *p, int64_t sec, uint32_t usec)
     bp->sec = sec;
     bp->usec = usec;
     bp->hash = cap_pkt_flow_hash(p);
-    bp->worker = (uint16_t)((bp->hash >> 32) % (uint64_t)r->n);
+    uint32_t w = (uint32_t)((bp->hash >> 32) % (uint64_t)r->n);
+    b->own[w][b->nown[w]++] = (owned){b->n - 1, bp->hash};
+    /* The same expression as capture.c's c->now, so the threads' clocks
+     * compare exactly as one thread's. */
+    b->now[b->n - 1] = (double)sec + usec / 1e6;
     r->npkts++;
 }
 
@@ -183,7 +220,12 @@ static int batch_init(batch *b, int n)
     b->pkts = malloc(BATCH_PKTS * sizeof *b->pkts);
     b->bytes = malloc(BATCH_BYTES + MAX_PAYLOAD);
     b->parts = calloc((size_t)n, sizeof *b->parts);
-    if (!b->pkts || !b->bytes || !b->parts) return -1;
+    b->now = malloc(BATCH_PKTS * sizeof *b->now);
+    b->own = calloc((size_t)n, sizeof *b->own);
+    b->nown = calloc((size_t)n, sizeof *b->nown);
+    if (!b->pkts || !b->bytes || !b->parts || !b->now || !b->own || !b->nown) return -1;
+    for (int i = 0; i < n; i++)
+        if (!(b->own[i] = malloc(BATCH_PKTS * sizeof *b->own[i]))) return -1;
     for (int i = 0; i < n; i++)
         if (cap_part_init(&b->parts[i]) < 0) return -1;
     return 0;
@@ -194,6 +236,11 @@ static void batch_free(batch *b, int n)
     if (b->parts)
         for (int i = 0; i < n; i++) cap_part_free(&b->parts[i]);
     free(b->parts);
+    if (b->own)
+        for (int i = 0; i < n; i++) free(b->own[i]);
+    free(b->own);
+    free(b->nown);
+    free(b->now);
     free(b->pkts);
     free(b->bytes);
 }
@@ -218,7 +265,6 @@ static int worker_init(worker *wk, cap_run *r, int id)
     c->out.live = m->out.live;
     c->out.w.fd = -1;
     c->keylog = m->keylog;
-    if (!(wk->own = malloc(BATCH_PKTS * sizeof *wk->own))) return -1;
     return cap_ctx_init(c);
 }
 
@@ -228,7 +274,6 @@ static void free_run(cap_run *r)
     if (r->w)
         for (int i = 0; i < r->n; i++) {
             cap_ctx_free(&r->w[i].c);
-            free(r->w[i].own);
         }
     free(r->w);
     pthread_mutex_destroy(&r->mu);
