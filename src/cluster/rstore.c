@@ -227,14 +227,27 @@ static void ident_keep(cluster *cl, const char *hex, uint64_t id)
     if (r) freeReplyObject(r);
 }
 
+/* An identity's key in Redis, its hash in hex, and its lifetime as text:
+ * what the identity scripts take. */
+typedef struct ident_args {
+    char hex[2 * STORE_KEY_LEN + 1];
+    char key[2 * STORE_KEY_LEN + 16];
+    char ttl[24];
+} ident_args;
+
+static void ident_args_make(ident_args *a, const cluster *cl, const uint8_t key[STORE_KEY_LEN])
+{
+    key_hex(a->hex, key);
+    snprintf(a->key, sizeof a->key, "tg:ident:%s", a->hex);
+    snprintf(a->ttl, sizeof a->ttl, "%lld", (long long)cl->limits.max_age);
+}
+
 static int rs_identity_find(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
 {
     cluster *cl = impl;
-    char hex[2 * STORE_KEY_LEN + 1], k[2 * STORE_KEY_LEN + 16], ttl[24];
-    key_hex(hex, key);
-    snprintf(k, sizeof k, "tg:ident:%s", hex);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)cl->limits.max_age);
-    const char *argv[] = { k, ttl };
+    ident_args a;
+    ident_args_make(&a, cl, key);
+    const char *argv[] = { a.key, a.ttl };
     redisReply *r = shard_script(&cl->shards[0], SCRIPT_IDENT_FIND, 1, 2, argv, NULL);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
         if (r) freeReplyObject(r);
@@ -248,11 +261,9 @@ static int rs_identity_find(void *impl, const uint8_t key[STORE_KEY_LEN], int64_
 static int rs_identity_add(void *impl, const uint8_t key[STORE_KEY_LEN], int64_t now, uint64_t *id)
 {
     cluster *cl = impl;
-    char hex[2 * STORE_KEY_LEN + 1], k[2 * STORE_KEY_LEN + 16], ttl[24];
-    key_hex(hex, key);
-    snprintf(k, sizeof k, "tg:ident:%s", hex);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)cl->limits.max_age);
-    const char *argv[] = { k, "tg:identn", hex, ttl };
+    ident_args a;
+    ident_args_make(&a, cl, key);
+    const char *argv[] = { a.key, "tg:identn", a.hex, a.ttl };
     redisReply *r = shard_script(&cl->shards[0], SCRIPT_IDENT_ADD, 2, 4, argv, NULL);
     int rc = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? 0 : -1;
     if (rc == 0) *id = (uint64_t)r->integer;

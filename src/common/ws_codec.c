@@ -218,21 +218,20 @@ ws_frame *ws_frame_borrow(const void *data, size_t n)
     return f;
 }
 
-void ws_frame_unref(ws_frame *f)
-{
-    if (f && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        ws_frame_unref(f->twin);
-        free(f);
-    }
-}
-
+/* One way to let go of a frame, so the twin is never forgotten. */
 uint64_t ws_frame_unref_born(ws_frame *f)
 {
+    if (!f) return 0;
     uint64_t born = f->born;
     if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return 0;
-    ws_frame_unref(f->twin);
+    ws_frame_unref_born(f->twin);
     free(f);
     return born;
+}
+
+void ws_frame_unref(ws_frame *f)
+{
+    ws_frame_unref_born(f);
 }
 
 void ws_reader_init(ws_reader *r, uint64_t max_message)
