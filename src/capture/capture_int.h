@@ -81,6 +81,8 @@ typedef struct cap_ws {
     /* permessage-deflate, as negotiated for this direction */
     bool deflate, no_context;
     uint8_t wbits;
+    uint8_t zbits;              /* the window zlib holds now: grows up to wbits */
+    uint32_t zhave;             /* bytes of history in it (all sent, up to its size) */
     bool z_lost;                /* the shared window is gone (a gap, an error) */
     struct z_stream_s *z;
 } cap_ws;

@@ -80,7 +80,11 @@ static void *z_alloc(void *opaque, unsigned items, unsigned size)
 {
     cap_ctx *c = opaque;
     size_t n = (size_t)items * size + 16, tag = n << 1;
-    uint8_t *p = cap_slab_alloc(&c->zslab, n);
+    /* A window still growing (see inflate_msg) is soon given back for a
+     * larger one: the heap can reuse its room for any size, a slab only
+     * for blocks of the same size. */
+    bool growing = size == 1 && items < (1u << 15);
+    uint8_t *p = growing ? NULL : cap_slab_alloc(&c->zslab, n);
     if (p) {
         cap_mem_charge(&c->mem, n);
         tag |= 1;
@@ -105,6 +109,16 @@ static void z_free(void *opaque, void *q)
     }
 }
 
+/* The window a direction may need: zlib's deflate never uses an 8-bit
+ * window (it turns 8 into 9), so a peer that negotiated 8 may send 9-bit
+ * distances. */
+static int max_bits(const cap_ws *w) { return w->wbits < 9 ? 9 : w->wbits; }
+
+/* Windows start at 1 KiB and grow with what the direction has sent (see
+ * inflate_msg): most directions of a chat never send 32 KiB in all, and a
+ * full window for each is most of a compressed capture's memory. */
+#define FIRST_WINDOW_BITS 10
+
 static bool z_ready(cap_ctx *c, cap_ws *w)
 {
     if (w->z) return true;
@@ -114,14 +128,14 @@ static bool z_ready(cap_ctx *c, cap_ws *w)
     z->zalloc = z_alloc;
     z->zfree = z_free;
     z->opaque = c;
-    /* zlib's deflate never uses an 8-bit window (it turns 8 into 9), so
-     * a peer that negotiated 8 may send 9-bit distances. */
-    int bits = w->wbits < 9 ? 9 : w->wbits;
+    int bits = max_bits(w) < FIRST_WINDOW_BITS ? max_bits(w) : FIRST_WINDOW_BITS;
     if (inflateInit2(z, -bits) != Z_OK) {
         cap_mem_free(&c->mem, z, sizeof *z);
         return false;
     }
     w->z = (struct z_stream_s *)z;
+    w->zbits = (uint8_t)bits;
+    w->zhave = 0;
     return true;
 }
 
@@ -145,26 +159,37 @@ static bool grow_out(cap_ctx *c)
  * the message is given up (a decompression bomb). */
 #define MAX_DISCARD (256ULL << 20)
 
-/* Inflates input into c->inflated. Returns NULL or what went wrong;
- * *end is set when the sender closed the deflate stream (BFINAL), *dropped
- * counts the bytes beyond the size limit. */
-static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, bool *end,
-                         uint64_t *dropped)
+/* One run of inflate over a message. */
+typedef struct z_run_state {
+    bool end;                   /* the sender closed the deflate stream (BFINAL) */
+    bool cut;                   /* stopped at limit with the message unfinished */
+    uint64_t dropped;           /* bytes beyond max_message */
+    uint64_t limit;             /* output allowed in this run */
+} z_run_state;
+
+/* Inflates input into c->inflated. Returns NULL or what went wrong. */
+static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, z_run_state *r)
 {
     uint8_t sink[16384];
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
-    while (!*end) {
+    while (!r->end) {
         cap_buf *b = &c->inflated;
+        uint64_t left = r->limit - (b->len + r->dropped);
+        if (left == 0) {
+            r->cut = true;
+            break;
+        }
         bool discard = !grow_out(c);
-        if (discard && *dropped > MAX_DISCARD) return "inflated message far over the size limit";
+        if (discard && r->dropped > MAX_DISCARD) return "inflated message far over the size limit";
+        uInt room = discard ? (uInt)sizeof sink : (uInt)(b->cap - b->len);
+        if (room > left) room = (uInt)left;
         z->next_out = discard ? sink : b->p + b->len;
-        z->avail_out = discard ? (uInt)sizeof sink : (uInt)(b->cap - b->len);
-        uInt room = z->avail_out;
+        z->avail_out = room;
         int rc = inflate(z, Z_SYNC_FLUSH);
-        if (discard) *dropped += room - z->avail_out;
-        else b->len = b->cap - z->avail_out;
-        if (rc == Z_STREAM_END) *end = true;
+        if (discard) r->dropped += room - z->avail_out;
+        else b->len += room - z->avail_out;
+        if (rc == Z_STREAM_END) r->end = true;
         else if (rc == Z_BUF_ERROR) break;      /* no progress: input used up */
         else if (rc != Z_OK) return z->msg ? z->msg : "inflate failed";
         if (z->avail_in == 0 && z->avail_out > 0) break;
@@ -172,30 +197,75 @@ static const char *z_run(cap_ctx *c, z_stream *z, const uint8_t *in, size_t n, b
     return NULL;
 }
 
-static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n,
-                               uint64_t *dropped)
+/* Inflates one message, with its RFC 7692 tail, in as few inflate() calls
+ * as the output buffer allows. */
+static const char *z_message(cap_ctx *c, z_stream *z, const uint8_t *p, size_t n,
+                             z_run_state *r)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xFF, 0xFF};    /* RFC 7692 7.2.2 */
-    c->inflated.len = 0;
-    *dropped = 0;
-    if (w->z_lost) return "deflate context lost earlier (gap or error): not inflated";
-    if (!z_ready(c, w)) return "out of memory for inflate";
-    z_stream *z = (z_stream *)w->z;
-    bool end = false;
-    const char *err;
     uint8_t small[2048];
     if (n <= sizeof small - sizeof tail) {
         /* A chat message: one inflate() call for it and its tail. If the
          * sender ended the deflate stream, the tail is left unread. */
         memcpy(small, p, n);
         memcpy(small + n, tail, sizeof tail);
-        err = z_run(c, z, small, n + sizeof tail, &end, dropped);
-    } else {
-        err = z_run(c, z, p, n, &end, dropped);
-        if (!err && !end) err = z_run(c, z, tail, sizeof tail, &end, dropped);
+        return z_run(c, z, small, n + sizeof tail, r);
     }
+    const char *err = z_run(c, z, p, n, r);
+    if (!err && !r->end && !r->cut) err = z_run(c, z, tail, sizeof tail, r);
+    return err;
+}
+
+/* A message did not fit in the window beside the direction's history:
+ * the window is remade larger, the history (the first zhave bytes of the
+ * old one) copied in, and the message is inflated again from its start.
+ * Every distance a valid stream can use stays inside the window, since
+ * the window always holds all the direction has sent up to its size. */
+static bool grow_window(cap_ws *w, uint64_t need)
+{
+    z_stream *z = (z_stream *)w->z;
+    int bits = w->zbits;
+    while (bits < max_bits(w) && ((uint64_t)1 << bits) < need) bits++;
+    uint8_t hist[1u << 15];
+    uInt len = 0;
+    if (inflateGetDictionary(z, hist, &len) != Z_OK || len < w->zhave) return false;
+    if (inflateReset2(z, -bits) != Z_OK) return false;
+    if (w->zhave && inflateSetDictionary(z, hist, w->zhave) != Z_OK) return false;
+    w->zbits = (uint8_t)bits;
+    return true;
+}
+
+static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n,
+                               uint64_t *dropped)
+{
+    *dropped = 0;
+    c->inflated.len = 0;
+    if (w->z_lost) return "deflate context lost earlier (gap or error): not inflated";
+    if (!z_ready(c, w)) return "out of memory for inflate";
+    z_stream *z = (z_stream *)w->z;
+    z_run_state r;
+    const char *err;
+    for (;;) {
+        bool full = w->zbits == max_bits(w);
+        r = (z_run_state){.limit = full ? UINT64_MAX : ((uint64_t)1 << w->zbits) - w->zhave};
+        err = z_message(c, z, p, n, &r);
+        if (err || !r.cut) break;
+        /* Twice what is known to be needed, so a growing direction is
+         * remade a few times in its life, not at every message. */
+        if (!grow_window(w, 2 * (w->zhave + r.limit))) {
+            err = "out of memory for inflate";
+            break;
+        }
+        c->inflated.len = 0;
+    }
+    *dropped = r.dropped;
+    uint64_t out = c->inflated.len + r.dropped, cap = (uint64_t)1 << max_bits(w);
+    w->zhave = (uint32_t)(w->zhave + out < cap ? w->zhave + out : cap);
     if (err && !w->no_context) w->z_lost = true;
-    if (w->no_context || end || err) inflateReset(z);
+    if (w->no_context || r.end || err) {
+        inflateReset(z);
+        w->zhave = 0;
+    }
     return err;
 }
 

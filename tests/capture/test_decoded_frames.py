@@ -359,6 +359,56 @@ def test_window_bits_are_applied(tmp_path, bits, ok):
     assert evs[2]["text"] == "client side: 15 bits"
 
 
+def growing_history(seed, count=160):
+    """Messages of all sizes (a few bytes to 9 KB) that quote, at every
+    distance up to the 32 KiB window, what the same direction sent before."""
+    rng = random.Random(seed)
+    sent, out = "", []
+    for _ in range(count):
+        n = rng.choice([5, 40, 150, 700, 3000, 9000])
+        parts = []
+        while sum(map(len, parts)) < n:
+            if sent and rng.random() < 0.6:
+                back = rng.randint(1, min(len(sent), 32000))
+                start = len(sent) - back
+                parts.append(sent[start:start + rng.randint(3, 300)])
+            else:
+                parts.append(big_text(rng.randint(1, 200), seed=rng.randint(0, 1 << 30)))
+        t = "".join(parts)[:n]
+        out.append(t)
+        sent += t
+    return out
+
+
+@pytest.mark.parametrize("limit", [None, "8K"])
+def test_windows_grow_with_the_history(tmp_path, limit):
+    """The decoder starts each direction with a small window and makes it
+    larger as the history grows, inflating a message again when it did not
+    fit: every message must come out whole, however far back it refers,
+    also when --max-message cuts the messages themselves."""
+    texts = growing_history(11)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    plain = zlib.compressobj(9, zlib.DEFLATED, -15)
+
+    def body(c):
+        for i, t in enumerate(texts):
+            c.s2c(pl.ws_frame(pl.deflate_raw(t.encode(), comp), rsv1=True))
+            if i % 5 == 0:      # the other direction, without context takeover
+                fresh = zlib.compressobj(9, zlib.DEFLATED, -15)
+                c.c2s(pl.ws_frame(pl.deflate_raw(t.encode(), fresh), rsv1=True, mask=MASK))
+        c.c2s(pl.ws_frame(pl.deflate_raw(b"end", plain), rsv1=True, mask=MASK))
+
+    ext = "permessage-deflate; client_no_context_takeover"
+    f = session(tmp_path / "grow.pcap", body, ext, ext)
+    evs = frames(decode(f, *([f"--max-message={limit}"] if limit else [])))
+    cut = 8192 if limit else None
+    s2c = [e for e in evs if not e["masked"]]
+    c2s = [e for e in evs if e["masked"]]
+    assert [e["text"] for e in s2c] == [t[:cut] for t in texts]
+    assert [e["text"] for e in c2s] == [t[:cut] for t in texts[::5]] + ["end"]
+    assert all(e.get("elided", 0) == len(t) - len(t[:cut]) for e, t in zip(s2c, texts))
+
+
 def test_message_over_the_limit_is_elided(tmp_path):
     def body(c):
         c.s2c(pl.ws_frame("z" * 5000))
