@@ -171,6 +171,8 @@ typedef struct cap_ctx {
     cap_keylog *keylog;         /* --keylog, or NULL */
     cap_buf tls_plain;          /* one TLS record decrypted */
     cap_slab zslab;             /* zlib's states and windows */
+    struct z_stream_s *zshared; /* directions without context takeover */
+    uint8_t zshared_bits;
     /* With --threads (par.c): the packet's number in the capture and in
      * its batch, and where the output is marked for the merge. */
     uint64_t pkt_seq;
@@ -220,6 +222,8 @@ void cap_ws_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n);
 int cap_ws_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing);
 void cap_ws_negotiate(cap_ws *w, const char *ext, bool server_side);
 void cap_ws_free(cap_ctx *c, cap_ws *w);
+/* The decoder's own inflate stream, shared by its directions. */
+void cap_ws_ctx_free(cap_ctx *c);
 
 /* capture_out.c and capture_text.c */
 void cap_emit(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev);

@@ -694,6 +694,7 @@ void cap_ctx_free(cap_ctx *c)
     cap_buf_free(c, &c->scratch);
     cap_buf_free(c, &c->inflated);
     cap_buf_free(c, &c->tls_plain);
+    cap_ws_ctx_free(c);
     cap_slab_close(&c->zslab);
     free(c->names);
     c->names = NULL;

@@ -119,25 +119,56 @@ static int max_bits(const cap_ws *w) { return w->wbits < 9 ? 9 : w->wbits; }
  * full window for each is most of a compressed capture's memory. */
 #define FIRST_WINDOW_BITS 10
 
-static bool z_ready(cap_ctx *c, cap_ws *w)
+static z_stream *z_make(cap_ctx *c, int bits)
 {
-    if (w->z) return true;
     z_stream *z = cap_mem_alloc(&c->mem, sizeof *z);
-    if (!z) return false;
+    if (!z) return NULL;
     memset(z, 0, sizeof *z);
     z->zalloc = z_alloc;
     z->zfree = z_free;
     z->opaque = c;
-    int bits = max_bits(w) < FIRST_WINDOW_BITS ? max_bits(w) : FIRST_WINDOW_BITS;
     if (inflateInit2(z, -bits) != Z_OK) {
         cap_mem_free(&c->mem, z, sizeof *z);
-        return false;
+        return NULL;
     }
-    w->z = (struct z_stream_s *)z;
+    return z;
+}
+
+static void z_close(cap_ctx *c, struct z_stream_s **zp)
+{
+    if (!*zp) return;
+    inflateEnd((z_stream *)*zp);
+    cap_mem_free(&c->mem, *zp, sizeof(z_stream));
+    *zp = NULL;
+}
+
+static bool z_ready(cap_ctx *c, cap_ws *w)
+{
+    if (w->z) return true;
+    int bits = max_bits(w) < FIRST_WINDOW_BITS ? max_bits(w) : FIRST_WINDOW_BITS;
+    if (!(w->z = (struct z_stream_s *)z_make(c, bits))) return false;
     w->zbits = (uint8_t)bits;
     w->zhave = 0;
     return true;
 }
+
+/* Without context takeover nothing carries from one message to the next,
+ * so all such directions of a thread share one stream: they cost no
+ * memory of their own (a server that compresses so, as ours does, has one
+ * in every connection). */
+static z_stream *z_shared(cap_ctx *c, int bits)
+{
+    if (!c->zshared) {
+        if (!(c->zshared = (struct z_stream_s *)z_make(c, bits))) return NULL;
+        c->zshared_bits = (uint8_t)bits;
+    } else if (c->zshared_bits != bits) {
+        if (inflateReset2((z_stream *)c->zshared, -bits) != Z_OK) return NULL;
+        c->zshared_bits = (uint8_t)bits;
+    }
+    return (z_stream *)c->zshared;
+}
+
+void cap_ws_ctx_free(cap_ctx *c) { z_close(c, &c->zshared); }
 
 /* Makes room in c->inflated; false at the size limit. */
 static bool grow_out(cap_ctx *c)
@@ -235,18 +266,35 @@ static bool grow_window(cap_ws *w, uint64_t need)
     return true;
 }
 
+/* Whether the window is nearly full of history: grown before the message
+ * rather than after it failed to fit, which costs inflating it again, and
+ * with room for zlib's fast loop (which wants 258 bytes of output space). */
+static bool short_of_room(const cap_ws *w)
+{
+    uint32_t size = 1u << w->zbits, room = size - w->zhave;
+    return room < size / 4 || room < 512;
+}
+
 static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n,
                                uint64_t *dropped)
 {
     *dropped = 0;
     c->inflated.len = 0;
     if (w->z_lost) return "deflate context lost earlier (gap or error): not inflated";
-    if (!z_ready(c, w)) return "out of memory for inflate";
-    z_stream *z = (z_stream *)w->z;
+    z_stream *z;
+    if (w->no_context) {
+        if (!(z = z_shared(c, max_bits(w)))) return "out of memory for inflate";
+    } else {
+        if (!z_ready(c, w)) return "out of memory for inflate";
+        z = (z_stream *)w->z;
+        if (w->zbits < max_bits(w) && short_of_room(w) &&
+            !grow_window(w, (uint64_t)2 << w->zbits))
+            return "out of memory for inflate";
+    }
     z_run_state r;
     const char *err;
     for (;;) {
-        bool full = w->zbits == max_bits(w);
+        bool full = w->no_context || w->zbits == max_bits(w);
         r = (z_run_state){.limit = full ? UINT64_MAX : ((uint64_t)1 << w->zbits) - w->zhave};
         err = z_message(c, z, p, n, &r);
         if (err || !r.cut) break;
@@ -532,9 +580,5 @@ void cap_ws_free(cap_ctx *c, cap_ws *w)
 {
     cap_buf_free(c, &w->msg);
     cap_buf_free(c, &w->ctl);
-    if (w->z) {
-        inflateEnd((z_stream *)w->z);
-        cap_mem_free(&c->mem, w->z, sizeof(z_stream));
-        w->z = NULL;
-    }
+    z_close(c, &w->z);
 }
