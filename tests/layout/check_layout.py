@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The module rules of docs/architecture.md, checked on the tree (a ctest):
 a module includes only its own headers, the public headers of the modules
-it depends on, and the system headers of the libraries it links."""
+it depends on, and the system headers of the libraries it links; and no two
+test files share a name (a failure report then names one file only)."""
 import re
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 
 # module -> modules whose public headers it may include
 DEPENDS = {
@@ -43,12 +45,30 @@ FORBIDDEN = {
 def headers_of(module):
     return {p.name for p in (SRC / module).glob("*.h")} if module else set()
 
-def main():
+def is_test_file(p):
+    return (p.name.startswith("test_") and p.suffix in (".py", ".c")) or p.name.endswith(".test.mjs")
+
+
+def test_name_problems():
+    seen = {}
+    problems = []
+    for f in sorted((ROOT / "tests").rglob("*")):
+        if "node_modules" in f.parts or not f.is_file() or not is_test_file(f):
+            continue
+        if f.name in seen:
+            problems.append(f"{f.relative_to(ROOT)}: same name as {seen[f.name].relative_to(ROOT)}")
+        seen.setdefault(f.name, f)
+    return problems
+
+
+def include_problems():
     owner = {}
+    problems = []
     for m in PUBLIC:
         for h in headers_of(m):
+            if h in owner:      # includes name a header by its file name alone
+                problems.append(f"{m}/{h}: same name as {owner[h]}/{h}")
             owner[h] = m
-    problems = []
     for f in sorted(SRC.rglob("*.[ch]")):
         module = f.parent.name if f.parent != SRC else ""
         text = f.read_text(errors="replace")
@@ -66,6 +86,11 @@ def main():
             for bad in FORBIDDEN.get(module, []):
                 if inc.startswith(bad):
                     problems.append(f"{f.relative_to(SRC)}: module '{module}' must not use <{inc}>")
+    return problems
+
+
+def main():
+    problems = include_problems() + test_name_problems()
     for p in problems:
         print(p)
     print(f"{len(problems)} layout problems in {len(list(SRC.rglob('*.[ch]')))} files")
