@@ -201,7 +201,8 @@ static void set_defaults(cap_opts *o)
     o->idle = 300;
     /* Past a few threads the main thread's reading is the limit, and
      * each thread's share of --max-mem shrinks. */
-    o->threads = cap_cores() < DEFAULT_THREADS_MAX ? cap_cores() : DEFAULT_THREADS_MAX;
+    unsigned cores = usable_cores();
+    o->threads = cores < DEFAULT_THREADS_MAX ? (int)cores : DEFAULT_THREADS_MAX;
 }
 
 /* ---- opening ---- */
