@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The module rules of docs/architecture.md, checked on the tree (a ctest):
 a module includes only its own headers, the public headers of the modules
-it depends on, and the system headers of the libraries it links; and no two
-test files share a name (a failure report then names one file only)."""
+it depends on, and the system headers of the libraries it links; its
+CMakeLists.txt links exactly those modules; the README's layout table and
+docs/architecture.md name every module and every file; each file's first
+comment names that file; and no two test files share a name (a failure report then names one file only)."""
 import re
 import sys
 from pathlib import Path
@@ -95,8 +97,72 @@ def include_problems():
     return problems
 
 
+def module_dirs():
+    return sorted(p.name for p in SRC.iterdir() if p.is_dir())
+
+
+def linked_modules(cmake_text):
+    links = " ".join(re.findall(r"target_link_libraries\(([^)]*)\)", cmake_text))
+    return set(re.findall(r"\btagarela_(\w+)", links)) - {"assets"}
+
+
+def cmake_problems():
+    problems = [f"src/{m}/: a module the layout rules do not know" for m in module_dirs() if m not in DEPENDS]
+    for m in module_dirs():
+        if m not in DEPENDS:
+            continue
+        linked = linked_modules((SRC / m / "CMakeLists.txt").read_text()) - {m}
+        if linked != set(DEPENDS[m]):
+            problems.append(f"src/{m}/CMakeLists.txt links {sorted(linked)}, the rules say {sorted(DEPENDS[m])}")
+    main_links = linked_modules((ROOT / "CMakeLists.txt").read_text())
+    if main_links != set(DEPENDS[""]):
+        problems.append(f"CMakeLists.txt: tagarela links {sorted(main_links)}, the rules say {sorted(DEPENDS[''])}")
+    return problems
+
+
+def table_rows(text, pattern):
+    """The rows of markdown tables whose first cell matches pattern, by its group."""
+    return {m.group(1): line for line in text.splitlines() if (m := re.match(pattern, line))}
+
+
+def named(stem, text):
+    return re.search(r"`%s(\.[ch])?`" % re.escape(stem), text) is not None
+
+
+def doc_problems():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    readme_rows = table_rows(layout, r"\| `src/(\w+)/` \|")
+    arch = (ROOT / "docs/architecture.md").read_text()
+    modules_section = arch[arch.index("## Modules"):arch.index("\n## ", arch.index("## Modules") + 1)]
+    arch_rows = table_rows(modules_section, r"\| (\w+) \|")
+    problems = []
+    for m in module_dirs():
+        if m not in readme_rows:
+            problems.append(f"README.md: the layout table has no row for src/{m}/")
+        if m not in arch_rows:
+            problems.append(f"docs/architecture.md: the module table has no row for {m}")
+        for stem in sorted({f.stem for f in (SRC / m).glob("*.c")}):
+            if m in readme_rows and not named(stem, readme_rows[m]):
+                problems.append(f"README.md: the src/{m}/ row does not name `{stem}`")
+            if not named(stem, modules_section):
+                problems.append(f"docs/architecture.md: no `{stem}` of {m} under 'Modules'")
+    return problems
+
+
+def head_comment_problems():
+    """A file's first comment names the file: after a move it must follow."""
+    problems = []
+    for f in sorted(SRC.rglob("*.[ch]")):
+        m = re.match(r"/\* (\S+\.[ch]) --", f.read_text(errors="replace"))
+        if m and m.group(1) != f.name:
+            problems.append(f"{f.relative_to(SRC)}: its first comment calls it {m.group(1)}")
+    return problems
+
+
 def main():
-    problems = include_problems() + test_name_problems()
+    problems = (include_problems() + test_name_problems() + cmake_problems() + doc_problems()
+                + head_comment_problems())
     for p in problems:
         print(p)
     print(f"{len(problems)} layout problems in {len(list(SRC.rglob('*.[ch]')))} files")
