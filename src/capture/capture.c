@@ -1,7 +1,7 @@
 /* capture.c -- `tagarela capture`: options, opening the live interface or
  * the file (with its BPF filter and the optional -w copy), the packet loop,
  * Ctrl-C, and the summary at exit. The decoding itself lives in the other
- * capture_*.c files, all of it in one cap_ctx. */
+ * files of src/capture, all of it in one cap_ctx. */
 #include "capture.h"
 #include "sys.h"
 #include "capture_int.h"
@@ -201,7 +201,8 @@ static void set_defaults(cap_opts *o)
     o->idle = 300;
     /* Past a few threads the main thread's reading is the limit, and
      * each thread's share of --max-mem shrinks. */
-    o->threads = cap_cores() < DEFAULT_THREADS_MAX ? cap_cores() : DEFAULT_THREADS_MAX;
+    unsigned cores = usable_cores();
+    o->threads = cores < DEFAULT_THREADS_MAX ? (int)cores : DEFAULT_THREADS_MAX;
 }
 
 /* ---- opening ---- */
@@ -233,7 +234,7 @@ static pcap_t *open_live(const cap_opts *o, char *err)
 }
 
 /* Where the packets come from: libpcap (live, pcapng, stdin), or our own
- * reader for classic pcap files (capture_file.h), which libpcap then only
+ * reader for classic pcap files (file.h), which libpcap then only
  * serves with a "dead" handle to compile the filter and write -w. */
 typedef struct cap_input {
     pcap_t *p;

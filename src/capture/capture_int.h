@@ -1,5 +1,5 @@
-/* capture_ctx.h -- the state of one `tagarela capture` run, shared by the
- * capture_*.c files: options, counters, the flow table and, per flow and
+/* capture_int.h -- the state of one `tagarela capture` run, shared by the
+ * files of src/capture: options, counters, the flow table and, per flow and
  * direction, the reassembler and the HTTP/WebSocket decoder.
  *
  * Everything the decoder changes lives in a cap_ctx, so two captures could
@@ -59,7 +59,7 @@ typedef struct cap_buf {
 
 enum { CAP_APP_HTTP, CAP_APP_WAIT_101, CAP_APP_WS, CAP_APP_STOPPED };
 
-typedef struct cap_http cap_http;       /* capture_http.c */
+typedef struct cap_http cap_http;       /* http.c */
 
 /* WebSocket decoding state of one direction. */
 typedef struct cap_ws {
@@ -180,7 +180,7 @@ typedef struct cap_ctx {
     struct cap_part *part;      /* NULL: one thread, output straight out */
 } cap_ctx;
 
-/* capture_flow.c */
+/* flow.c */
 int cap_ctx_init(cap_ctx *c);
 void cap_ctx_free(cap_ctx *c);
 void cap_packet(cap_ctx *c, const cap_pkt *p);
@@ -212,12 +212,12 @@ void cap_dir_replay(cap_ctx *c, cap_flow *f, int dir);
 void cap_buf_free(cap_ctx *c, cap_buf *b);
 int cap_buf_append(cap_ctx *c, cap_buf *b, const uint8_t *p, size_t n);
 
-/* capture_http.c: returns bytes consumed; the caller re-dispatches the rest
+/* http.c: returns bytes consumed; the caller re-dispatches the rest
  * when the direction switched to another state. */
 size_t cap_http_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n);
 void cap_http_free(cap_ctx *c, cap_dir *d);
 
-/* capture_ws.c */
+/* ws.c */
 void cap_ws_feed(cap_ctx *c, cap_flow *f, int dir, const uint8_t *p, size_t n);
 int cap_ws_gap(cap_ctx *c, cap_flow *f, int dir, uint64_t missing);
 void cap_ws_negotiate(cap_ws *w, const char *ext, bool server_side);
@@ -225,7 +225,7 @@ void cap_ws_free(cap_ctx *c, cap_ws *w);
 /* The decoder's own inflate stream, shared by its directions. */
 void cap_ws_ctx_free(cap_ctx *c);
 
-/* capture_out.c and capture_text.c */
+/* out.c and text.c */
 void cap_emit(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev);
 void cap_text_event(cap_ctx *c, cap_flow *f, int dir, const cap_event *ev);
 void cap_summary(cap_ctx *c, cap_wbuf *w);

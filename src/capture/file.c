@@ -1,5 +1,5 @@
-/* capture_file.c -- classic pcap files read in large blocks, with a look at
- * the records ahead (see capture_file.h). The format: a 24-byte header
+/* file.c -- classic pcap files read in large blocks, with a look at
+ * the records ahead (see file.h). The format: a 24-byte header
  * (magic, version, snaplen, link type), then per packet a 16-byte record
  * header (seconds, micro- or nanoseconds, captured and original lengths)
  * and the captured bytes, all in the writer's byte order. */

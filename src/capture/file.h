@@ -1,4 +1,4 @@
-/* capture_file.h -- a reader for classic pcap files that can look ahead.
+/* file.h -- a reader for classic pcap files that can look ahead.
  *
  * libpcap reads a file through stdio, one record at a time, copying each
  * packet into its own buffer, and shows only the current one. This reader

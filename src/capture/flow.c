@@ -1,4 +1,4 @@
-/* capture_flow.c -- connections: the flow table, who is client and who is
+/* flow.c -- connections: the flow table, who is client and who is
  * server, SYN/FIN/RST, eviction, and routing each direction's in-order bytes
  * to its decoder (HTTP until the 101, then WebSocket).
  *

@@ -1,4 +1,4 @@
-/* capture_http.c -- the HTTP side of a WebSocket connection: the upgrade
+/* http.c -- the HTTP side of a WebSocket connection: the upgrade
  * request and its response, parsed with http_parser, the accept value
  * checked against the key, and the switch to frame decoding after a 101.
  *

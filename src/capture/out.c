@@ -1,4 +1,4 @@
-/* capture_out.c -- the buffered writer, JSON string escaping and the
+/* out.c -- the buffered writer, JSON string escaping and the
  * --json view: one object per line, keys in the order the contract lists.
  *
  * Output is hand-formatted into one large buffer that goes out with write(2)

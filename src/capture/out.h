@@ -1,8 +1,8 @@
-/* capture_out.h -- what the capture decoder reports, and the buffered
+/* out.h -- what the capture decoder reports, and the buffered
  * writer both views print through.
  *
- * Decoders describe what they saw as a cap_event; capture_out.c prints it
- * as one JSON object per line (--json), capture_text.c as the readable view.
+ * Decoders describe what they saw as a cap_event; out.c prints it
+ * as one JSON object per line (--json), text.c as the readable view.
  * The writer and its JSON string escaping are hand-written because the
  * --json path must keep up with pcap files read at hundreds of MB/s. */
 #ifndef TAGARELA_CAPTURE_OUT_H

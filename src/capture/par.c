@@ -1,11 +1,9 @@
 /* par.c -- the output of several decoder threads merged in capture order:
  * marked buffers (cap_part) and their merge. The threads and the batches
  * they share are in run.c. */
-#define _GNU_SOURCE
 #include "par.h"
 #include "capture_int.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,13 +82,4 @@ int cap_merge(cap_part *parts, int n, cap_wbuf *w)
         parts[i].failed = false;
     }
     return rc;
-}
-
-int cap_cores(void)
-{
-    cpu_set_t set;
-    int n = 1;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-    if (n < 1) n = 1;
-    return n > CAP_MAX_THREADS ? CAP_MAX_THREADS : n;
 }

@@ -68,8 +68,4 @@ void cap_run_packet(cap_run *r, const struct cap_pkt *p, int64_t sec, uint32_t u
  * -1 if output was lost for want of memory. */
 int cap_run_end(cap_run *r);
 
-/* The usable cores (the affinity mask), at least 1, at most
- * CAP_MAX_THREADS. */
-int cap_cores(void);
-
 #endif

@@ -1,4 +1,4 @@
-/* capture_pkt.c -- link layer, IPv4/IPv6 and TCP header decoding for the
+/* pkt.c -- link layer, IPv4/IPv6 and TCP header decoding for the
  * capture command. Every length is checked against both what was captured
  * and what the headers claim, so a corrupt or cut packet is classified,
  * never read past. */

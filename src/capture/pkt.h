@@ -1,4 +1,4 @@
-/* capture_pkt.h -- from a captured link-layer frame to a TCP segment.
+/* pkt.h -- from a captured link-layer frame to a TCP segment.
  *
  * Pure parsing with no state: link layers (Ethernet with VLAN tags, Linux
  * cooked v1 and v2, BSD loopback/NULL, raw IP), IPv4 and IPv6 (extension

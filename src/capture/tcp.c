@@ -1,4 +1,4 @@
-/* capture_tcp.c -- per-direction TCP reassembly and the capture's memory
+/* tcp.c -- per-direction TCP reassembly and the capture's memory
  * budget.
  *
  * The hot path is the in-order segment: it is handed to the sink straight

@@ -1,4 +1,4 @@
-/* capture_tcp.h -- one direction of a TCP connection, put back in order.
+/* tcp.h -- one direction of a TCP connection, put back in order.
  *
  * A cap_stream turns captured segments (in any order, repeated, overlapping,
  * with sequence numbers wrapping at 2^32) into an in-order byte stream for a

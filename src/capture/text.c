@@ -1,4 +1,4 @@
-/* capture_text.c -- the readable view (the default), in the spirit of the
+/* text.c -- the readable view (the default), in the spirit of the
  * annotated tcpdump capture the project started from: one line per event,
  * client frames shown unmasked, a short chat-aware summary of each message
  * ("login mynick", "say to all: oi, pessoal !"), colours on a terminal,

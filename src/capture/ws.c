@@ -1,4 +1,4 @@
-/* capture_ws.c -- WebSocket frames of one direction, after the 101: headers
+/* ws.c -- WebSocket frames of one direction, after the 101: headers
  * parsed and payloads unmasked with the server's own codec (ws_codec.h),
  * fragments joined, permessage-deflate messages inflated, close codes read,
  * and holes in the stream turned into gap events.

@@ -33,14 +33,8 @@ static int parse_host(const char *s, const char *p, cluster_url *out, char *err,
     memcpy(out->host, p, (size_t)(hend - p));
     out->host[hend - p] = '\0';
     out->port = 6379;
-    if (colon) {
-        char *e;
-        errno = 0;
-        long port = strtol(colon + 1, &e, 10);
-        if (errno || e != end || e == colon + 1 || port < 1 || port > 65535)
-            return url_error(err, errlen, s, "bad port");
-        out->port = (int)port;
-    }
+    if (colon && parse_port(colon + 1, (size_t)(end - colon - 1), 1, &out->port) < 0)
+        return url_error(err, errlen, s, "bad port");
     if (slash && slash[1]) {
         char *e;
         errno = 0;

@@ -1,4 +1,5 @@
-/* sys.c -- the clock, cores, open-file limit and option numbers (sys.h). */
+/* sys.c -- the clock, cores, open-file limit, and numbers in options and
+ * addresses (sys.h). */
 #define _GNU_SOURCE             /* sched_getaffinity */
 #include "sys.h"
 
@@ -48,6 +49,20 @@ int parse_number(const char *s, double lo, double hi, bool whole, double *out)
     if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi || (whole && v != floor(v)))
         return -1;
     *out = v;
+    return 0;
+}
+
+int parse_port(const char *s, size_t n, int min, int *out)
+{
+    long v = 0;
+    if (n == 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+        if (v > 65535) return -1;
+    }
+    if (v < min) return -1;
+    *out = (int)v;
     return 0;
 }
 

@@ -1,8 +1,8 @@
-/* ws_codec.c -- RFC 6455 framing, close rules, handshake accept value, and
- * the inbound message reader. Pure functions and caller-owned state only. */
+/* ws_codec.c -- RFC 6455 framing, close rules, the handshake key check, and
+ * the inbound message reader. Pure functions and caller-owned state only,
+ * on libc alone (the accept value's SHA-1 is in ws_accept.c). */
 #include "ws_codec.h"
 
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,20 +139,6 @@ bool ws_key_valid(const char *key, size_t n)
     for (size_t i = 0; i < 22; i++)
         if (!b64_char(key[i])) return false;
     return true;
-}
-
-void ws_accept_key(const char *key, size_t n, char out[WS_ACCEPT_LEN + 1])
-{
-    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char buf[64 + sizeof guid];
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (n > 64) n = 64;             /* valid keys are 24 bytes */
-    memcpy(buf, key, n);
-    memcpy(buf + n, guid, sizeof guid - 1);
-    EVP_Digest(buf, n + sizeof guid - 1, digest, &dlen, EVP_sha1(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
-    out[WS_ACCEPT_LEN] = '\0';
 }
 
 ws_frame *ws_frame_new(uint8_t opcode, const void *payload, size_t n)

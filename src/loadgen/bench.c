@@ -1,6 +1,6 @@
 /* bench.c -- `tagarela bench`: options, the controller and the report.
  *
- * The controller (the main thread) starts the workers (bench_worker.c),
+ * The controller (the main thread) starts the workers (worker.c),
  * moves the run through its phases -- connect and log in every client, then
  * send for T seconds (or hold, with --idle), then drain, then stop -- prints
  * a progress line once a second, reads the server's CPU time and memory

@@ -1,4 +1,4 @@
-/* bench_int.h -- what the parts of `tagarela bench` share: options, the
+/* loadgen_int.h -- what the parts of `tagarela bench` share: options, the
  * latency histogram, a client, a worker and the run.
  *
  * One controller (the main thread) and --threads workers, each running its
@@ -232,7 +232,7 @@ bool bench_tls_wants_write(const bench_client *c);
 int bench_tls_open(bench_client *c, const uint8_t *p, size_t n, uint8_t *plain, size_t cap,
                    void (*deliver)(bench_client *c, uint8_t *p, size_t n));
 
-/* Workers (bench_worker.c). */
+/* Workers (worker.c). */
 int bench_workers_init(bench_run *r);
 int bench_worker_start(bench_worker *w);
 void bench_worker_join(bench_worker *w);

@@ -1,4 +1,4 @@
-/* bench_util.c -- small pure parts of `tagarela bench`: the clock, the
+/* util.c -- small pure parts of `tagarela bench`: the clock, the
  * log-linear latency histogram and the content of the messages it sends. */
 #include "loadgen_int.h"
 

@@ -1,4 +1,4 @@
-/* bench_worker.c -- a `tagarela bench` worker: one libuv loop over its share
+/* worker.c -- a `tagarela bench` worker: one libuv loop over its share
  * of the clients. It connects them (spread over 127.0.0.x source addresses),
  * does the WebSocket handshake and the login, sends says (as fast as the
  * window allows or at a rate) and reads everything the server sends.

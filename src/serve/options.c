@@ -142,17 +142,15 @@ int config_parse_addr(const char *s, listen_addr *out)
         hl -= 2;
     }
     if (hl >= sizeof out->host) return -1;
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || port < 0 || port > 65535) return -1;
+    int port;
+    if (parse_port(colon + 1, strlen(colon + 1), 0, &port) < 0) return -1;
     if (hl == 0) {
         snprintf(out->host, sizeof out->host, "0.0.0.0");
     } else {
         memcpy(out->host, host, hl);
         out->host[hl] = '\0';
     }
-    out->port = (int)port;
+    out->port = port;
     return 0;
 }
 

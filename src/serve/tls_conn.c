@@ -25,6 +25,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "web.h"
 #include "worker.h"
 
 /* Plaintext encrypted per flush before the ciphertext is written: bounds
@@ -387,13 +388,13 @@ static enum tls_input tls_failed(conn *c, const char *what)
  * so (as nginx does), then the end. */
 static enum tls_input refuse_plain(tls_conn *t)
 {
-    static const char answer[] =
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        "Content-Length: 51\r\nConnection: close\r\n\r\n"
-        "This port speaks TLS: use https:// or wss:// here.\n";
+    sbuf answer;
+    sbuf_init(&answer);
+    http_error_response(&answer, 400, NULL, "This port speaks TLS: use https:// or wss:// here.\n");
     t->failed = true;
-    if (out_append(t, answer, sizeof answer - 1) < 0) return TLS_IN_FAILED;
-    return TLS_IN_REFUSED;
+    int rc = answer.oom ? -1 : out_append(t, answer.p, answer.len);
+    sbuf_free(&answer);
+    return rc < 0 ? TLS_IN_FAILED : TLS_IN_REFUSED;
 }
 
 static bool looks_like_http(const uint8_t *p, size_t n)

@@ -10,9 +10,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ctx, setUp, tearDown, restartServer, baseUrl, openPage, DESKTOP, PHONE, RECONNECT_WAIT,
+  ctx, setUp, tearDown, restartServer, baseUrl, openPage, DESKTOP, PHONE, SMALL_PHONE, RECONNECT_WAIT,
   login as loginAs, waitIn, waitOnline, waitUsers, waitMessage, hasText, duplicateIds,
-  countText, decodeWire, say, shot,
+  countText, decodeWire, say, shot, brokenTimes,
 } from './lib.mjs';
 
 const ROOM = 'lobby';
@@ -187,17 +187,30 @@ test('screenshots: desktop and phone', async () => {
   // No horizontal scrolling on a phone.
   const overflow = await bruno.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page wider than the phone by ${overflow}px`);
-  // A time is never broken over two lines (a join notice's "14:4" / "1").
-  const broken = await bruno.evaluate(() => [...document.querySelectorAll('time')]
-    .filter((t) => {
-      if (!t.offsetParent || !t.firstChild) return false;
-      const r = document.createRange();
-      r.selectNodeContents(t);
-      return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
-    })
-    .map((t) => t.textContent));
+  const broken = await brokenTimes(bruno);
   assert.deepEqual(broken, [], `times broken over lines: ${broken.join(', ')}`);
   await bruno.setViewportSize(DESKTOP);
+});
+
+// Issue 9: on a phone the time of a join notice wrapped mid-number ("14:4" /
+// "1"). It takes a notice as wide as the screen: a long name on a small phone.
+test('on a small phone a long name\'s join and leave notices keep their time on one line', async () => {
+  const room = 'narrow';
+  const watcher = await loginAs('Wes', { room, viewport: SMALL_PHONE });
+  for (const name of ['Maximiliano de Albuquerque e Sou', 'MaximilianodeAlbuquerqueeSouzaXY']) {
+    const guest = await loginAs(name, { room });
+    await waitIn(watcher.page, `${name}'s join notice`, (n) =>
+      [...document.querySelectorAll('.log:not([hidden]) .notice-join')].some((e) => e.textContent.includes(`${n} joined`)), name);
+    await guest.context.close();
+    await waitIn(watcher.page, `${name}'s leave notice`, (n) =>
+      [...document.querySelectorAll('.log:not([hidden]) .notice-leave')].some((e) => e.textContent.includes(`${n} left`)), name);
+  }
+  const broken = await brokenTimes(watcher.page);
+  assert.deepEqual(broken, [], `times broken over lines in: ${broken.join(' | ')}`);
+  const overflow = await watcher.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page wider than the phone by ${overflow}px`);
+  await shot(watcher.page, 'phone-small-notices.png');
+  await watcher.context.close();
 });
 
 test('HTML and script in a name and a message are shown literally and run nothing', async (t) => {

@@ -24,6 +24,8 @@ export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const ARTIFACTS = path.join(HERE, 'artifacts');
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
+/** The narrowest phones still sold (iPhone SE 1st generation). */
+export const SMALL_PHONE = { width: 320, height: 568 };
 export const WAIT = 10_000;
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -299,6 +301,19 @@ export function duplicateIds(page) {
     }
     return dups;
   });
+}
+
+/** The text of the notice or message around each visible time that the
+ *  layout broke over two lines. */
+export function brokenTimes(page) {
+  return page.evaluate(() => [...document.querySelectorAll('time')]
+    .filter((t) => {
+      if (!t.offsetParent || !t.firstChild) return false;
+      const r = document.createRange();
+      r.selectNodeContents(t);
+      return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
+    })
+    .map((t) => (t.closest('.notice, .msg') || t).textContent));
 }
 
 /** How many times a message with exactly this text is in the visible log. */

@@ -292,6 +292,8 @@ def test_plain_http_on_a_tls_port_gets_a_plain_400(make_server, certs, port):
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = read_until_closed(s)
     assert answer.startswith(b"HTTP/1.1 400 ") and b"speaks TLS" in answer, answer
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"\r\nContent-Length: %d\r\n" % len(body) in head + b"\r\n", answer
     assert https_get(srv.http_port, certs, "/healthz")[0] == 200
 
 

@@ -44,7 +44,7 @@ static void test_url_refusals_say_why(void **state)
     static const struct { const char *url, *why; } bad[] = {
         {"http://h:1", "unknown scheme"}, {"redis://", "no host"}, {"redis://:pw@", "no host"},
         {"redis://h:0", "bad port"}, {"redis://h:65536", "bad port"}, {"redis://h:x", "bad port"},
-        {"redis://h:", "bad port"}, {"redis://h/x", "bad database"}, {"redis://h/-1", "bad database"},
+        {"redis://h:", "bad port"}, {"redis://h:+80", "bad port"}, {"redis://h: 80/1", "bad port"}, {"redis://h/x", "bad database"}, {"redis://h/-1", "bad database"},
         {"unix://relative", "absolute"}, {"", "unknown scheme"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -52,6 +52,23 @@ static void test_max_say_frame_bounds_the_worst_say(void **state)
     assert_true(config_max_say_frame(&l) < worst_content + 1024);
 }
 
+/* --ws and --http: HOST:PORT, [IPv6]:PORT or :PORT; port 0 asks for any. */
+static void test_listen_addresses(void **state)
+{
+    listen_addr a;
+    assert_int_equal(config_parse_addr("127.0.0.1:9000", &a), 0);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(a.port, 9000);
+    assert_int_equal(config_parse_addr("[::1]:0", &a), 0);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 0);
+    assert_int_equal(config_parse_addr(":7272", &a), 0);
+    assert_string_equal(a.host, "0.0.0.0");
+    static const char *const bad[] = { "127.0.0.1", "h:", "h:65536", "h:-1", "h:+80", "h: 80", "h:80x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (config_parse_addr(bad[i], &a) == 0) fail_msg("address '%s' accepted", bad[i]);
+}
+
 static void test_trusted_proxies(void **state)
 {
     server_config cfg;
@@ -238,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_are_valid_and_safe),
         cmocka_unit_test(test_max_say_frame_bounds_the_worst_say),
+        cmocka_unit_test(test_listen_addresses),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_redis_shards),
         cmocka_unit_test(test_tls_options),

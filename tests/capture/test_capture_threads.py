@@ -2,7 +2,7 @@
 what one thread prints (every recorded scenario, crafted sessions with
 holes, deflate, idle evictions at the same packet and connections still
 open at the end), memory stays within --max-mem, and the option is checked.
-The TLS captures are compared in test_tls.py. TAGARELA_CAPTURE_THREADS_CHECK=1
+The TLS captures are compared in test_capture_tls.py. TAGARELA_CAPTURE_THREADS_CHECK=1
 makes every run of the whole suite compare 1, 2 and 3 threads."""
 import os
 import random
