@@ -68,13 +68,17 @@ def start_fragmented(ws, nbytes, piece=8192):
     return sent
 
 
-def flood(port, logged_in, stop, room="1", pad=60000):
-    """One socket writing padded says until stop is set or the server closes
-    it. Returns the bytes written."""
+def flood(port, logged_in, stop, room="1", pad=60000, message=None):
+    """One socket writing padded says (or the text message given, bytes)
+    until stop is set or the server closes it; it reads nothing. Returns
+    the bytes written."""
     ws = RawWS(port, rcvbuf=4096)
     if logged_in:
         ws.login("flooder", room_id=room)
-    frame = say_frame("x", pad=pad) * 16
+    if message is None:
+        frame = say_frame("x", pad=pad) * 16
+    else:
+        frame = encode_frame(OP_TEXT, message, mask_key=b"\x11\x22\x33\x44") * 4096
     sent = 0
     ws.sock.settimeout(0.5)
     while not stop.is_set():
