@@ -155,3 +155,27 @@ def pinger_in_room(port, room, stop):
                 return
     threading.Thread(target=keepalive, daemon=True).start()
     return p, uid
+
+
+def slow_reader_in_room(port, room, stop, bytes_per_s):
+    """Logs in and reads bytes_per_s, half of it every half second, with a
+    pong frame each time to look alive: it makes progress, too slowly for
+    its room. Returns (socket, uid)."""
+    p = LockedWS(port, rcvbuf=bytes_per_s)
+    uid, _ = p.login("slowpoke", room_id=room)
+
+    def trickle():
+        p.sock.settimeout(0.1)
+        while not stop.wait(0.5):
+            try:
+                p.sock.recv(bytes_per_s // 2)
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+            try:
+                p.send_raw(encode_frame(OP_PONG, b""))
+            except OSError:
+                return
+    threading.Thread(target=trickle, daemon=True).start()
+    return p, uid
