@@ -208,13 +208,15 @@ def attack_say_flood(s):
     stop = threading.Event()
     sent = []
 
-    def one(logged_in):
+    def one(logged_in, message=None):
         try:
-            sent.append(flood(s.ws_port, logged_in, stop))
+            sent.append(flood(s.ws_port, logged_in, stop, message=message))
         except Exception as e:      # noqa: BLE001 -- a login refused or too slow
             s.count("say_flood_errors")
             s.count("error:" + type(e).__name__)
-    threads = [threading.Thread(target=one, args=(li,)) for li in (False, False, True)]
+    # padded says, and tiny messages that each earn an error nobody reads
+    kinds = [(False, None), (False, None), (True, None), (False, b"[]"), (True, b'{"type":"x"}')]
+    threads = [threading.Thread(target=one, args=k) for k in kinds]
     for t in threads:
         t.start()
     s.stop.wait(5.0)

@@ -25,6 +25,12 @@
 #define MAX_ROOM_ID 64
 #define DEFAULT_CHUNK_BYTES (64 * 1024)
 #define ROOM_RATE_WINDOW_MS 60000
+/* Errors a client may have queued and not yet read. Every message past the
+ * rate earns one, so a client that floods and reads nothing would have us
+ * queue a reply per message it sends; past this many, further errors wait
+ * for it to read (chat_drained) and are dropped meanwhile. Far above what
+ * a reader's burst gets in one turn. */
+#define ERRORS_UNREAD_MAX 256
 
 typedef struct room {
     char *id;
@@ -65,6 +71,7 @@ struct chat_user {
     uint8_t key_len;
     bool remote;                /* another server's (cluster mode): no conn here */
     bool kicked;                /* by an operator: heard no more */
+    uint16_t errors_unread;     /* errors queued since it last drained */
     uint64_t since_ms;          /* logged in at (wall clock) */
 };
 
@@ -296,8 +303,21 @@ static void drain_then_continue(chat *c, chat_user *u)
     if (VEC_PUSH(c->draining, u) < 0) replay_stop(u);
 }
 
+/* Halfway to the cap the chat asks to hear when the client has read what
+ * it was sent; a client that reads gets every error. */
+static bool error_allowed(chat *c, chat_user *u)
+{
+    if (u->errors_unread >= ERRORS_UNREAD_MAX) return false;
+    /* out of memory for the request, the count starts over: no notice
+     * would ever lift the cap */
+    if (++u->errors_unread == ERRORS_UNREAD_MAX / 2 && VEC_PUSH(c->draining, u) < 0)
+        u->errors_unread = 0;
+    return true;
+}
+
 static void send_error(chat *c, chat_user *u, const char *code, const char *message)
 {
+    if (!error_allowed(c, u)) return;
     sbuf *o = &c->out;
     sbuf_reset(o);
     sbuf_puts(o, "{\"type\":\"error\",\"code\":");
@@ -1056,6 +1076,27 @@ static void do_say(chat *c, chat_user *u, json_t *msg, uint64_t now_ms)
 
 /* ---- dispatch -------------------------------------------------------- */
 
+/* The message's "type" when it is a string without NUL, else NULL. */
+static const char *type_of(json_t *msg)
+{
+    json_t *type = json_is_object(msg) ? json_object_get(msg, "type") : NULL;
+    return json_is_string(type) && strlen(json_string_value(type)) == json_string_length(type)
+               ? json_string_value(type) : NULL;
+}
+
+static bool is_heartbeat(const char *type)
+{
+    return type && strcmp(type, "pong") == 0;
+}
+
+bool chat_is_heartbeat(const char *data, size_t n)
+{
+    json_t *msg = json_loadb(data, n, JSON_ALLOW_NUL, NULL);
+    bool yes = is_heartbeat(type_of(msg));
+    json_decref(msg);
+    return yes;
+}
+
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms)
 {
     if (u->kicked) return;
@@ -1069,10 +1110,8 @@ void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_m
     /* NUL is allowed through so that a "\u0000" in a name is reported as
      * a bad name, not as bad JSON; strings are handled with their length. */
     json_t *msg = json_loadb(data, n, JSON_ALLOW_NUL, &jerr);
-    json_t *type = json_is_object(msg) ? json_object_get(msg, "type") : NULL;
-    const char *t = json_is_string(type) && strlen(json_string_value(type)) == json_string_length(type)
-                        ? json_string_value(type) : NULL;
-    if (t && strcmp(t, "pong") == 0) {
+    const char *t = type_of(msg);
+    if (is_heartbeat(t)) {
         /* heartbeat answer of the original clients: nothing to do, and free */
     } else if (!rate_allows(c, u, now_ms)) {
         chat_rate_limited(c, u);
@@ -1204,6 +1243,7 @@ size_t chat_end_turn(chat *c)
 void chat_drained(chat *c, chat_user *u)
 {
     replay *rp = &u->rp;
+    u->errors_unread = 0;
     if (!u->room) return;
     if (rp->uids) send_user_list_piece(c, u, u->room);
     else if (rp->history && rp->started) send_history_piece(c, u);

@@ -9,6 +9,7 @@
 #ifndef TAGARELA_CHAT_H
 #define TAGARELA_CHAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,9 @@ chat_user *chat_connect(chat *c, void *conn, const void *key, size_t key_len);
  * unparsed when there is none. */
 void chat_text(chat *c, chat_user *u, const char *data, size_t n, uint64_t now_ms);
 #define CHAT_FREE_MAX 64
+/* True when data is the heartbeat answer {"type":"pong"}, which the chat
+ * ignores and which costs no token. */
+bool chat_is_heartbeat(const char *data, size_t n);
 /* A message refused before it reached the chat (the server's own rate
  * check, made before copying it): the sender hears rate_limited. */
 void chat_rate_limited(chat *c, chat_user *u);

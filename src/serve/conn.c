@@ -28,14 +28,19 @@ typedef struct write_req {
  * had theirs and the turn's output has been written. */
 #define READ_TURN_SHARE (256 * 1024)
 
-/* Pings and pongs a client may send: no client needs more than a few a
- * minute, and each costs a read and (for a ping) an answer. */
+/* Past --outbound-cap, a client that took nothing for this long goes. What
+ * it holds is mostly the room's frames, shared with every reader: a reader
+ * may fall far behind a burst of many senders' maximum-size says (ten
+ * senders' bursts are 33 MB) and still catch up, so only sixteen times the
+ * cap at once drops a client that is making progress. */
 #define OVER_CAP_GRACE_MS 1000
-#define OVER_CAP_HARD 4
+#define OVER_CAP_HARD 16
 
 /* Bytes read from a closing connection, in a turn, before it is read no more. */
 #define WS_CLOSING_READ (64 * 1024)
 
+/* Pings and pongs a client may send: no client needs more than a few a
+ * minute, and each costs a read and (for a ping) an answer. */
 #define CONTROL_BURST 100
 #define CONTROL_PER_SEC 10
 

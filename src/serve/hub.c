@@ -254,30 +254,63 @@ static void posted_connect(conn *c)
     post(c, XM_CONNECT, NULL, 0, 0);
 }
 
-/* The chat's rate limit is checked here too, before the copy: a flood
- * beyond it costs the hub one small message each, not a copy. Past
- * CONN_HUB_INFLIGHT on the way, the connection is read no more until the
- * hub has worked through half of it (XM_RESUME). */
-static void posted_text(conn *c, const uint8_t *data, size_t n)
+/* What a message on its way to the hub holds besides its bytes: its xmsg
+ * and the copy's allocation. Without it a flood of two-byte messages would
+ * hold thirty times the budget. */
+#define HUB_MSG_COST (sizeof(xmsg) + 32)
+
+/* An XM_LIMITED's n counts the refusals it stands for, not bytes. */
+static size_t hub_cost(const xmsg *m)
 {
-    const chat_limits *l = &c->w->cfg->chat;
-    if (n > CHAT_FREE_MAX && !bucket_take(&c->in_rate, l->rate, l->burst, uv_now(c->w->loop))) {
-        post(c, XM_LIMITED, NULL, 0, 0);
-        return;
-    }
-    char *copy = malloc(n ? n : 1);
-    if (!copy) {
-        conn_close_ws(c, WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    memcpy(copy, data, n);
-    xvec_push(&c->w->to_hub, (xmsg){ .c = c, .p = copy, .n = (uint32_t)n, .kind = XM_TEXT, .at = uv_hrtime() });
-    if (__atomic_add_fetch(&c->to_hub, n, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT) return;
+    return m->kind == XM_LIMITED ? HUB_MSG_COST : m->n + HUB_MSG_COST;
+}
+
+/* Past CONN_HUB_INFLIGHT on the way, the connection is read no more until
+ * the hub has worked through half of it (XM_RESUME). */
+static void charge_hub(conn *c, size_t cost)
+{
+    if (__atomic_add_fetch(&c->to_hub, cost, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT) return;
     __atomic_store_n(&c->hub_full, true, __ATOMIC_SEQ_CST);
     /* the hub may have worked through it meanwhile, seeing no flag */
     if (__atomic_load_n(&c->to_hub, __ATOMIC_SEQ_CST) <= CONN_HUB_INFLIGHT / 2)
         __atomic_store_n(&c->hub_full, false, __ATOMIC_SEQ_CST);
     conn_update_reading(c);
+}
+
+/* A refusal joins the one just before it when that is c's too: a flood of
+ * tiny messages past the rate costs the hub one message per read. */
+static void post_limited(conn *c)
+{
+    xvec *v = &c->w->to_hub;
+    xmsg *last = v->len ? &v->v[v->len - 1] : NULL;
+    if (last && last->c == c && last->kind == XM_LIMITED && last->n < UINT32_MAX) {
+        last->n++;
+        return;
+    }
+    xmsg m = { .c = c, .n = 1, .kind = XM_LIMITED };
+    xvec_push(v, m);
+    charge_hub(c, hub_cost(&m));
+}
+
+/* The chat's rate limit is checked here too, before the copy, the same
+ * way: every message but the heartbeat takes a token. The heartbeat, which
+ * the chat ignores, does not make the trip. */
+static void posted_text(conn *c, const uint8_t *data, size_t n)
+{
+    const chat_limits *l = &c->w->cfg->chat;
+    if (n <= CHAT_FREE_MAX && chat_is_heartbeat((const char *)data, n)) return;
+    if (!bucket_take(&c->in_rate, l->rate, l->burst, uv_now(c->w->loop))) {
+        post_limited(c);
+        return;
+    }
+    xmsg m = { .c = c, .n = (uint32_t)n, .kind = XM_TEXT, .at = uv_hrtime() };
+    if (!(m.p = malloc(n ? n : 1))) {
+        conn_close_ws(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(m.p, data, n);
+    xvec_push(&c->w->to_hub, m);
+    charge_hub(c, hub_cost(&m));
 }
 
 static void posted_admin(conn *c, admin_cmd *cmd)
@@ -331,7 +364,7 @@ static void posted_done(worker *w)
 
 /* A text of c's is done with: when that brings what is on the way below
  * half the budget and c was paused for it, its worker reads it again. */
-static void text_done(hub *h, conn *c, uint32_t n)
+static void text_done(hub *h, conn *c, size_t n)
 {
     size_t before = __atomic_fetch_sub(&c->to_hub, n, __ATOMIC_SEQ_CST);
     if (before > CONN_HUB_INFLIGHT / 2 && before - n <= CONN_HUB_INFLIGHT / 2 &&
@@ -352,10 +385,11 @@ static void hub_handle(hub *h, xmsg *m)
         if (c->user) chat_text(h->chat, c->user, m->p, m->n, wall_ms());
         h->arrival = 0;
         free(m->p);
-        text_done(h, c, m->n);
+        text_done(h, c, hub_cost(m));
         break;
     case XM_LIMITED:
-        if (c->user) chat_rate_limited(h->chat, c->user);
+        for (uint32_t i = 0; c->user && i < m->n; i++) chat_rate_limited(h->chat, c->user);
+        text_done(h, c, hub_cost(m));
         break;
     case XM_BINARY:
         if (c->user) chat_binary(h->chat, c->user);

@@ -68,13 +68,17 @@ def start_fragmented(ws, nbytes, piece=8192):
     return sent
 
 
-def flood(port, logged_in, stop, room="1", pad=60000):
-    """One socket writing padded says until stop is set or the server closes
-    it. Returns the bytes written."""
+def flood(port, logged_in, stop, room="1", pad=60000, message=None):
+    """One socket writing padded says (or the text message given, bytes)
+    until stop is set or the server closes it; it reads nothing. Returns
+    the bytes written."""
     ws = RawWS(port, rcvbuf=4096)
     if logged_in:
         ws.login("flooder", room_id=room)
-    frame = say_frame("x", pad=pad) * 16
+    if message is None:
+        frame = say_frame("x", pad=pad) * 16
+    else:
+        frame = encode_frame(OP_TEXT, message, mask_key=b"\x11\x22\x33\x44") * 4096
     sent = 0
     ws.sock.settimeout(0.5)
     while not stop.is_set():
@@ -150,4 +154,28 @@ def pinger_in_room(port, room, stop):
             except OSError:
                 return
     threading.Thread(target=keepalive, daemon=True).start()
+    return p, uid
+
+
+def slow_reader_in_room(port, room, stop, bytes_per_s):
+    """Logs in and reads bytes_per_s, half of it every half second, with a
+    pong frame each time to look alive: it makes progress, too slowly for
+    its room. Returns (socket, uid)."""
+    p = LockedWS(port, rcvbuf=bytes_per_s)
+    uid, _ = p.login("slowpoke", room_id=room)
+
+    def trickle():
+        p.sock.settimeout(0.1)
+        while not stop.wait(0.5):
+            try:
+                p.sock.recv(bytes_per_s // 2)
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+            try:
+                p.send_raw(encode_frame(OP_PONG, b""))
+            except OSError:
+                return
+    threading.Thread(target=trickle, daemon=True).start()
     return p, uid

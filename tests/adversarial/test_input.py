@@ -83,26 +83,58 @@ FLOOD_SECONDS = 6
 
 
 
+def run_floods(srv, mon, kinds, bound):
+    """A flooding socket per (logged in, message) of kinds (message None: a
+    padded say) for FLOOD_SECONDS, or until the server's RSS passes bound.
+    Returns the bytes they wrote."""
+    stop = threading.Event()
+    totals = []
+    threads = [threading.Thread(target=lambda li=li, m=m: totals.append(
+                   flood(srv.ws_port, li, stop, message=m)))
+               for li, m in kinds]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + FLOOD_SECONDS
+    while time.monotonic() < deadline and not mon.over(bound):
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    time.sleep(0.5)
+    return sum(totals)
+
+
 def test_flood_of_says_before_login_and_past_the_rate_with_threads(make_server):
     """--threads 2: messages cross to the hub. Two sockets flood before any
     login, two logged-in ones far past the rate."""
     srv = make_server("--threads", "2")
     with HonestRoom(srv.ws_port, readers=3) as room, RssMonitor(srv.proc.pid) as mon:
         room.begin()
-        stop = threading.Event()
-        totals = []
-        threads = [threading.Thread(target=lambda li=li: totals.append(flood(srv.ws_port, li, stop)))
-                   for li in (False, False, True, True)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + FLOOD_SECONDS
-        while time.monotonic() < deadline and not mon.over(FLOOD_RSS_BOUND):
-            time.sleep(0.1)
-        stop.set()
-        for t in threads:
-            t.join(10)
-        time.sleep(0.5)
-        mon.check(FLOOD_RSS_BOUND, "a flood of %.0f MB of says" % (sum(totals) / MB))
+        sent = run_floods(srv, mon, [(False, None), (False, None), (True, None), (True, None)],
+                          FLOOD_RSS_BOUND)
+        mon.check(FLOOD_RSS_BOUND, "a flood of %.0f MB of says" % (sent / MB))
+        room.finish()
+
+
+# -- replies nobody reads -------------------------------------------------------------------
+
+# Messages of a few bytes, each of which earns an error (bad_json, then
+# rate_limited once the burst is spent), from sockets that read nothing. The
+# server must neither queue a reply per message for a client that does not
+# read them nor hold a copy of each on its way to the chat's thread: 100
+# such sockets for a few seconds stay within 64 MB (before: +2 GB).
+REPLY_FLOOD_RSS_BOUND = 64 * MB
+REPLY_FLOODERS = 100
+
+
+def test_tiny_messages_from_non_readers_earn_no_unbounded_replies(make_server):
+    srv = make_server()
+    with HonestRoom(srv.ws_port, readers=3) as room, RssMonitor(srv.proc.pid) as mon:
+        room.begin()
+        kinds = [(False, b"[]"), (True, b'{"type":"x"}')] * (REPLY_FLOODERS // 2)
+        sent = run_floods(srv, mon, kinds, REPLY_FLOOD_RSS_BOUND)
+        mon.check(REPLY_FLOOD_RSS_BOUND, "%d sockets sending %.0f MB of tiny messages"
+                  % (REPLY_FLOODERS, sent / MB))
         room.finish()
 
 

@@ -2782,6 +2782,40 @@ static void test_banned_name_refused_at_login(void **state)
 
 #define T(f) cmocka_unit_test_teardown(f, w_teardown)
 
+/* ---- errors to a client that does not read them (issue 10) ------------------------------ */
+
+/* Messages that each earn an error, a thousand in one turn from a client
+ * that reads nothing: a bounded number of errors is queued and the chat
+ * asks to hear when they are read; until then the rest are dropped, and
+ * once they are read errors flow again. */
+static void test_errors_wait_for_a_client_that_does_not_read(void **state)
+{
+    world *w = w_open_io(state, NULL, 1, false, true);
+    int a = w_conn(w);
+    for (int k = 0; k < 1000; k++) chat_text(w->c, w->users[a], "[]", 2, w->now);
+    chat_end_turn(w->c);
+    assert_int_equal(pending(w, a), 256);
+    assert_int_equal(w->io.n_drain_asked, 1);
+    drain_all(w);
+    w_send(w, a, "[]");
+    assert_int_equal(pending(w, a), 0);
+    assert_int_equal(answer_drains(w), 1);
+    w_send(w, a, "[]");
+    expect_error(w, a, "bad_json");
+}
+
+/* A client that reads what it is sent gets every error. */
+static void test_a_client_that_reads_gets_every_error(void **state)
+{
+    world *w = w_open_io(state, NULL, 1, false, true);
+    int a = w_conn(w);
+    for (int k = 0; k < 1000; k++) {
+        w_send(w, a, "[]");
+        expect_error(w, a, "bad_json");
+        answer_drains(w);
+    }
+}
+
 int main(void)
 {
     /* the contract's times are local; these tests write them in UTC */
@@ -2833,6 +2867,8 @@ int main(void)
         T(test_content_limit_is_configurable),
         T(test_rate_limit_token_bucket),
         T(test_rate_limit_before_login),
+        T(test_errors_wait_for_a_client_that_does_not_read),
+        T(test_a_client_that_reads_gets_every_error),
         T(test_default_limits_allow_20_per_second),
         T(test_unique_uids_many_logins),
         T(test_uid_seed_and_wrap),
