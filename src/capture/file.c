@@ -4,6 +4,7 @@
  * header (seconds, micro- or nanoseconds, captured and original lengths)
  * and the captured bytes, all in the writer's byte order. */
 #include "file.h"
+#include "slab.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,8 +39,10 @@ static long fill(cap_file *f, size_t need)
     if (need > f->cap) {
         size_t cap = f->cap;
         while (cap < need) cap *= 2;
-        uint8_t *b = realloc(f->buf, cap);
+        uint8_t *b = cap_huge_map(cap);
         if (!b) return -1;
+        memcpy(b, f->buf, f->end);
+        cap_huge_unmap(f->buf, f->cap);
         f->buf = b;
         f->cap = cap;
     }
@@ -64,7 +67,7 @@ int cap_file_open(cap_file *f, const char *path, char *err, size_t errlen)
         return -1;
     }
     f->cap = 2 * BLOCK;
-    f->buf = malloc(f->cap);
+    f->buf = cap_huge_map(f->cap);
     long n = f->buf ? fill(f, 24) : -1;
     if (n < 0) {
         snprintf(err, errlen, "%s", f->buf ? strerror(errno) : "out of memory");
@@ -149,6 +152,6 @@ void cap_file_close(cap_file *f)
 {
     if (f->fd >= 0) close(f->fd);
     f->fd = -1;
-    free(f->buf);
+    cap_huge_unmap(f->buf, f->cap);
     f->buf = NULL;
 }

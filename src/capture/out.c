@@ -24,13 +24,14 @@ int cap_wbuf_init(cap_wbuf *w, int fd, size_t cap)
     w->cap = cap;
     w->fd = fd;
     w->failed = false;
+    w->borrowed = false;
     return w->buf ? 0 : -1;
 }
 
 void cap_wbuf_free(cap_wbuf *w)
 {
     cap_wbuf_flush(w);
-    free(w->buf);
+    if (!w->borrowed) free(w->buf);
     w->buf = NULL;
 }
 
@@ -54,11 +55,13 @@ static bool grow(cap_wbuf *w, size_t n)
     if (w->failed) return false;
     size_t cap = w->cap ? w->cap : 4096;
     while (cap - w->len < n) cap *= 2;
-    char *b = realloc(w->buf, cap);
+    char *b = w->borrowed ? malloc(cap) : realloc(w->buf, cap);
     if (!b) {
         w->failed = true;
         return false;
     }
+    if (w->borrowed) memcpy(b, w->buf, w->len);
+    w->borrowed = false;
     w->buf = b;
     w->cap = cap;
     return true;

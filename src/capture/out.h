@@ -20,6 +20,7 @@ typedef struct cap_wbuf {
     size_t len, cap;
     int fd;
     bool failed;                /* a write failed (EPIPE...): stop */
+    bool borrowed;              /* buf is someone else's: never freed, left when it grows */
 } cap_wbuf;
 
 typedef struct cap_out {

@@ -13,9 +13,15 @@ int cap_part_init(cap_part *p)
     return cap_wbuf_init(&p->out, -1, 64 * 1024);
 }
 
+void cap_part_init_in(cap_part *p, char *buf, size_t cap)
+{
+    memset(p, 0, sizeof *p);
+    p->out = (cap_wbuf){.buf = buf, .cap = cap, .fd = -1, .borrowed = true};
+}
+
 void cap_part_free(cap_part *p)
 {
-    free(p->out.buf);
+    if (!p->out.borrowed) free(p->out.buf);
     free(p->marks);
     memset(p, 0, sizeof *p);
 }

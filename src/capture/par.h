@@ -42,6 +42,9 @@ typedef struct cap_part {
 } cap_part;
 
 int cap_part_init(cap_part *p);
+/* The same, writing first into buf (cap bytes, not the part's: when it
+ * is full the part moves to a buffer of its own). */
+void cap_part_init_in(cap_part *p, char *buf, size_t cap);
 void cap_part_free(cap_part *p);
 /* Output written to p->out from now on belongs to (pkt, key). */
 void cap_part_begin(cap_part *p, uint32_t pkt, uint64_t key);

@@ -3,6 +3,7 @@
  * decoding the flows that hash to it, and the main thread writing each
  * batch's merged output once every decoder is done with it. */
 #include "par.h"
+#include "slab.h"
 #include "capture_int.h"
 
 #include <pthread.h>
@@ -39,6 +40,8 @@ typedef struct batch {
     uint32_t *nown;
     cap_part *parts;                /* one per thread */
     int pending;                    /* threads not done with it (under mu) */
+    uint8_t *map;                   /* where the buffers above are carved */
+    size_t map_len;
 } batch;
 
 typedef struct worker {
@@ -215,19 +218,36 @@ void cap_run_packet(cap_run *r, const cap_pkt *p, int64_t sec, uint32_t usec)
 
 /* ---- start and end ---- */
 
+/* A batch's buffers, carved from one huge-page mapping (see
+ * cap_huge_map): the packets, their times, each thread's list, the
+ * payload bytes, and what is left as each thread's first output buffer. */
+#define BATCH_MAP (2u << 20)
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
 static int batch_init(batch *b, int n)
 {
-    b->pkts = malloc(BATCH_PKTS * sizeof *b->pkts);
-    b->bytes = malloc(BATCH_BYTES + MAX_PAYLOAD);
+    size_t pkts = align64(BATCH_PKTS * sizeof *b->pkts), now = align64(BATCH_PKTS * sizeof *b->now);
+    size_t own = align64(BATCH_PKTS * sizeof **b->own), bytes = align64(BATCH_BYTES + MAX_PAYLOAD);
+    size_t fixed = pkts + now + (size_t)n * own + bytes;
+    b->map_len = fixed > BATCH_MAP ? fixed : BATCH_MAP;
+    uint8_t *m = cap_huge_map(b->map_len);
+    b->map = m;
     b->parts = calloc((size_t)n, sizeof *b->parts);
-    b->now = malloc(BATCH_PKTS * sizeof *b->now);
     b->own = calloc((size_t)n, sizeof *b->own);
     b->nown = calloc((size_t)n, sizeof *b->nown);
-    if (!b->pkts || !b->bytes || !b->parts || !b->now || !b->own || !b->nown) return -1;
-    for (int i = 0; i < n; i++)
-        if (!(b->own[i] = malloc(BATCH_PKTS * sizeof *b->own[i]))) return -1;
-    for (int i = 0; i < n; i++)
-        if (cap_part_init(&b->parts[i]) < 0) return -1;
+    if (!m || !b->parts || !b->own || !b->nown) return -1;
+    b->pkts = (bpkt *)(void *)m;
+    b->now = (double *)(void *)(m + pkts);
+    for (int i = 0; i < n; i++) b->own[i] = (owned *)(void *)(m + pkts + now + (size_t)i * own);
+    b->bytes = m + pkts + now + (size_t)n * own;
+    size_t share = (b->map_len - fixed) / (size_t)n & ~(size_t)63;
+    for (int i = 0; i < n; i++) {
+        if (share >= 64 * 1024)
+            cap_part_init_in(&b->parts[i], (char *)m + fixed + (size_t)i * share, share);
+        else if (cap_part_init(&b->parts[i]) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -236,13 +256,9 @@ static void batch_free(batch *b, int n)
     if (b->parts)
         for (int i = 0; i < n; i++) cap_part_free(&b->parts[i]);
     free(b->parts);
-    if (b->own)
-        for (int i = 0; i < n; i++) free(b->own[i]);
     free(b->own);
     free(b->nown);
-    free(b->now);
-    free(b->pkts);
-    free(b->bytes);
+    cap_huge_unmap(b->map, b->map_len);
 }
 
 /* A decoder's context: the capture's options, with its share of the

@@ -8,23 +8,31 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* A 2 MiB-aligned chunk: a huge page can only back an aligned range. */
-static void *map_chunk(void)
+/* A 2 MiB-aligned range: a huge page can only back an aligned range. */
+void *cap_huge_map(size_t n)
 {
-    size_t len = 2 * CAP_SLAB_CHUNK;
+    n = (n + CAP_SLAB_CHUNK - 1) & ~(size_t)(CAP_SLAB_CHUNK - 1);
+    size_t len = n + CAP_SLAB_CHUNK;
     uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     uintptr_t a = ((uintptr_t)p + CAP_SLAB_CHUNK - 1) & ~(uintptr_t)(CAP_SLAB_CHUNK - 1);
     uint8_t *start = (uint8_t *)a;
     if (start > p) munmap(p, (size_t)(start - p));
-    size_t tail = (size_t)(p + len - (start + CAP_SLAB_CHUNK));
-    if (tail) munmap(start + CAP_SLAB_CHUNK, tail);
+    size_t tail = (size_t)(p + len - (start + n));
+    if (tail) munmap(start + n, tail);
     /* -DCAP_SLAB_NO_HUGEPAGE builds without the advice, to measure what
      * it saves and costs (docs/capture.md). */
 #if defined(MADV_HUGEPAGE) && !defined(CAP_SLAB_NO_HUGEPAGE)
-    madvise(start, CAP_SLAB_CHUNK, MADV_HUGEPAGE);  /* advice: failure is harmless */
+    madvise(start, n, MADV_HUGEPAGE);   /* advice: failure is harmless */
 #endif
     return start;
+}
+
+void cap_huge_unmap(void *p, size_t n)
+{
+    if (!p) return;
+    n = (n + CAP_SLAB_CHUNK - 1) & ~(size_t)(CAP_SLAB_CHUNK - 1);
+    munmap(p, n);
 }
 
 static int new_chunk(cap_slab *s)
@@ -36,7 +44,7 @@ static int new_chunk(cap_slab *s)
         s->chunks = c;
         s->chunks_cap = cap;
     }
-    void *p = map_chunk();
+    void *p = cap_huge_map(CAP_SLAB_CHUNK);
     if (!p) return -1;
     s->chunks[s->nchunks++] = p;
     s->carve = p;
