@@ -274,12 +274,34 @@ static void test_threads_print_the_same(void **state)
     free(g.sec);
 }
 
+/* A part that starts in a buffer lent by its batch moves to one of its
+ * own when it outgrows it, bytes kept, the lent buffer left untouched
+ * past its end and never freed (cap_part_free would crash on it). */
+static void test_lent_buffer_outgrown(void **state)
+{
+    (void)state;
+    char lent[80];
+    memset(lent, '#', sizeof lent);
+    cap_part p;
+    cap_part_init_in(&p, lent, 64);
+    put(&p, 0, 0, "first piece, in the lent buffer; ");
+    assert_ptr_equal(p.out.buf, lent);
+    put(&p, 1, 0, "the second does not fit beside it");
+    assert_true(p.out.buf != lent && !p.out.borrowed);
+    assert_memory_equal(lent + 64, "################", 16);
+    char *s = merged(&p, 1);
+    assert_string_equal(s, "first piece, in the lent buffer; the second does not fit beside it");
+    free(s);
+    cap_part_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_capture_order),
         cmocka_unit_test(test_empty_pieces_taken_over),
         cmocka_unit_test(test_memory_buffer_grows),
+        cmocka_unit_test(test_lent_buffer_outgrown),
         cmocka_unit_test(test_threads_print_the_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
