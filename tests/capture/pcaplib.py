@@ -366,3 +366,18 @@ def tls_hello(htype, suite, extensions=b"", random=bytes(32), version=b"\x03\x03
         body += suite + b"\x00"
     body += len(extensions).to_bytes(2, "big") + extensions
     return tls_record(22, bytes([htype]) + len(body).to_bytes(3, "big") + body)
+
+
+def held_behind_holes(n=60, frames=4, size=50000):
+    """n connections, each holding frames x size bytes from the server
+    behind a 10-byte hole: what a memory budget has to evict."""
+    conns = []
+    for i in range(n):
+        c = Conn(client=("127.0.0.1", 40000 + i), t0=1e9 + i * 0.01)
+        c.open()
+        c.handshake()
+        c.seq["s"] += 10
+        for _ in range(frames):
+            c.s2c(ws_frame("y" * size), ack=False)
+        conns.append(c)
+    return conns

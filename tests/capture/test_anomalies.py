@@ -432,17 +432,8 @@ def test_memory_budget_evicts_least_recent(tmp_path):
     """60 connections each waiting behind a hole with 200 kB; with
     --max-mem=4M the oldest are evicted ('memory') and the peak stays near
     the budget."""
-    conns = []
-    for i in range(60):
-        c = pl.Conn(client=("127.0.0.1", 40000 + i), t0=1e9 + i * 0.01)
-        c.open()
-        c.handshake()
-        c.seq["s"] += 10
-        for _ in range(4):
-            c.s2c(pl.ws_frame("y" * 50000), ack=False)
-        conns.append(c)
     f = tmp_path / "budget.pcap"
-    pl.write_session(str(f), conns)
+    pl.write_session(str(f), pl.held_behind_holes())
     r = run("-r", f, "--json", "--max-mem=4M")
     evs = r.events()
     evicted = [e for e in evs if e["event"] == "tcp_evict"]

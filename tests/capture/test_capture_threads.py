@@ -94,20 +94,6 @@ def test_stdin_is_threaded_too(tmp_path):
     assert one.out == two.out and one.out
 
 
-def budget_session():
-    """60 connections, each holding 200 kB behind a hole (test_anomalies)."""
-    conns = []
-    for i in range(60):
-        c = pl.Conn(client=("127.0.0.1", 40000 + i), t0=1e9 + i * 0.01)
-        c.open()
-        c.handshake()
-        c.seq["s"] += 10
-        for _ in range(4):
-            c.s2c(pl.ws_frame("y" * 50000), ack=False)
-        conns.append(c)
-    return conns
-
-
 def sanitized():
     """A sanitizer build: its allocator keeps freed memory aside, so the
     resident size says nothing of the decoder's."""
@@ -126,7 +112,7 @@ def test_memory_budget_is_shared_by_the_threads(tmp_path):
     """Each of N threads gets 1/N of --max-mem: the flows are evicted as
     with one thread ('memory'), the summed peak stays within the budget."""
     f = tmp_path / "budget.pcap"
-    pl.write_session(str(f), budget_session())
+    pl.write_session(str(f), pl.held_behind_holes())
     for n in (1, 2, 4):
         r = run(f"--threads={n}", "-r", f, "--json", "--max-mem=4M")
         evicted = [ln for ln in r.out.splitlines() if '"event":"tcp_evict"' in ln]
