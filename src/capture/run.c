@@ -241,7 +241,7 @@ static int batch_init(batch *b, int n)
     b->now = (double *)(void *)(m + pkts);
     for (int i = 0; i < n; i++) b->own[i] = (owned *)(void *)(m + pkts + now + (size_t)i * own);
     b->bytes = m + pkts + now + (size_t)n * own;
-    size_t share = (b->map_len - fixed) / (size_t)n & ~(size_t)63;
+    size_t share = ((b->map_len - fixed) / (size_t)n) & ~(size_t)63;
     for (int i = 0; i < n; i++) {
         if (share >= 64 * 1024)
             cap_part_init_in(&b->parts[i], (char *)m + fixed + (size_t)i * share, share);

@@ -95,7 +95,7 @@ void cap_slab_free(cap_slab *s, void *p, size_t n)
 
 void cap_slab_close(cap_slab *s)
 {
-    for (size_t i = 0; i < s->nchunks; i++) munmap(s->chunks[i], CAP_SLAB_CHUNK);
+    for (size_t i = 0; i < s->nchunks; i++) cap_huge_unmap(s->chunks[i], CAP_SLAB_CHUNK);
     free(s->chunks);
     memset(s, 0, sizeof *s);
 }

@@ -255,8 +255,8 @@ static const char *z_message(cap_ctx *c, z_stream *z, const uint8_t *p, size_t n
 static bool grow_window(cap_ws *w)
 {
     z_stream *z = (z_stream *)w->z;
-    int bits = w->zbits < MIDDLE_WINDOW_BITS ? MIDDLE_WINDOW_BITS : max_bits(w);
-    if (bits > max_bits(w)) bits = max_bits(w);
+    int bits = w->zbits < MIDDLE_WINDOW_BITS && MIDDLE_WINDOW_BITS < max_bits(w)
+                   ? MIDDLE_WINDOW_BITS : max_bits(w);
     uint8_t hist[1u << 15];
     uInt len = 0;
     if (inflateGetDictionary(z, hist, &len) != Z_OK || len < w->zhave) return false;
@@ -287,8 +287,10 @@ static const char *inflate_msg(cap_ctx *c, cap_ws *w, const uint8_t *p, size_t n
     } else {
         if (!z_ready(c, w)) return "out of memory for inflate";
         z = (z_stream *)w->z;
-        if (w->zbits < max_bits(w) && short_of_room(w) && !grow_window(w))
+        if (w->zbits < max_bits(w) && short_of_room(w) && !grow_window(w)) {
+            w->z_lost = true;   /* the window may be reset already */
             return "out of memory for inflate";
+        }
     }
     z_run_state r;
     const char *err;
