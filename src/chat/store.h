@@ -91,6 +91,12 @@ uint64_t store_msg_bytes(const store_msg *m);
 /* 10000 messages, 20 MiB a room, 1 GiB in all, 30 days, 1000000 identities. */
 void store_limits_defaults(store_limits *l);
 
+/* The most the SQLite backend lets its write-ahead log (tagarela.db-wal)
+ * grow to, however steadily it is written, for transactions of up to a
+ * few MiB: checkpoints run on a thread of their own, and when that thread
+ * falls this far behind the writer catches up itself. */
+#define STORE_WAL_BOUND (16u << 20)
+
 /* Opens (creating if needed) <dir>/tagarela.db, checking that an existing
  * file is sound. On failure returns -1 and writes the reason into err. */
 int store_sqlite_open(store *s, const char *dir, const store_limits *limits,

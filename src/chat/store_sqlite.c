@@ -16,10 +16,19 @@
 #include "sbuf.h"
 
 /* WAL pages (4 KiB) after which a checkpoint is asked for, as SQLite's
- * own automatic checkpoint would; ten times that and the writer does it
- * itself, so the WAL stays bounded even if the thread falls behind. */
+ * own automatic checkpoint would. A writer that never pauses keeps the
+ * thread one transaction behind, and a log that is never caught up with
+ * never starts over: past twice that the writer waits for the thread and
+ * catches up itself, so the next transaction restarts the log. Half of
+ * STORE_WAL_BOUND is left for that transaction. */
 #define CHECKPOINT_PAGES 1000
-#define CHECKPOINT_FORCE_PAGES (10 * CHECKPOINT_PAGES)
+#define CHECKPOINT_FORCE_PAGES (2 * CHECKPOINT_PAGES)
+_Static_assert((CHECKPOINT_FORCE_PAGES + 16) * (4096 + 24) <= STORE_WAL_BOUND / 2,
+               "the forced checkpoint leaves room for a transaction");
+
+/* A restarted log is cut back to this size (SQLite would keep the
+ * biggest it ever was). */
+#define WAL_KEEP_BYTES "4194304"
 
 /* How long a write waits for a lock someone else holds. */
 #define BUSY_TIMEOUT_MS 20
@@ -31,7 +40,8 @@ typedef struct checkpointer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool started, wanted, stop;
+    pthread_cond_t idle;        /* the thread finished a checkpoint */
+    bool started, wanted, busy, stop;
     char path[4096];
 } checkpointer;
 
@@ -107,10 +117,13 @@ static void *checkpoint_main(void *arg)
         while (!ck->wanted && !ck->stop) pthread_cond_wait(&ck->wake, &ck->lock);
         if (ck->stop) break;
         ck->wanted = false;
+        ck->busy = true;
         pthread_mutex_unlock(&ck->lock);
         /* PASSIVE: copies what it can without waiting for anyone. */
         if (db) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_lock(&ck->lock);
+        ck->busy = false;
+        pthread_cond_broadcast(&ck->idle);
     }
     pthread_mutex_unlock(&ck->lock);
     sqlite3_close(db);
@@ -122,17 +135,23 @@ static void *checkpoint_main(void *arg)
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     checkpointer *ck = arg;
-    if (pages >= CHECKPOINT_FORCE_PAGES || !ck->started) {
-        if (pages >= CHECKPOINT_PAGES)
-            sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (pages < CHECKPOINT_PAGES) return SQLITE_OK;
+    if (!ck->started) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
     }
-    if (pages >= CHECKPOINT_PAGES) {
-        pthread_mutex_lock(&ck->lock);
+    pthread_mutex_lock(&ck->lock);
+    if (pages >= CHECKPOINT_FORCE_PAGES) {
+        /* Two checkpoints at once: the second does nothing. The lock held
+         * keeps the thread from starting another meanwhile. */
+        while (ck->busy) pthread_cond_wait(&ck->idle, &ck->lock);
+        ck->wanted = false;
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else {
         ck->wanted = true;
         pthread_cond_signal(&ck->wake);
-        pthread_mutex_unlock(&ck->lock);
     }
+    pthread_mutex_unlock(&ck->lock);
     return SQLITE_OK;
 }
 
@@ -140,6 +159,7 @@ static void checkpointer_start(checkpointer *ck, sqlite3 *db, const char *path)
 {
     pthread_mutex_init(&ck->lock, NULL);
     pthread_cond_init(&ck->wake, NULL);
+    pthread_cond_init(&ck->idle, NULL);
     snprintf(ck->path, sizeof ck->path, "%s", path);
     ck->started = pthread_create(&ck->thread, NULL, checkpoint_main, ck) == 0;
     sqlite3_wal_hook(db, on_wal_commit, ck);
@@ -154,6 +174,7 @@ static void checkpointer_stop(checkpointer *ck)
     pthread_mutex_unlock(&ck->lock);
     pthread_join(ck->thread, NULL);
     pthread_cond_destroy(&ck->wake);
+    pthread_cond_destroy(&ck->idle);
     pthread_mutex_destroy(&ck->lock);
     ck->started = false;
 }
@@ -744,7 +765,8 @@ int store_sqlite_open(store *out, const char *dir, const store_limits *limits,
      * the says of that turn get "unavailable" and their senders retry. */
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     if (check_integrity(s, err, errlen) < 0 ||
-        exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") < 0 ||
+        exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                "PRAGMA journal_size_limit=" WAL_KEEP_BYTES) < 0 ||
         setup_schema(s, err, errlen) < 0 || load_total(s) < 0) {
         if (!*err) snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
         sq_close(s);

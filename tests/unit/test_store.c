@@ -2,7 +2,8 @@
  * temporary directory: appends and ranges, windows, ids across a reopen,
  * the count, byte and age limits (with the rooms' byte counts kept true),
  * a failed append voiding its whole transaction (the write lock held by
- * another connection), and the conversion of a version 1 file. */
+ * another connection), the write-ahead log's bound under steady writes,
+ * and the conversion of a version 1 file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -408,6 +409,41 @@ static void test_version_1_file_is_converted(void **state)
     assert_int_equal(range(f, "1", 0, "bia", 0).n, 1);
 }
 
+static long file_size(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fclose(fp);
+    return n;
+}
+
+/* A writer that never pauses leaves the checkpoint thread always one
+ * transaction behind, so the log never starts over on its own: the
+ * writer must then catch up itself, or the log grows without end (CI
+ * saw 19 MB after 24 MB of says). */
+static void test_the_log_stays_bounded_under_steady_writes(void **state)
+{
+    fixture *f = *state;
+    store_limits l = {0};
+    fx_open(f, &l);
+    static char body[4001];
+    memset(body, 'x', sizeof body - 1);
+    char wal[128];
+    snprintf(wal, sizeof wal, "%s-wal", f->db);
+    long biggest = 0;
+    uint64_t id = 0;
+    for (int tx = 0; tx < 150; tx++) {          /* 30 MB, 200 KB a turn */
+        for (int i = 0; i < 50; i++) assert_int_equal(append(f, "r", say(++id, "a", NULL, body)), 0);
+        assert_int_equal(f->st.ops->commit(f->st.impl), 0);
+        long n = file_size(wal);
+        if (n > biggest) biggest = n;
+    }
+    if (biggest >= STORE_WAL_BOUND) fail_msg("the log grew to %ld bytes", biggest);
+    assert_int_equal(last_id(f, "r"), id);
+}
+
 static void test_newer_file_is_refused(void **state)
 {
     fixture *f = *state;
@@ -434,6 +470,7 @@ int main(void)
         T(test_failed_append_voids_the_transaction),
         T(test_failed_append_loses_its_earlier_siblings),
         T(test_version_1_file_is_converted),
+        T(test_the_log_stays_bounded_under_steady_writes),
         T(test_newer_file_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
